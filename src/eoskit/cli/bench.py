@@ -1,0 +1,1 @@
+"""eoskit bench commands (placeholder until implemented)."""

@@ -1,0 +1,1 @@
+"""eoskit orbits commands (placeholder until implemented)."""

@@ -1,0 +1,1 @@
+"""eoskit report commands (placeholder until implemented)."""

@@ -1,0 +1,1 @@
+"""eoskit run commands (placeholder until implemented)."""

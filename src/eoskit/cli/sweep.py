@@ -1,0 +1,1 @@
+"""eoskit sweep commands (placeholder until implemented)."""
