@@ -25,7 +25,7 @@ Data sets (``DATASETS``)
 ``synthetic``
     Regression, teacher-student: inputs ``x ~ N(0, I_20)``; targets
     ``y = w2 . tanh(W1 x)`` from a fixed random teacher with 32 hidden units,
-    ``W1 ~ N(0, 1/20)``, ``w2 ~ N(0, 1/32)`` (targets have variance ~0.4).
+    ``W1 ~ N(0, 1/20)``, ``w2 ~ N(0, 1/32)`` (target variance is of order 0.3).
     The seed draws the teacher and the inputs.
 ``synthetic-chebyshev`` (or ``synthetic-chebyshev-K``)
     Regression in 1-D: ``x ~ U[-1, 1]``, target ``T_K(x)``, the Chebyshev
@@ -77,9 +77,9 @@ from torch import Tensor
 
 __all__ = [
     "DATASETS",
+    "FASHION_MNIST_DIR",
     "DataError",
     "Dataset",
-    "FASHION_MNIST_DIR",
     "load_dataset",
     "read_idx",
     "stratified_order",
@@ -272,9 +272,11 @@ def _classification(name, loader, n_train, n_test, classes, seed, data_dir, loss
     raw: _Raw = loader(name, data_dir)
     classes = _check_classes(classes, raw.n_classes)
     if raw.x_test is None:
-        order = _select(raw.labels, classes, seed, 0, n_train + n_test, name, "the pool")
+        where = f"the {len(raw.labels)}-sample pool (n_train + n_test)"
+        order = _select(raw.labels, classes, seed, 0, n_train + n_test, name, where)
         i_train, i_test = order[:n_train], order[n_train:]
-        x_tr, l_tr, x_te, l_te = raw.x[i_train], raw.labels[i_train], raw.x[i_test], raw.labels[i_test]
+        x_tr, l_tr = raw.x[i_train], raw.labels[i_train]
+        x_te, l_te = raw.x[i_test], raw.labels[i_test]
     else:
         i_train = _select(raw.labels, classes, seed, 1, n_train, name, "the training files")
         i_test = _select(raw.labels_test, classes, seed, 2, n_test, name, "the test files")
@@ -282,7 +284,8 @@ def _classification(name, loader, n_train, n_test, classes, seed, data_dir, loss
         x_te, l_te = raw.x_test[i_test], raw.labels_test[i_test]
     x_tr, x_te, description = _standardise(x_tr, x_te, raw.pixel_max)
     if flatten:
-        x_tr, x_te = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)
+        n_features = math.prod(x_tr.shape[1:])
+        x_tr, x_te = x_tr.reshape(len(x_tr), n_features), x_te.reshape(len(x_te), n_features)
     remap = np.full(raw.n_classes, -1, dtype=np.int64)
     remap[list(classes)] = np.arange(len(classes))
     lab_tr, lab_te = (torch.from_numpy(remap[lab]) for lab in (l_tr, l_te))
@@ -322,7 +325,7 @@ def _select(labels, classes, seed, stream, n, name, where) -> np.ndarray:
     order = stratified_order(labels, classes, np.random.default_rng([seed, stream]))
     if n > len(order):
         raise DataError(
-            f"{name}: asked for {n} samples but {where} hold only {len(order)} "
+            f"{name}: asked for {n} samples, but {where} has only {len(order)} "
             f"of classes {list(classes)}"
         )
     return order[:n]
@@ -404,7 +407,7 @@ def _pool_digits(name, data_dir) -> _Raw:
 def _split_idx(name, data_dir) -> _Raw:
     folder = _folder(name, data_dir, FASHION_MNIST_DIR if name == "fashion-mnist" else None)
     found, missing = {}, []
-    for split, stems in _IDX_STEMS.items():
+    for stems in _IDX_STEMS.values():
         for stem in stems:
             candidates = [folder / stem, folder / f"{stem}.gz"]
             hit = next((p for p in candidates if p.is_file()), None)
@@ -422,8 +425,9 @@ def _idx_pair(found: dict, image_stem: str, label_stem: str):
     images, labels = read_idx(found[image_stem]), read_idx(found[label_stem])
     where = f"{found[image_stem]} / {found[label_stem]}"
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"{where}: expected uint8 images (N, H, W), got {images.dtype} "
-                        f"{images.shape}")
+        raise DataError(
+            f"{where}: expected uint8 images (N, H, W), got {images.dtype} {images.shape}"
+        )
     if labels.shape != (len(images),):
         raise DataError(f"{where}: {len(images)} images but labels of shape {labels.shape}")
     if labels.size and labels.max() > 9:
@@ -528,7 +532,8 @@ def parse_idx(raw: bytes, source: str = "<bytes>") -> np.ndarray:
 
 def _synthetic(name: str, n_train: int, n_test: int, seed: int) -> Dataset:
     if name == "synthetic":
-        make, input_dim, description = _teacher_student(seed), _TEACHER_DIM, (
+        make, input_dim = _teacher_student(seed), _TEACHER_DIM
+        description = (
             f"none: x ~ N(0, I_{_TEACHER_DIM}), y = tanh teacher "
             f"({_TEACHER_DIM}-{_TEACHER_WIDTH}-1, seed {seed})"
         )
