@@ -72,7 +72,7 @@ def lanczos(
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
     seed: int = 0,
-    warm_noise: float = 1e-3,
+    warm_noise: float = 0.0,
     min_iter: int = 1,
 ) -> EigResult:
     """Top-k algebraic eigenpairs of a symmetric operator by Lanczos (full reorthogonalisation).

@@ -21,3 +21,8 @@ def _register() -> None:
 def main() -> None:
     _register()
     app()
+
+
+@app.callback()
+def _root() -> None:
+    """Edge of Stability toolkit: train, track sharpness, verify the edge-coupling theory."""

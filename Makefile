@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` (the MNIST EoS demo) and `make test`.
+# Both create (or reuse) .venv/ and install eoskit with pinned, CPU-friendly dependencies.
+# constraints.txt pins torch==2.13.0 (a CPU build): an unpinned torch pulls a multi-GB CUDA build.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stamp-install
+OUT    ?= runs/mnist-demo
+
+.PHONY: demo test lint bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q $(if $(wildcard /opt/wheels),--find-links /opt/wheels) -c constraints.txt -e '.[test,ray]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/eoskit run --config examples/mnist_demo.toml --out $(OUT)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+	$(VENV)/bin/eoskit bench sharpness --json runs/bench-sharpness.json
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,3 @@
+from eoskit.cli import main
+
+main()

@@ -1,0 +1,79 @@
+"""Figures of a run: loss, sharpness against its threshold, effective curvature."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from eoskit import store  # noqa: E402
+
+
+def _series(rows, name):
+    pts = [(int(r["step"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]
+    pts = [(t, v) for t, v in pts if math.isfinite(v)]
+    return [t for t, _ in pts], [v for _, v in pts]
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Write ``plots/loss.png``, ``plots/sharpness.png``, ``plots/eff_curvature.png``."""
+    run_dir = Path(run_dir)
+    rows = store.read_csv(run_dir / "metrics.csv")
+    cfg = store.read_json(run_dir / "config.json")
+    c = cfg["config"]
+    threshold = cfg["threshold"]
+    title = f"{c['dataset']} · {c['model']} · {c['loss']} · {c['optimizer']} η={c['lr']:g}"
+    folder = run_dir / "plots"
+    folder.mkdir(exist_ok=True)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    ax.plot(*_series(rows, "loss"), label="train loss", lw=1.2)
+    t, v = _series(rows, "test_loss")
+    if t:
+        ax.plot(t, v, label="test loss", lw=1.2)
+    ax.set(xlabel="step", ylabel="loss", title=title, yscale="log")
+    ax.legend()
+    written.append(_save(fig, folder / "loss.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    k = c.get("neigs", 1)
+    if k > 1:
+        for i in range(k):
+            ax.plot(*_series(rows, f"eig_{i + 1}"), lw=1.0, label=f"λ_{i + 1}")
+    else:
+        ax.plot(*_series(rows, "sharpness"), lw=1.2, label="sharpness λ_max")
+    ax.axhline(threshold, color="k", ls="--", lw=1, label=_threshold_label(c))
+    ax.set(xlabel="step", ylabel="top Hessian eigenvalue", title=title)
+    ax.legend()
+    written.append(_save(fig, folder / "sharpness.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    t, v = _series(rows, "eff_curvature")
+    ax.plot(t, v, lw=0.6, alpha=0.6, label="κ_t (from loss change)")
+    ax.plot(*_series(rows, "eff_curvature_mean"), lw=1.5, label="step-weighted mean of κ")
+    ax.plot(*_series(rows, "sharpness"), lw=1.0, label="sharpness")
+    ax.axhline(2.0 / c["lr"], color="k", ls="--", lw=1, label="2/η")
+    if v:
+        lo, hi = sorted(v)[len(v) // 100], sorted(v)[-1 - len(v) // 100]
+        span = max(hi, 2.0 / c["lr"]) - min(lo, 0)
+        ax.set_ylim(min(lo, 0) - 0.05 * span, max(hi, 2.0 / c["lr"]) + 0.1 * span)
+    ax.set(xlabel="step", ylabel="curvature", title=title)
+    ax.legend(fontsize=8)
+    written.append(_save(fig, folder / "eff_curvature.png"))
+    return written
+
+
+def _threshold_label(c: dict) -> str:
+    return {"gd": "2/η", "sgd": "2/η", "polyak": "(2+2β)/η",
+            "nesterov": "(2+2β)/((1+2β)η)"}[c["optimizer"]]
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

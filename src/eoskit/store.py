@@ -1,0 +1,233 @@
+"""The run directory: a documented contract, written so that a killed run loses nothing.
+
+Layout of ``--out DIR``::
+
+    config.json       resolved configuration, package/torch versions, seed
+    metrics.csv       one row per step, appended (and flushed) as the run goes
+    diagnostics.csv   edge-coupling diagnostics every --diagnose-every steps
+    summary.json      status (running, completed, diverged, interrupted) and results
+    plots/            PNG figures
+    checkpoints/      ckpt-<step>.pt + ckpt-<step>.json (sha256), the last few kept
+    params_final.pt   final flat parameter vector
+
+JSON files and checkpoints are written atomically (temporary file, fsync,
+rename); checkpoints carry a SHA-256 checksum, so a corrupted or truncated
+one is detected and the previous good one is used.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+# ---------------------------------------------------------------- atomic files
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _clean(obj):
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(_clean(obj), indent=2) + "\n").encode())
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+# ---------------------------------------------------------------- CSV written live
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+class CsvLog:
+    """Append-only CSV with fixed columns; each row is flushed as it is written.
+
+    Opening an existing file keeps its complete rows with ``step`` below
+    ``keep_below`` (a resumed run rewrites the rest) and drops a torn last line.
+    """
+
+    def __init__(self, path: Path, columns: list[str], keep_below: int | None = None):
+        self.path = Path(path)
+        self.columns = list(columns)
+        rows = []
+        if keep_below is not None and self.path.exists():
+            rows = [r for r in read_csv(self.path) if int(r["step"]) < keep_below]
+        new = keep_below is None or not self.path.exists()
+        if not new:
+            # rewrite atomically: only the kept rows survive
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write_bytes(self.path, buf.getvalue().encode())
+        self._fh = open(self.path, "a" if not new else "w", newline="")
+        self._writer = csv.writer(self._fh)
+        if new:
+            self._writer.writerow(self.columns)
+            self._fh.flush()
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow([_cell(row.get(c)) for c in self.columns])
+        self._fh.flush()
+
+    def sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            self._fh.close()
+
+
+def read_csv(path: Path) -> list[dict]:
+    """Rows of a CSV written by :class:`CsvLog`; a torn last line (killed mid-write) is skipped."""
+    text = Path(path).read_text()
+    if not text:
+        return []
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    reader = csv.DictReader(lines)
+    n = len(reader.fieldnames or [])
+    return [r for r in reader if len(r) == n and None not in r.values()]
+
+
+def column(rows: list[dict], name: str) -> list[float]:
+    """A numeric column as floats, NaN for empty cells."""
+    return [float(r[name]) if r.get(name) not in (None, "") else math.nan for r in rows]
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_checkpoint(folder: Path, step: int, state: dict, keep: int = 3) -> Path:
+    """Write ``ckpt-<step>.pt`` and its checksum record atomically; prune old ones."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    path = folder / f"ckpt-{step:09d}.pt"
+    atomic_write_bytes(path, data)
+    meta = {"step": step, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    write_json(path.with_suffix(".json"), meta)
+    for old in sorted(folder.glob("ckpt-*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
+    return path
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def load_latest_checkpoint(folder: Path) -> tuple[dict, Path] | None:
+    """The newest checkpoint whose checksum verifies; bad ones are reported and skipped."""
+    folder = Path(folder)
+    for path in sorted(folder.glob("ckpt-*.pt"), reverse=True):
+        problem = _verify(path)
+        if problem is None:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            return state, path
+        warnings.warn(f"checkpoint {path} is unusable ({problem}); trying the previous one",
+                      stacklevel=2)
+    return None
+
+
+def _verify(path: Path) -> str | None:
+    meta_path = path.with_suffix(".json")
+    if not meta_path.exists():
+        return "no checksum record"
+    try:
+        meta = read_json(meta_path)
+    except (json.JSONDecodeError, OSError) as err:
+        return f"checksum record unreadable: {err}"
+    data = path.read_bytes()
+    if len(data) != meta.get("bytes"):
+        return f"truncated: {len(data)} bytes, expected {meta.get('bytes')}"
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        return "checksum mismatch"
+    return None
+
+
+# ---------------------------------------------------------------- reading a run back
+@dataclass
+class StoredRun:
+    path: Path
+    config: object  # RunConfig
+    summary: dict
+    x_final: torch.Tensor | None
+    objective: object  # ModelObjective on the training data
+
+    @property
+    def metrics(self) -> list[dict]:
+        return read_csv(self.path / "metrics.csv")
+
+
+def load_run(run_dir: str | Path, device: str | None = None) -> StoredRun:
+    """A finished (or interrupted) run: its config, summary, final parameters and objective."""
+    from eoskit.config import RunConfig
+    from eoskit.train import build_problem
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise ValueError(f"{run_dir} is not an eoskit run directory (no config.json)")
+    raw = read_json(run_dir / "config.json")
+    cfg = RunConfig(**raw["config"])
+    if device is not None:
+        cfg = cfg.model_copy(update={"device": device})
+    summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+    problem = build_problem(cfg)
+    x_final = None
+    if (run_dir / "params_final.pt").exists():
+        x_final = torch.load(run_dir / "params_final.pt", map_location=cfg.device)
+    else:
+        latest = load_latest_checkpoint(run_dir / "checkpoints")
+        if latest is not None:
+            x_final = latest[0]["x"].to(cfg.device)
+    return StoredRun(run_dir, cfg, summary, x_final, problem.train)

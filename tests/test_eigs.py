@@ -1,0 +1,99 @@
+"""Eigensolvers against torch.linalg.eigvalsh of dense Hessians (float64)."""
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from eoskit import hessian_eigs
+from eoskit.eigs import lanczos, lobpcg, top_eigenpairs
+from tests.conftest import tiny_objective
+
+# (model, loss, target scale, parameter scale); the two scaled-up points have a
+# largest-magnitude eigenvalue that is negative (asserted below)
+NEGATIVE_POINTS = [("fc-tanh", "mse", 5.0, 3.0), ("fc-tanh", "ce", 1.0, 3.0)]
+CASES = [
+    ("fc-tanh", "mse", 1.0, 1.0), ("fc-tanh", "ce", 1.0, 1.0), ("cnn-tanh", "mse", 1.0, 1.0),
+    ("cnn-tanh", "ce", 1.0, 1.0), ("fc-elu", "ce", 1.0, 1.0), *NEGATIVE_POINTS,
+]
+
+
+@functools.cache
+def _case(model, loss, scale, xscale):
+    obj = tiny_objective(model, loss, target_scale=scale, width=3 if "cnn" in model else 6)
+    x = obj.x0() * xscale
+    H = obj.hessian(x)
+    return obj, x, H, torch.linalg.eigvalsh(H).flip(0).numpy()
+
+
+@pytest.mark.parametrize("model,loss,scale,xscale", CASES)
+@pytest.mark.parametrize("method", ["lanczos", "lobpcg"])
+def test_top_k_algebraic_matches_dense(model, loss, scale, xscale, method):
+    obj, x, H, dense = _case(model, loss, scale, xscale)
+    k = 3
+    res = top_eigenpairs(obj, x, k, tol=1e-10, method=method)
+    rel = np.abs(res.eigenvalues - dense[:k]) / np.abs(dense[:k])
+    assert rel.max() <= 1e-8, (res.eigenvalues, dense[:k])
+    for i in range(k):
+        v = res.eigenvectors[:, i]
+        assert (H @ v - res.eigenvalues[i] * v).norm() <= 1e-6 * abs(res.eigenvalues[i])
+
+
+@pytest.mark.parametrize("model,loss,scale,xscale", NEGATIVE_POINTS)
+def test_largest_magnitude_negative_point_is_handled(model, loss, scale, xscale):
+    obj, x, _, dense = _case(model, loss, scale, xscale)
+    assert abs(dense[-1]) > abs(dense[0]), "fixture must have a dominant negative eigenvalue"
+    vals, _ = hessian_eigs(obj, x, k=1, tol=1e-10)
+    assert abs(vals[0] - dense[0]) <= 1e-8 * abs(dense[0])
+    assert vals[0] > 0
+
+
+def test_hessian_eigs_on_a_plain_callable():
+    A = torch.randn(12, 12, dtype=torch.float64)
+    A = A + A.T
+
+    def f(x):
+        return 0.5 * x @ A @ x + (x ** 4).sum() * 0
+
+    vals, vecs = hessian_eigs(f, torch.zeros(12, dtype=torch.float64), k=4, tol=1e-12)
+    dense = torch.linalg.eigvalsh(A).flip(0)[:4].numpy()
+    assert np.allclose(vals, dense, rtol=1e-10, atol=0)
+    assert vecs.shape == (12, 4)
+
+
+def test_warm_start_needs_fewer_products():
+    D = torch.diag(torch.linspace(-3, 10, 200, dtype=torch.float64))
+    cold = lanczos(lambda v: D @ v, 200, 1, tol=1e-8)
+    warm = lanczos(lambda v: D @ v, 200, 1, tol=1e-8, v0=cold.eigenvectors)
+    assert warm.n_matvecs < cold.n_matvecs / 3
+    assert abs(warm.eigenvalues[0] - 10) < 1e-7
+
+
+def test_eigenvalue_criterion_stops_earlier_with_same_accuracy_class():
+    D = torch.diag(torch.linspace(0, 10, 400, dtype=torch.float64) ** 2 / 10)
+    res_r = lanczos(lambda v: D @ v, 400, 1, tol=1e-6, criterion="residual")
+    res_e = lanczos(lambda v: D @ v, 400, 1, tol=1e-6, criterion="eigenvalue")
+    assert res_e.n_matvecs <= res_r.n_matvecs
+    assert abs(res_e.eigenvalues[0] - 10) <= 1e-5 * 10
+
+
+def test_invariant_subspace_breakdown_continues():
+    # start exactly on an eigenvector of a non-top eigenvalue: Krylov space collapses at once
+    D = torch.diag(torch.tensor([1.0, 2.0, 5.0, 3.0], dtype=torch.float64))
+    v0 = torch.tensor([1.0, 0, 0, 0], dtype=torch.float64)
+    res = lanczos(lambda v: D @ v, 4, 2, tol=1e-10, v0=v0, warm_noise=0.0)
+    assert np.allclose(res.eigenvalues, [5.0, 3.0])
+
+
+def test_bad_k_is_rejected():
+    with pytest.raises(ValueError, match="between 1 and the dimension"):
+        lanczos(lambda v: v, 3, 4)
+
+
+def test_lobpcg_matches_lanczos_on_random_matrix():
+    A = torch.randn(60, 60, dtype=torch.float64)
+    A = A @ A.T / 60 - torch.eye(60, dtype=torch.float64)
+    a = lanczos(lambda v: A @ v, 60, 2, tol=1e-10)
+    b = lobpcg(lambda v: A @ v, 60, 2, tol=1e-9)
+    assert np.allclose(a.eigenvalues, b.eigenvalues, rtol=1e-8)
