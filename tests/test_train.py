@@ -137,7 +137,8 @@ def test_cli_bad_input_exit_2_one_message(tmp_path, args, needle):
                     "--out", str(tmp_path / "r"), *args)
     assert r.exit_code == 2, (r.exit_code, r.stderr)
     assert needle in r.stderr
-    assert "Traceback" not in r.stderr and r.exception is None or isinstance(r.exception, SystemExit)
+    assert "Traceback" not in r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit)
 
 
 def test_cli_bad_input_subprocess_has_no_traceback(tmp_path):

@@ -5,7 +5,8 @@ training, diagnostics and orbit analysis all build on it.
 
 Example:
     >>> import torch, eoskit
-    >>> vals, vecs = eoskit.hessian_eigs(lambda x: (x ** 2).sum(), torch.ones(3, dtype=torch.float64))
+    >>> x = torch.ones(3, dtype=torch.float64)
+    >>> vals, vecs = eoskit.hessian_eigs(lambda x: (x ** 2).sum(), x)
     >>> round(float(vals[0]), 10)
     2.0
 """

@@ -121,7 +121,8 @@ def lanczos(
         if j + 1 == max_iter:
             break
         if j + 1 >= Q.shape[1]:
-            Q = torch.cat([Q, torch.empty_like(Q)[:, : min(Q.shape[1], max_iter + 1 - Q.shape[1])]], 1)
+            grow = min(Q.shape[1], max_iter + 1 - Q.shape[1])
+            Q = torch.cat([Q, torch.empty(dim, grow, dtype=dtype, device=device)], 1)
         if invariant:
             # exact invariant subspace: continue in a fresh random direction (decoupled block)
             r = torch.randn(dim, dtype=dtype, generator=gen).to(device)
@@ -192,6 +193,39 @@ def lobpcg(
 
 
 SOLVERS = {"lanczos": lanczos, "lobpcg": lobpcg}
+
+
+@dataclass
+class SharpnessTracker:
+    """Warm-started top-k Lanczos with a periodic cold (random) restart.
+
+    The previous eigenvectors start the next solve, so a slowly turning top
+    eigenvector costs a few products; every ``restart_every`` solves start
+    from a random vector instead, so an eigenvalue that rose in a direction
+    orthogonal to the tracked ones is not missed.
+    """
+
+    k: int
+    tol: float
+    restart_every: int = 50
+    solves: int = 0
+    warm: Tensor | None = None
+
+    def measure(self, hvp, dim: int, dtype, device) -> EigResult:
+        cold = self.warm is None or (self.restart_every and self.solves % self.restart_every == 0)
+        res = lanczos(hvp, dim, self.k, tol=self.tol, v0=None if cold else self.warm,
+                      dtype=dtype, device=device, seed=self.solves)
+        self.solves += 1
+        self.warm = res.eigenvectors.detach()
+        return res
+
+    def state_dict(self) -> dict:
+        return {"solves": self.solves, "warm": None if self.warm is None else self.warm.cpu()}
+
+    def load_state_dict(self, s: dict, device) -> None:
+        self.solves = s["solves"]
+        self.warm = None if s["warm"] is None else s["warm"].to(device)
+
 
 
 def top_eigenpairs(

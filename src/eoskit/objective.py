@@ -290,7 +290,7 @@ class ParamLayout:
 
     def unflatten(self, x: Tensor) -> dict[str, Tensor]:
         chunks = torch.split(x, self.sizes)
-        return {n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes)}
+        return {n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes, strict=True)}
 
     def flatten(self, params: dict[str, Tensor]) -> Tensor:
         return torch.cat([params[n].reshape(-1) for n in self.names])

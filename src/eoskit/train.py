@@ -34,7 +34,7 @@ from eoskit import store
 from eoskit.config import RunConfig
 from eoskit.data import Dataset, load_dataset
 from eoskit.diagnostics import ForcingTracker, effective_curvature
-from eoskit.eigs import EigResult, lanczos
+from eoskit.eigs import SharpnessTracker
 from eoskit.models import build_model
 from eoskit.objective import ModelObjective
 from eoskit.optim import UpdateRule
@@ -95,39 +95,6 @@ def metric_columns(cfg: RunConfig) -> list[str]:
     if cfg.optimizer == "sgd":
         cols += ["full_loss"]
     return cols
-
-
-# ---------------------------------------------------------------- sharpness tracking
-@dataclass
-class SharpnessTracker:
-    """Warm-started top-k Lanczos with a periodic cold (random) restart.
-
-    The previous eigenvectors start the next solve, so a slowly turning top
-    eigenvector costs a few products; every ``restart_every`` solves start
-    from a random vector instead, so an eigenvalue that rose in a direction
-    orthogonal to the tracked ones is not missed.
-    """
-
-    k: int
-    tol: float
-    restart_every: int = 50
-    solves: int = 0
-    warm: Tensor | None = None
-
-    def measure(self, hvp, dim: int, dtype, device) -> EigResult:
-        cold = self.warm is None or (self.restart_every and self.solves % self.restart_every == 0)
-        res = lanczos(hvp, dim, self.k, tol=self.tol, v0=None if cold else self.warm,
-                      dtype=dtype, device=device, seed=self.solves)
-        self.solves += 1
-        self.warm = res.eigenvectors.detach()
-        return res
-
-    def state_dict(self) -> dict:
-        return {"solves": self.solves, "warm": None if self.warm is None else self.warm.cpu()}
-
-    def load_state_dict(self, s: dict, device) -> None:
-        self.solves = s["solves"]
-        self.warm = None if s["warm"] is None else s["warm"].to(device)
 
 
 # ---------------------------------------------------------------- the run
@@ -249,7 +216,8 @@ class Trainer:
         self.metrics.sync()
         if self.diag_log is not None:
             self.diag_log.sync()
-        store.save_checkpoint(self.out / "checkpoints", s.step, state, keep=self.cfg.keep_checkpoints)
+        store.save_checkpoint(self.out / "checkpoints", s.step, state,
+                              keep=self.cfg.keep_checkpoints)
 
     def _restore(self) -> bool:
         latest = store.load_latest_checkpoint(self.out / "checkpoints")

@@ -67,12 +67,14 @@ def run_cmd(
         try:
             opts["classes"] = tuple(int(c) for c in opts["classes"].split(","))
         except ValueError as err:
-            raise UsageError(f"--classes must be comma-separated integers, got {classes!r}") from err
+            raise UsageError(
+                f"--classes must be comma-separated integers, got {classes!r}") from err
     if resume is not None:
         given = [k for k, v in opts.items() if v is not None]
         if given or config is not None:
+            dropped = ", ".join("--" + g.replace("_", "-") for g in given) or "--config"
             raise UsageError("--resume takes the configuration from the run directory; "
-                             f"drop {', '.join('--' + g.replace('_', '-') for g in given) or '--config'}")
+                             f"drop {dropped}")
         summary = train(None, resume, resume=True, progress=progress)
         run_dir = resume
     else:
@@ -97,7 +99,8 @@ def _report(summary: dict, run_dir: Path, json_out: bool) -> None:
 
     keys = ["status", "steps", "final_loss", "threshold", "initial_sharpness", "eos_onset_step",
             "sharpness_after_onset_median_over_threshold",
-            "sharpness_after_onset_max_over_threshold", "eff_curvature_weighted_mean_over_threshold"]
+            "sharpness_after_onset_max_over_threshold",
+            "eff_curvature_weighted_mean_over_threshold"]
     typer.echo(f"run directory: {run_dir}")
     for k in keys:
         typer.echo(f"  {k:45s} {fmt(summary.get(k))}")
