@@ -144,3 +144,16 @@ def test_cli_bad_input_exit_2_one_message(tmp_path, args, needle):
 def test_cli_bad_input_subprocess_has_no_traceback(tmp_path):
     r = _cli("run", "--lr", "-1", "--out", str(tmp_path))
     assert r.returncode == 2 and "lr" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_diagnostics_written_along_a_float64_run(tmp_path):
+    cfg, summary = _run(tmp_path, steps=9, diagnose_every=4, model="fc-tanh")
+    rows = store.read_csv(tmp_path / "diagnostics.csv")
+    assert [int(r["step"]) for r in rows] == [0, 4, 8]
+    for r in rows:
+        assert float(r["recurrence_residual"]) <= 1e-8
+        assert float(r["loss_change_residual"]) <= 1e-6
+        assert float(r["kappa_mismatch"]) <= 1e-6
+        assert 0 <= float(r["tau_bar"]) <= 1 and 0 <= float(r["tau_tilde"]) <= 1
+    assert summary["diagnostics"]["diagnosed_steps"] == 3
+    assert (tmp_path / "plots" / "diag_curvatures.png").exists()

@@ -57,7 +57,7 @@ class RunConfig(BaseModel):
     eig_restart_every: int = Field(50, ge=0)
     eval_every: int = Field(10, ge=0)
     diagnose_every: int = Field(0, ge=0)
-    diagnose_nodes: int = Field(20, ge=2, le=200)
+    diagnose_nodes: int = Field(12, ge=2, le=200)
     # stopping and storage
     stop_loss: float | None = Field(None, ge=0)
     diverge_loss: float = Field(1e8, gt=0)

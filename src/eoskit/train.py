@@ -357,8 +357,9 @@ class Trainer:
     def _diagnose(self, obj, t, x, s_t, s_next, loss_t, loss_next) -> None:
         from eoskit.diagnostics import diagnose_step
 
+        warm = None if self.tracker.warm is None else self.tracker.warm[:, 0]
         diag = diagnose_step(obj, x, s_t, s_next, self.cfg.lr, loss_t, loss_next,
-                             nodes=self.cfg.diagnose_nodes)
+                             nodes=self.cfg.diagnose_nodes, sharpness_v0=warm)
         self.diag_log.write({"step": t, **diag})
 
     def _row(self, t, loss, g, aux, eig, hvps, wall) -> dict:
@@ -408,6 +409,10 @@ class Trainer:
 
         try:
             plot_run(self.out)
+            if (self.out / "diagnostics.csv").exists():
+                from eoskit.diagnostics import plot_diagnostics
+
+                plot_diagnostics(self.out / "diagnostics.csv", self.out / "plots", self.cfg.lr)
         except Exception as err:  # a figure must never lose a finished run
             print(f"eoskit: warning: plotting failed: {err}")
 
