@@ -270,6 +270,10 @@ class Trainer:
                     t = s.step
                     if t < cfg.steps:
                         obj, loss, g, aux, eig, hvps = self._evaluate(t, s.x)
+                    elif s.pending_diag is not None:
+                        # the last diagnosed step's recurrence needs s_T = −η g(x_T)
+                        obj, (loss, g) = self.obj, self.obj.value_and_grad(s.x)
+                        loss = float(loss)
                     else:
                         obj, loss, g = self.obj, self._final_loss(s.x), None
                     self._finish_pending(loss, g, t, obj)
