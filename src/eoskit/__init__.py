@@ -16,7 +16,18 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from eoskit.config import RunConfig, stability_threshold
-from eoskit.diagnostics import ForcingTracker, effective_curvature
+from eoskit.diagnostics import (
+    DIAGNOSTIC_COLUMNS,
+    ForcingTracker,
+    diagnose_step,
+    edge_coupling,
+    edge_coupling_grads,
+    effective_curvature,
+    localisation_points,
+    loss_change_residual,
+    segment_quadrature,
+    step_recurrence_residual,
+)
 from eoskit.eigs import EigResult, hessian_eigs, lanczos, lobpcg, top_eigenpairs
 from eoskit.objective import FunctionObjective, ModelObjective, Objective, PointObjective
 from eoskit.optim import UpdateRule
@@ -25,7 +36,14 @@ __all__ = [
     "EigResult", "ForcingTracker", "FunctionObjective", "ModelObjective", "Objective",
     "PointObjective", "RunConfig", "UpdateRule", "effective_curvature", "hessian_eigs",
     "lanczos", "lobpcg", "stability_threshold", "top_eigenpairs", "train", "load_run",
+    "DIAGNOSTIC_COLUMNS", "diagnose_step", "edge_coupling", "edge_coupling_grads",
+    "localisation_points", "loss_change_residual", "segment_quadrature",
+    "step_recurrence_residual", "find_orbit", "find_minimum", "reduce_at_fixed_point",
+    "half_amplitude_coefficient", "bifurcation_sweep", "floquet_multipliers", "orbit_checks",
 ]
+
+_ORBITS = {"find_orbit", "find_minimum", "reduce_at_fixed_point", "half_amplitude_coefficient",
+           "bifurcation_sweep", "floquet_multipliers", "orbit_checks"}
 
 
 def __getattr__(name):
@@ -34,6 +52,10 @@ def __getattr__(name):
         from eoskit.train import train
 
         return train
+    if name in _ORBITS:
+        from eoskit import orbits
+
+        return getattr(orbits, name)
     if name == "load_run":
         from eoskit.store import load_run
 

@@ -1,1 +1,316 @@
-"""eoskit orbits commands (placeholder until implemented)."""
+"""``eoskit orbits`` and ``eoskit bifurcation``: period-two orbits and the half-amplitude reduction.
+
+Examples::
+
+    eoskit orbits --objective theory-example --lr 1.03 --x0 0.01,0 --gd-steps 3000 --json
+    eoskit orbits --objective theory-example --lr 1.01 --predict --json
+    eoskit bifurcation --objective theory-example --lr 1.01 --neigs 2 --json
+    eoskit bifurcation --objective linear-net --find-minimum --sweep 1.001c:1.03c:8 --out DIR
+    eoskit orbits --objective my_loss.py:loss --x0 0.1,0.2 --lr 0.5 --json
+
+``--objective`` is a built-in (see ``eoskit.testfns.BUILTINS``), ``FILE.py:NAME``
+or ``package.module:NAME``; ``--run DIR`` uses a trained run's objective and
+final parameters instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import typer
+
+from eoskit.cli import app
+from eoskit.cli._common import UsageError, handle_errors
+
+_O = typer.Option
+
+_OBJECTIVE_HELP = ("Built-in name (theory-example, double-well, supercritical-1d, subcritical-1d, "
+                   "linear-net, digits-mlp), FILE.py:NAME or package.module:NAME.")
+
+
+def _clean(obj):
+    """JSON-safe: non-finite floats become null, numpy scalars become Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, torch.Tensor):
+        return _clean(obj.detach().cpu().tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _emit_json(payload: dict) -> None:
+    typer.echo(json.dumps(_clean(payload), allow_nan=False))
+
+
+def _load_problem(objective: str | None, run: Path | None, x0: str | None,
+                  x_star: str | None = None):
+    """(Problem, run object or None) from --objective/--run and --x0 (or --x-star for the dim)."""
+    from eoskit.testfns import BUILTINS, Problem, load_objective, parse_vector
+
+    if (objective is None) == (run is None):
+        raise UsageError("give exactly one of --objective or --run")
+    if run is not None:
+        try:
+            from eoskit.store import load_run
+        except ImportError as err:
+            raise UsageError("--run needs eoskit.store.load_run, which this installation does "
+                             f"not provide yet ({err})") from err
+        if not Path(run).is_dir():
+            raise FileNotFoundError(f"run directory not found: {run}")
+        loaded = load_run(run)
+        obj = loaded.objective
+        xf = loaded.x_final.detach().to(obj.dtype)
+        start = parse_vector(x0, obj.dim) if x0 is not None else None
+        start = xf if start is None else start.to(obj.dtype)
+        return Problem(f"run:{run}", obj, start, None, f"run {run}"), loaded
+    if x0 is None and x_star is not None and objective.strip() not in BUILTINS:
+        # --x-star alone fixes a plain callable's dimension (and is then also its start)
+        return load_objective(objective, x_star, what="x-star"), None
+    return load_objective(objective, x0), None
+
+
+def _check_lr(lr: float | None, run_obj=None) -> float:
+    if lr is None and run_obj is not None:
+        lr = getattr(run_obj, "lr", None)
+        if lr is None:
+            cfg = getattr(run_obj, "config", None)
+            lr = cfg.get("lr") if isinstance(cfg, dict) else getattr(cfg, "lr", None)
+    if lr is None:
+        raise UsageError("--lr is required")
+    lr = float(lr)
+    if not (lr > 0 and math.isfinite(lr)):
+        raise UsageError(f"--lr must be positive and finite, got {lr:g}")
+    return lr
+
+
+def _resolve_x_star(problem, x_star: str | None, find_min: bool, from_run: bool):
+    """The fixed point to reduce at, and a note on where it came from."""
+    from eoskit.orbits import find_minimum
+    from eoskit.testfns import parse_vector
+
+    obj = problem.objective
+    if x_star is not None:
+        start = parse_vector(x_star, obj.dim, what="x-star").to(obj.dtype)
+        source = "given"
+    elif find_min:
+        start, source = problem.x0, "find-minimum"
+    elif problem.x_star is not None:
+        start, source = problem.x_star.to(obj.dtype), "built-in"
+    elif from_run:
+        start, source = problem.x0, "run final parameters"
+    else:
+        raise UsageError(f"{problem.name} has no known fixed point: give --x-star, or "
+                         "--find-minimum to converge to one from --x0")
+    if find_min:
+        res = find_minimum(obj, start)
+        if not res.converged:
+            typer.echo(f"eoskit: warning: --find-minimum stopped at |grad| = {res.grad_norm:.3g}",
+                       err=True)
+        return res.x, "find-minimum" if source != "given" else "find-minimum from --x-star"
+    return start, source
+
+
+def _parse_sweep(spec: str, eta_c: float) -> list[float]:
+    """LO:HI:N, LO/HI numbers or multiples of η_c written with a trailing 'c' (1.01c)."""
+    parts = spec.split(":")
+    if len(parts) != 3:
+        raise UsageError(f"--sweep must be LO:HI:N (e.g. 1.0:1.05:10 or 1.001c:1.03c:8), "
+                         f"got {spec!r}")
+
+    def value(text: str) -> float:
+        text = text.strip()
+        rel = text.endswith("c")
+        try:
+            v = float(text[:-1] if rel else text)
+        except ValueError as err:
+            raise UsageError(f"--sweep: cannot parse {text!r} as a number") from err
+        if rel:
+            if not math.isfinite(eta_c):
+                raise UsageError("--sweep: 'c' (multiple of eta_c) needs a finite eta_c")
+            v *= eta_c
+        return v
+
+    lo, hi = value(parts[0]), value(parts[1])
+    try:
+        n = int(parts[2])
+    except ValueError as err:
+        raise UsageError(f"--sweep: N must be an integer, got {parts[2]!r}") from err
+    if n < 2:
+        raise UsageError(f"--sweep: N must be at least 2, got {n}")
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise UsageError(f"--sweep: need 0 < LO < HI, got LO={lo:g}, HI={hi:g}")
+    return list(np.linspace(lo, hi, n))
+
+
+@app.command("orbits")
+@handle_errors
+def orbits_cmd(
+    objective: Optional[str] = _O(None, "--objective", help=_OBJECTIVE_HELP),
+    run: Optional[Path] = _O(None, "--run", help="Run directory: its objective and final "
+                             "parameters (default --x0)."),
+    lr: Optional[float] = _O(None, "--lr", help="Learning rate η."),
+    x0: Optional[str] = _O(None, "--x0", help="Start x: comma-separated numbers or an .npy "
+                           "file (default: the objective's default start)."),
+    y0: Optional[str] = _O(None, "--y0", help="Start y (a pair start). Default "
+                           "y0 = x0 − η∇L(x0)."),
+    gd_steps: int = _O(0, "--gd-steps", help="Run GD this many steps from x0 first and start "
+                       "from its last two iterates."),
+    predict: bool = _O(False, "--predict", help="Start from the reduction's predicted orbit at "
+                       "a fixed point (--x-star, --find-minimum or the built-in's)."),
+    x_star: Optional[str] = _O(None, "--x-star", help="Fixed point for --predict."),
+    find_min: bool = _O(False, "--find-minimum", help="For --predict: converge to a minimum "
+                        "from --x0 (or --x-star) first."),
+    direction: int = _O(0, "--direction", help="Eigendirection index for --predict."),
+    deflate: bool = _O(False, "--deflate/--no-deflate", help="Steer Newton away from fixed "
+                       "points (x = y)."),
+    tol: float = _O(1e-10, "--tol", help="Converged when |∇A| ≤ tol."),
+    max_iter: int = _O(60, "--max-iter", help="Newton iterations."),
+    nfloquet: int = _O(6, "--nfloquet", help="Floquet multipliers to report."),
+    json_out: bool = _O(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Find a period-two orbit (or fixed point) of GD: Newton–MINRES on ∇A_η = 0."""
+    from eoskit.orbits import find_orbit, gd_iterates, reduce_at_fixed_point
+    from eoskit.testfns import parse_vector
+
+    problem, run_obj = _load_problem(objective, run, x0, x_star if predict else None)
+    lr = _check_lr(lr, run_obj)
+    obj = problem.objective
+    if gd_steps < 0:
+        raise UsageError(f"--gd-steps must be ≥ 0, got {gd_steps}")
+    if tol <= 0 or max_iter < 1 or nfloquet < 1:
+        raise UsageError("--tol must be > 0, --max-iter and --nfloquet at least 1")
+    modes = sum([y0 is not None, gd_steps > 0, predict])
+    if modes > 1:
+        raise UsageError("choose one start: --y0, --gd-steps or --predict")
+    if (x_star is not None or find_min) and not predict:
+        raise UsageError("--x-star and --find-minimum are for --predict")
+    start_note = "point"
+    if predict:
+        xs, src = _resolve_x_star(problem, x_star, find_min, run is not None)
+        nd = max(1, direction + 1)
+        if direction < 0 or nd > obj.dim:
+            raise UsageError(f"--direction must be between 0 and {obj.dim - 1}")
+        red = reduce_at_fixed_point(obj, xs, k=nd)
+        xa, xb = red.predicted_orbit(lr, direction)
+        start_note = f"predicted (x* {src})"
+    elif gd_steps > 0:
+        xa, xb = gd_iterates(obj, problem.x0, lr, gd_steps)
+        start_note = f"gd {gd_steps} steps"
+    else:
+        xa = problem.x0
+        xb = parse_vector(y0, obj.dim, what="y0") if y0 is not None else None
+        start_note = "pair" if xb is not None else "point"
+    res = find_orbit(obj, lr, xa, xb, tol=tol, max_iter=max_iter, deflate=deflate,
+                     n_floquet=nfloquet)
+    payload = res.to_dict()
+    payload["start"] = start_note
+    payload["objective"] = problem.name
+    if json_out:
+        _emit_json(payload)
+        return
+    typer.echo(f"{problem.name} at lr={lr:g} (start: {start_note})")
+    typer.echo(f"  kind            {res.kind}" + ("" if res.converged else "  (NOT converged)"))
+    typer.echo(f"  half-amplitude  {res.half_amplitude:.10g}")
+    typer.echo(f"  residual |∇A|   {res.residual:.3g}  ({res.iterations} Newton steps)")
+    mods = ", ".join(f"{abs(m):.6g}" for m in res.floquet)
+    typer.echo(f"  |Floquet|       {mods}")
+    typer.echo(f"  stable          {res.stable}  (neutral multipliers: {res.n_neutral})")
+    chk = res.orbit_checks
+    if chk.get("averaged_hessian") is not None:
+        typer.echo(f"  checks          |H̄s − (2/η)s|/|(2/η)s| = {chk['averaged_hessian']:.2g}, "
+                   f"|κx+κy−4/η|/(4/η) = {chk['kappa_sum']:.2g}")
+
+
+@app.command("bifurcation")
+@handle_errors
+def bifurcation_cmd(
+    objective: Optional[str] = _O(None, "--objective", help=_OBJECTIVE_HELP),
+    run: Optional[Path] = _O(None, "--run", help="Run directory: its objective; x* defaults to "
+                             "its final parameters."),
+    x_star: Optional[str] = _O(None, "--x-star", help="Fixed point: comma-separated numbers or "
+                               "an .npy file (default: the built-in's)."),
+    x0: Optional[str] = _O(None, "--x0", help="Start for --find-minimum."),
+    find_min: bool = _O(False, "--find-minimum", help="Converge GD + Newton to a minimum first "
+                        "(from --x-star, else --x0, else the default start)."),
+    lr: Optional[float] = _O(None, "--lr", help="Learning rate η: report supports_orbit and "
+                             "the predicted half-amplitude."),
+    neigs: int = _O(1, "--neigs", help="Top-k eigendirections to reduce along."),
+    sweep: Optional[str] = _O(None, "--sweep", help="LO:HI:N learning rates (a trailing 'c' "
+                              "means a multiple of eta_c, e.g. 1.001c:1.03c:8); needs --out."),
+    out: Optional[Path] = _O(None, "--out", help="Folder for bifurcation.png/.csv/.json."),
+    direction: int = _O(0, "--direction", help="Direction whose branch --sweep continues."),
+    json_out: bool = _O(False, "--json", help="Print the reduction (and sweep) as JSON."),
+) -> None:
+    """Half-amplitude reduction at a fixed point: η_c, Q, side; optionally sweep the branch."""
+    from eoskit.orbits import bifurcation_sweep, plot_bifurcation, reduce_at_fixed_point
+
+    problem, run_obj = _load_problem(objective, run, x0, x_star)
+    obj = problem.objective
+    if lr is not None:
+        lr = _check_lr(lr)
+    if not 1 <= neigs <= obj.dim:
+        raise UsageError(f"--neigs must be between 1 and {obj.dim}, got {neigs}")
+    if not 0 <= direction < neigs:
+        raise UsageError(f"--direction must be between 0 and --neigs − 1 = {neigs - 1}")
+    if sweep is not None and out is None:
+        raise UsageError("--sweep needs --out DIR")
+    if out is not None and sweep is None:
+        raise UsageError("--out is only used with --sweep")
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    xs, source = _resolve_x_star(problem, x_star, find_min, run is not None)
+    red = reduce_at_fixed_point(obj, xs, k=neigs, lr=lr)
+    payload = red.to_dict(lr)
+    payload["x_star_source"] = source
+    payload["objective"] = problem.name
+    if not red.is_fixed_point:
+        typer.echo(f"eoskit: warning: |grad L(x*)| = {red.grad_norm:.3g}: x* is not a fixed "
+                   "point, the reduction does not apply (try --find-minimum)", err=True)
+    if sweep is not None:
+        dr = red.directions[direction]
+        lrs = _parse_sweep(sweep, dr.eta_c)
+        sw = bifurcation_sweep(obj, red, lrs, direction=direction)
+        out.mkdir(parents=True, exist_ok=True)
+        png = plot_bifurcation(sw, out / "bifurcation.png",
+                               title=f"{problem.name}: λ = {dr.eigenvalue:.5g}, "
+                                     f"Q = {dr.Q:.4g} ({dr.side})")
+        csv_path = sw.to_csv(out / "bifurcation.csv")
+        payload["sweep"] = sw.to_dict()
+        payload["sweep"]["png"] = str(png)
+        payload["sweep"]["csv"] = str(csv_path)
+        (out / "bifurcation.json").write_text(json.dumps(_clean(payload), indent=2,
+                                                         allow_nan=False))
+    if json_out:
+        _emit_json(payload)
+        return
+    typer.echo(f"{problem.name}: x* ({source}), |grad| = {red.grad_norm:.3g}, "
+               f"smallest eigenvalue {red.min_eigenvalue:.4g}")
+    for i, d in enumerate(red.directions):
+        line = (f"  [{i}] λ = {d.eigenvalue:.8g}  η_c = {d.eta_c:.8g}  Q = {d.Q:.6g}  {d.side}"
+                + ("  DEGENERATE" if d.degenerate else ""))
+        if lr is not None:
+            a = d.predicted_half_amplitude(lr)
+            line += (f"  supports orbit at lr={lr:g}: {d.supports_orbit(lr)}"
+                     + (f", a = {a:.6g}" if math.isfinite(a) else ""))
+        typer.echo(line)
+        typer.echo(f"      {d.note}")
+    if sweep is not None:
+        s = payload["sweep"]
+        exp = s["exponent"]
+        typer.echo(f"  sweep: {len(s['rows'])} learning rates, fitted exponent "
+                   f"{exp if exp is None else f'{exp:.4f}'}; wrote {s['png']} and {s['csv']}")

@@ -1,0 +1,160 @@
+"""CLI tests for ``eoskit orbits`` and ``eoskit bifurcation``."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import eoskit.cli.orbits  # noqa: F401  (registers the commands)
+from eoskit.cli import app
+
+runner = CliRunner()
+
+ORBIT_KEYS = {"kind", "x", "y", "half_amplitude", "residual", "floquet", "stable", "orbit_checks"}
+DIRECTION_KEYS = {"eigenvalue", "eta_c", "Q", "side", "degenerate", "supports_orbit",
+                  "predicted_half_amplitude"}
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_orbits_json_predicted_start():
+    r = invoke("orbits", "--objective", "theory-example", "--lr", "1.01", "--predict", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert ORBIT_KEYS <= set(out)
+    assert out["kind"] == "period_two" and out["stable"] is True
+    assert out["half_amplitude"] ** 2 == pytest.approx(0.0031436, abs=5e-8)
+    assert out["residual"] < 1e-10 and len(out["x"]) == 2 and len(out["y"]) == 2
+    assert out["orbit_checks"]["averaged_hessian"] < 1e-10
+    assert out["orbit_checks"]["kappa_sum"] < 1e-10
+    assert all({"re", "im", "abs"} <= set(m) for m in out["floquet"])
+    assert max(m["abs"] for m in out["floquet"]) < 1
+
+
+def test_orbits_json_gd_start_and_point_start():
+    r = invoke("orbits", "--objective", "theory-example", "--lr", "1.03", "--x0", "0.01,0",
+               "--gd-steps", "3000", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["kind"] == "period_two"
+    assert out["half_amplitude"] ** 2 == pytest.approx(0.009136, abs=2e-6)
+    r = invoke("orbits", "--objective", "theory-example", "--lr", "1.03", "--x0", "0.01,0",
+               "--json")
+    out = json.loads(r.stdout)
+    assert out["kind"] == "fixed_point" and out["stable"] is False
+    assert out["orbit_checks"]["averaged_hessian"] is None
+    r = invoke("orbits", "--objective", "theory-example", "--lr", "1.03", "--x0", "0.01,0",
+               "--deflate", "--json")
+    assert json.loads(r.stdout)["kind"] == "period_two"
+
+
+def test_orbits_human_output():
+    r = invoke("orbits", "--objective", "supercritical-1d", "--lr", "1.02", "--predict")
+    assert r.exit_code == 0, r.output
+    assert "period_two" in r.stdout and "stable" in r.stdout
+
+
+def test_bifurcation_json_theory_example():
+    r = invoke("bifurcation", "--objective", "theory-example", "--x-star", "0,0", "--lr", "1.01",
+               "--neigs", "2", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["x_star"] == [0.0, 0.0]
+    assert len(out["directions"]) == 2
+    d0, d1 = out["directions"]
+    assert DIRECTION_KEYS <= set(d0)
+    assert d0["eigenvalue"] == pytest.approx(2.0) and d0["eta_c"] == pytest.approx(1.0)
+    assert d0["Q"] == pytest.approx(-3.13) and d0["side"] == "supercritical"
+    assert d0["degenerate"] is False and d0["supports_orbit"] is True
+    assert d0["predicted_half_amplitude"] ** 2 == pytest.approx(0.0031633, abs=5e-8)
+    assert d1["eigenvalue"] == pytest.approx(0.5) and d1["supports_orbit"] is False
+    assert d1["predicted_half_amplitude"] is None
+
+
+def test_bifurcation_without_lr_and_find_minimum():
+    r = invoke("bifurcation", "--objective", "double-well", "--x-star", "1.2", "--find-minimum",
+               "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["x_star"][0] == pytest.approx(1.0, abs=1e-9)
+    d0 = out["directions"][0]
+    assert d0["Q"] == pytest.approx(-4.0, abs=1e-6) and d0["supports_orbit"] is None
+
+
+def test_bifurcation_sweep_writes_png_and_csv(tmp_path):
+    out_dir = tmp_path / "bif"
+    r = invoke("bifurcation", "--objective", "theory-example", "--sweep", "0.99c:1.04c:6",
+               "--out", str(out_dir), "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert (out_dir / "bifurcation.png").read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader((out_dir / "bifurcation.csv").open()))
+    assert len(rows) == 6
+    assert {row["kind"] for row in rows} == {"none", "period_two"}
+    assert out["sweep"]["exponent"] == pytest.approx(0.5, abs=0.05)
+    assert json.loads((out_dir / "bifurcation.json").read_text())["directions"][0]["Q"] == (
+        pytest.approx(-3.13))
+
+
+def test_user_objective_file(tmp_path):
+    src = tmp_path / "myloss.py"
+    src.write_text("def loss(x):\n    return x[0] ** 2 + x[0] ** 3 + x[0] ** 4 / 2\n")
+    r = invoke("bifurcation", "--objective", f"{src}:loss", "--x-star", "0", "--lr", "1.02",
+               "--json")
+    assert r.exit_code == 0, r.output
+    d0 = json.loads(r.stdout)["directions"][0]
+    assert d0["Q"] == pytest.approx(-3.5) and d0["supports_orbit"] is True
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["orbits", "--objective", "theory-example", "--lr", "0"], "--lr must be positive"),
+    (["orbits", "--objective", "theory-example", "--lr", "-0.5"], "--lr must be positive"),
+    (["orbits", "--objective", "theory-example"], "--lr is required"),
+    (["orbits", "--objective", "theory-example", "--lr", "1", "--x0", "1,abc"], "cannot parse"),
+    (["orbits", "--objective", "theory-example", "--lr", "1", "--x0", "1,2,3"], "length 3"),
+    (["orbits", "--objective", "no-such", "--lr", "1"], "unknown objective"),
+    (["orbits", "--objective", "/nonexistent/f.py:f", "--lr", "1"], "not found"),
+    (["orbits", "--objective", "theory-example", "--lr", "1", "--x0", "/nonexistent/x.npy"],
+     "no such file"),
+    (["orbits", "--objective", "theory-example", "--lr", "1.01", "--predict", "--gd-steps", "5"],
+     "choose one start"),
+    (["orbits", "--objective", "theory-example", "--lr", "0.9", "--predict"],
+     "supports no orbit"),
+    (["bifurcation", "--objective", "theory-example", "--sweep", "1:2", "--out", "x"],
+     "LO:HI:N"),
+    (["bifurcation", "--objective", "theory-example", "--sweep", "1:a:3", "--out", "x"],
+     "cannot parse"),
+    (["bifurcation", "--objective", "theory-example", "--sweep", "2:1:3", "--out", "x"],
+     "LO < HI"),
+    (["bifurcation", "--objective", "theory-example", "--sweep", "1:2:3"], "needs --out"),
+    (["bifurcation", "--objective", "theory-example", "--neigs", "5"], "--neigs"),
+    (["bifurcation", "--objective", "linear-net"], "no known fixed point"),
+    (["bifurcation", "--objective", "theory-example", "--x-star", "0"], "length 1"),
+    (["bifurcation", "--objective", "theory-example", "--lr", "-1"], "--lr must be positive"),
+    (["orbits", "--lr", "1"], "exactly one of"),
+])
+def test_bad_input_exit_2_one_message(args, needle):
+    r = invoke(*args)
+    assert r.exit_code == 2, r.output
+    assert needle in r.stderr
+    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception,
+                                                                             SystemExit)
+    assert r.stderr.strip().count("\n") == 0  # one line
+    assert r.stderr.startswith("eoskit: error:")
+
+
+def test_run_dir_guarded(tmp_path):
+    r = invoke("orbits", "--run", str(tmp_path), "--lr", "1")
+    try:
+        import eoskit.store  # noqa: F401
+    except ImportError:
+        assert r.exit_code == 2 and "eoskit.store" in r.stderr
+    else:  # the store exists: an empty folder is still bad input
+        assert r.exit_code == 2
+    r = invoke("orbits", "--run", str(tmp_path / "missing"), "--lr", "1")
+    assert r.exit_code == 2
