@@ -47,6 +47,9 @@ BASE_COLUMNS = [
 ]
 
 
+FINAL_STATUSES = ("completed", "diverged")  # a resume leaves these runs alone
+
+
 class Diverged(Exception):
     pass
 
@@ -129,17 +132,26 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
           progress: bool = True) -> dict:
     """Run (or resume) a training run into ``out_dir``; returns the summary dict.
 
-    ``resume=True`` reads the configuration from ``out_dir/config.json`` when
-    ``cfg`` is None, restores the newest good checkpoint and continues.
+    ``resume=True`` reads the configuration from ``out_dir/config.json`` (a
+    ``cfg`` given too must equal it), restores the newest good checkpoint and
+    continues; a run that already finished (completed or diverged: both are
+    final) is left as it is and its summary returned.
     """
     out = Path(out_dir)
     if resume:
         if not (out / "config.json").exists():
             raise ValueError(f"cannot resume: {out} has no config.json")
-        cfg = RunConfig(**store.read_json(out / "config.json")["config"])
+        stored = RunConfig(**store.read_json(out / "config.json")["config"])
+        if cfg is not None and cfg != stored:
+            diff = [k for k in RunConfig.model_fields if getattr(cfg, k) != getattr(stored, k)]
+            raise ValueError(f"cannot resume: the run in {out} has a different configuration "
+                             f"({', '.join(diff)})")
+        cfg = stored
         summary_path = out / "summary.json"
-        if summary_path.exists() and store.read_json(summary_path).get("status") == "completed":
-            return store.read_json(summary_path)
+        if summary_path.exists():
+            summary = store.read_json(summary_path)
+            if summary.get("status") in FINAL_STATUSES:
+                return summary
     elif cfg is None:
         raise ValueError("a configuration is needed unless resuming")
     if cfg.deterministic:
@@ -429,6 +441,15 @@ def summarize(rows: list[dict], threshold: float, status: str) -> dict:
     losses = [float(r["loss"]) for r in rows if r.get("loss")]
     med = statistics.median(after) if after else None
     mx = max(after) if after else None
+    # the forcing identity's weighted mean of κ, restricted to the steps after onset
+    num = den = 0.0
+    for r in rows:
+        if onset is not None and int(r["step"]) >= onset and r.get("eff_curvature") \
+                and r.get("step_norm"):
+            k, s2 = float(r["eff_curvature"]), float(r["step_norm"]) ** 2
+            if math.isfinite(k):
+                num, den = num + s2 * k, den + s2
+    kappa_after = num / den if den > 0 else None
     return {
         "status": status,
         "steps": len(rows),
@@ -441,6 +462,9 @@ def summarize(rows: list[dict], threshold: float, status: str) -> dict:
         "sharpness_after_onset_max": mx,
         "sharpness_after_onset_median_over_threshold": None if med is None else med / threshold,
         "sharpness_after_onset_max_over_threshold": None if mx is None else mx / threshold,
+        "eff_curvature_weighted_mean_after_onset": kappa_after,
+        "eff_curvature_weighted_mean_after_onset_over_threshold":
+            None if kappa_after is None else kappa_after / threshold,
     }
 
 
