@@ -166,15 +166,31 @@ class CheckpointError(RuntimeError):
     pass
 
 
+class CheckpointWarning(UserWarning):
+    """A checkpoint was unusable (corrupted, truncated, unreadable) and was skipped."""
+
+
 def load_latest_checkpoint(folder: Path) -> tuple[dict, Path] | None:
-    """The newest checkpoint whose checksum verifies; bad ones are reported and skipped."""
+    """The newest checkpoint whose checksum verifies; bad ones are reported and skipped.
+
+    Each skipped file gives a :class:`CheckpointWarning` naming it and why; when
+    none is usable (or there are none) the result is None and the run restarts.
+    """
     folder = Path(folder)
-    for path in sorted(folder.glob("ckpt-*.pt"), reverse=True):
+    paths = sorted(folder.glob("ckpt-*.pt"), reverse=True)
+    for i, path in enumerate(paths):
         problem = _verify(path)
         if problem is None:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            return state, path
-        warnings.warn(f"checkpoint {path} is unusable ({problem}); trying the previous one",
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as err:  # checksum fine but unreadable: treat it like corruption
+                problem = f"cannot be loaded: {type(err).__name__}: {err}"
+            else:
+                if isinstance(state, dict) and "step" in state:
+                    return state, path
+                problem = "not an eoskit checkpoint (no step)"
+        then = "trying the previous one" if i + 1 < len(paths) else "no older one: starting over"
+        warnings.warn(f"checkpoint {path} is unusable ({problem}); {then}", CheckpointWarning,
                       stacklevel=2)
     return None
 
@@ -185,11 +201,19 @@ def _verify(path: Path) -> str | None:
         return "no checksum record"
     try:
         meta = read_json(meta_path)
-    except (json.JSONDecodeError, OSError) as err:
-        return f"checksum record unreadable: {err}"
-    data = path.read_bytes()
-    if len(data) != meta.get("bytes"):
-        return f"truncated: {len(data)} bytes, expected {meta.get('bytes')}"
+    except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return f"checksum record {meta_path.name} unreadable: {err}"
+    if not isinstance(meta, dict):
+        return "checksum record is not a JSON object"
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return f"cannot be read: {err}"
+    expected = meta.get("bytes")
+    if isinstance(expected, int) and len(data) < expected:
+        return f"truncated: {len(data)} bytes, expected {expected}"
+    if len(data) != expected:
+        return f"wrong size: {len(data)} bytes, expected {expected}"
     if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         return "checksum mismatch"
     return None

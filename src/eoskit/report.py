@@ -1,0 +1,335 @@
+"""``report.html``: one self-contained page for a run directory or a sweep directory.
+
+Figures are embedded as base64 PNG (``data:`` URIs) and the style sheet is
+inline, so the file opens offline and can be mailed as it is; nothing on the
+page refers to another file or to the network. A run's page has its summary,
+its figures, the identities checked (where ``diagnostics.csv`` exists: the
+worst residuals of the edge-coupling identities, and the telescoping forcing
+identity) and its configuration; a sweep's page has the sweep options, the
+``runs.csv`` table and the sweep figures.
+
+Example:
+    >>> import tempfile
+    >>> from eoskit.config import RunConfig
+    >>> from eoskit.train import train
+    >>> out = tempfile.mkdtemp()
+    >>> _ = train(RunConfig(dataset="digits", n_train=32, n_test=0, width=4, steps=3,
+    ...                     dtype="float64", checkpoint_every=0), out, progress=False)
+    >>> write_report(out).name
+    'report.html'
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from eoskit import store
+
+# The page reports how many of its figures the browser decoded (a check that needs no network).
+_IMAGE_CHECK = """<script>
+window.addEventListener("load", function () {
+  var imgs = document.getElementsByTagName("img"), ok = 0;
+  for (var i = 0; i < imgs.length; i++) {
+    if (imgs[i].complete && imgs[i].naturalWidth > 0) { ok++; }
+  }
+  var el = document.getElementById("image-check");
+  el.setAttribute("data-loaded", String(ok));
+  el.setAttribute("data-total", String(imgs.length));
+  el.textContent = ok + " of " + imgs.length + " figures rendered";
+});
+</script>"""
+
+_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+       margin: 2em auto; max-width: 1100px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.8em;
+     border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+.meta { color: #666; font-size: .9em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .9em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
+th { background: #f5f5f5; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.scroll { overflow-x: auto; }
+.status { display: inline-block; padding: .05em .5em; border-radius: .8em; font-size: .85em; }
+.completed { background: #dff3e2; } .diverged { background: #fdf0d5; }
+.failed, .interrupted { background: #fadddd; } .running, .pending { background: #e6ecf7; }
+.ok { color: #11772d; } .bad { color: #b3261e; }
+figure { display: inline-block; vertical-align: top; margin: .5em 1em .5em 0; }
+figure img { max-width: 520px; width: 100%; border: 1px solid #eee; }
+figcaption { font-size: .85em; color: #555; }
+"""
+
+# identities recorded in diagnostics.csv: column, what it checks
+IDENTITIES = [
+    ("recurrence_residual", "step recurrence s_{t+1} = s_t − η H̄ s_t (THEORY §2)"),
+    ("loss_change_residual", "loss change L(x+s) − L(x) = gᵀs + ½ sᵀH̃s (§1)"),
+    ("kappa_mismatch", "κ from the quadrature = κ from the loss change (§3)"),
+    ("grad_x_residual", "GD pair s_t = −η g(x_t) (§1)"),
+]
+
+
+def write_report(path: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.html`` for a run directory or a sweep directory; returns its path."""
+    d = Path(path)
+    if not d.is_dir():
+        raise ValueError(f"{d} is not a directory")
+    if (d / "runs.csv").exists() or (d / "sweep.json").exists():
+        page = sweep_html(d)
+    elif (d / "config.json").exists():
+        page = run_html(d)
+    else:
+        raise ValueError(f"{d} is neither an eoskit run directory (config.json) nor a sweep "
+                         "directory (runs.csv)")
+    target = Path(out) if out is not None else d / "report.html"
+    store.atomic_write_bytes(target, page.encode("utf-8"))
+    return target
+
+
+# ---------------------------------------------------------------- a run
+def run_html(run_dir: Path) -> str:
+    run_dir = Path(run_dir)
+    conf = store.read_json(run_dir / "config.json")
+    c = conf["config"]
+    summary = _read_json(run_dir / "summary.json") or {}
+    status = summary.get("status", "unknown")
+    title = (f"{c['dataset']} · {c['model']} · {c['loss']} · {c['optimizer']} "
+             f"η={c['lr']:g}")
+    parts = [f"<h1>eoskit run: {_e(title)}</h1>",
+             f"<p class='meta'>{_e(run_dir.resolve())} · {_status(status)} · "
+             f"report written {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>",
+             "<p class='meta' id='image-check'>figures not checked</p>"]
+
+    keys = [("status", "status"), ("steps", "steps recorded"), ("final_loss", "final train loss"),
+            ("threshold", "stability threshold"), ("initial_sharpness", "initial sharpness"),
+            ("final_sharpness", "final sharpness"), ("eos_onset_step", "EoS onset step"),
+            ("sharpness_after_onset_median", "median sharpness after onset"),
+            ("sharpness_after_onset_max", "max sharpness after onset"),
+            ("sharpness_after_onset_median_over_threshold", "plateau median / threshold"),
+            ("sharpness_after_onset_max_over_threshold", "plateau max / threshold"),
+            ("eff_curvature_weighted_mean", "step-weighted mean κ"),
+            ("eff_curvature_weighted_mean_over_threshold", "step-weighted mean κ / (2/η)"),
+            ("hvps_total", "Hessian-vector products"), ("wall_time", "wall time (s)")]
+    parts.append("<h2>Summary</h2>")
+    parts.append(_kv_table([(label, summary.get(k)) for k, label in keys if k in summary]))
+
+    parts.append("<h2>Figures</h2>")
+    figs = _run_figures(run_dir)
+    parts.append(_figures(figs) if figs else "<p>No figures (the run has no metrics yet).</p>")
+
+    parts.append("<h2>Identities checked</h2>")
+    parts.append(_identities(run_dir, c, summary))
+
+    parts.append("<h2>Configuration</h2>")
+    parts.append(_kv_table(sorted(c.items())))
+    meta = [(k, conf.get(k)) for k in ("threshold", "n_params", "n_train", "seed",
+                                       "eoskit_version", "torch_version", "python_version")
+            if k in conf]
+    if conf.get("preprocessing"):
+        meta.append(("preprocessing", conf["preprocessing"]))
+    parts.append("<h3>Recorded with the run</h3>")
+    parts.append(_kv_table(meta))
+    return _page(f"eoskit run report: {title}", parts)
+
+
+def _run_figures(run_dir: Path) -> list[tuple[str, bytes]]:
+    plots = run_dir / "plots"
+    names = ["loss.png", "sharpness.png", "eff_curvature.png"]
+    if not all((plots / n).exists() for n in names) and (run_dir / "metrics.csv").exists():
+        try:
+            from eoskit.plots import plot_run
+
+            plot_run(run_dir)
+        except Exception:  # an empty or torn metrics file: show what there is
+            pass
+    figs = [(n.removesuffix(".png").replace("_", " "), (plots / n).read_bytes())
+            for n in names if (plots / n).exists()]
+    figs += [(p.stem.replace("_", " "), p.read_bytes()) for p in sorted(plots.glob("*.png"))
+             if p.name not in names] if plots.exists() else []
+    return figs
+
+
+def _identities(run_dir: Path, c: dict, summary: dict) -> str:
+    out = []
+    lhs, rhs = summary.get("forcing_lhs"), summary.get("forcing_rhs")
+    if lhs is not None or rhs is not None:
+        out.append("<p>Telescoping forcing identity over the whole run, "
+                   "Σ w_t (2/η − κ_t) = 2 (L_0 − L_T) / Σ|s_t|²:</p>")
+        out.append(_kv_table([("left side", lhs), ("right side", rhs),
+                              ("relative error", summary.get("forcing_relative_error"))]))
+    diag_path = run_dir / "diagnostics.csv"
+    if not diag_path.exists():
+        out.append("<p>No <code>diagnostics.csv</code> in this run (set "
+                   "<code>diagnose_every</code> to measure the edge-coupling identities).</p>")
+        return "\n".join(out)
+    from eoskit.train import summarize_diagnostics
+
+    rows = store.read_csv(diag_path)
+    d = summarize_diagnostics(rows)
+    out.append(f"<p>Edge-coupling diagnostics at {d['diagnosed_steps']} steps "
+               f"({d['non_smooth_steps']} flagged non-smooth; the bound κ ≤ λ_max(x+τ̃s) failed "
+               f"{d['bound_violations']} times).</p>")
+    trs = ["<tr><th>identity</th><th>column</th><th>max residual (smooth steps)</th>"
+           "<th>max residual (all steps)</th></tr>"]
+    for col, what in IDENTITIES:
+        if f"max_{col}" not in d:
+            continue
+        trs.append(f"<tr><td>{_e(what)}</td><td><code>{col}</code></td>"
+                   f"<td class='num'>{_fmt(d[f'max_{col}'])}</td>"
+                   f"<td class='num'>{_fmt(d.get(f'max_{col}_all'))}</td></tr>")
+    extra = [k for k in (rows[0] if rows else {}) if k.endswith("_residual")
+             and k not in {c for c, _ in IDENTITIES}]
+    for col in extra:
+        vals = [float(r[col]) for r in rows if r.get(col) not in (None, "")]
+        vals = [v for v in vals if math.isfinite(v)]
+        trs.append(f"<tr><td>{_e(col.replace('_', ' '))}</td><td><code>{col}</code></td>"
+                   f"<td class='num'>—</td><td class='num'>{_fmt(max(vals) if vals else None)}"
+                   "</td></tr>")
+    out.append("<table>" + "".join(trs) + "</table>")
+    try:
+        from eoskit.diagnostics import plot_diagnostics
+
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = plot_diagnostics(diag_path, tmp, c["lr"])
+            figs = [(Path(p).stem.replace("_", " "), Path(p).read_bytes()) for p in paths]
+        out.append(_figures(figs))
+    except Exception as err:  # figures are a bonus; the table is the record
+        out.append(f"<p class='bad'>diagnostics figures failed: {_e(err)}</p>")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- a sweep
+def sweep_html(sweep_dir: Path) -> str:
+    sweep_dir = Path(sweep_dir)
+    meta = _read_json(sweep_dir / "sweep.json") or {}
+    rows = store.read_csv(sweep_dir / "runs.csv") if (sweep_dir / "runs.csv").exists() else []
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.get("status", "")] = counts.get(r.get("status", ""), 0) + 1
+    parts = [f"<h1>eoskit sweep: {_e(sweep_dir.name)}</h1>",
+             f"<p class='meta'>{_e(sweep_dir.resolve())} · {len(rows)} runs: "
+             + ", ".join(f"{n} {_status(s)}" for s, n in counts.items())
+             + f" · report written {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>",
+             "<p class='meta' id='image-check'>figures not checked</p>"]
+    parts.append("<h2>Figures</h2>")
+    plots = sweep_dir / "plots"
+    names = ["sharpness.png", "plateau.png"]
+    if rows and not all((plots / n).exists() for n in names):
+        try:
+            from eoskit.sweep import plot_sweep
+
+            plot_sweep(sweep_dir)
+        except Exception:
+            pass
+    figs = [(n.removesuffix(".png"), (plots / n).read_bytes()) for n in names
+            if (plots / n).exists()]
+    parts.append(_figures(figs) if figs else "<p>No figures yet.</p>")
+    parts.append("<h2>Runs (runs.csv)</h2>")
+    if rows:
+        cols = list(rows[0])
+        head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+        body = []
+        for r in rows:
+            cells = []
+            for c in cols:
+                v = r.get(c, "")
+                if c == "status":
+                    cells.append(f"<td>{_status(v)}</td>")
+                elif c == "run_dir":
+                    cells.append(f"<td><code>{_e(Path(v).name)}</code></td>")
+                else:
+                    cells.append(f"<td class='{'num' if _is_num(v) else ''}'>{_fmt_str(v)}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append("<div class='scroll'><table><tr>" + head + "</tr>" + "".join(body)
+                     + "</table></div>")
+    else:
+        parts.append("<p>No runs.csv yet.</p>")
+    if meta:
+        parts.append("<h2>Sweep configuration</h2><h3>[run]</h3>")
+        parts.append(_kv_table(sorted(meta.get("run", {}).items())))
+        parts.append("<h3>[grid]</h3>")
+        parts.append(_kv_table(list(meta.get("grid", {}).items())))
+        if meta.get("eoskit_version"):
+            parts.append(f"<p class='meta'>eoskit {_e(meta['eoskit_version'])}</p>")
+    return _page(f"eoskit sweep report: {sweep_dir.name}", parts)
+
+
+# ---------------------------------------------------------------- HTML helpers
+def _page(title: str, parts: list[str]) -> str:
+    body = "\n".join(parts)
+    return (f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+            f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n"
+            f"{_IMAGE_CHECK}\n</body>\n</html>\n")
+
+
+def _figures(figs: list[tuple[str, bytes]]) -> str:
+    out = []
+    for caption, png in figs:
+        b64 = base64.b64encode(png).decode("ascii")
+        out.append(f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{b64}'>"
+                   f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return "<div>" + "".join(out) + "</div>"
+
+
+def _kv_table(items) -> str:
+    trs = "".join(f"<tr><th>{_e(k)}</th><td class='{'num' if _is_num(v) else ''}'>{_fmt(v)}</td>"
+                  "</tr>" for k, v in items)
+    return f"<table>{trs}</table>"
+
+
+def _status(s) -> str:
+    s = str(s)
+    return f"<span class='status {_e(s)}'>{_e(s)}</span>"
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return _e(str(v).lower())
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return _e(str(v))
+        return _e(f"{v:.6g}")
+    if isinstance(v, (list, tuple)):
+        return _e(", ".join(str(x) for x in v)) or "—"
+    if isinstance(v, dict):
+        return "<br>".join(f"{_e(k)}: {_fmt(x)}" for k, x in v.items())
+    return _e(v)
+
+
+def _fmt_str(v: str) -> str:
+    if v in (None, ""):
+        return ""
+    try:
+        f = float(v)
+    except ValueError:
+        return _e(v)
+    return _e(v) if v.lstrip("-").isdigit() else _e(f"{f:.6g}")
+
+
+def _is_num(v) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float)):
+        return True
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _e(v) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _read_json(path: Path):
+    try:
+        return store.read_json(path)
+    except (OSError, ValueError):
+        return None
