@@ -147,8 +147,9 @@ def _run_figures(run_dir: Path) -> list[tuple[str, bytes]]:
             pass
     figs = [(n.removesuffix(".png").replace("_", " "), (plots / n).read_bytes())
             for n in names if (plots / n).exists()]
+    # diagnostics figures are drawn in the identities section, beside their table
     figs += [(p.stem.replace("_", " "), p.read_bytes()) for p in sorted(plots.glob("*.png"))
-             if p.name not in names] if plots.exists() else []
+             if p.name not in names and not p.name.startswith("diag_")] if plots.exists() else []
     return figs
 
 
