@@ -55,6 +55,8 @@ class RunConfig(BaseModel):
     neigs: int = Field(1, gt=0)
     eig_tol: float = Field(1e-3, gt=0, lt=1)
     eig_restart_every: int = Field(50, ge=0)
+    eig_mode: Literal["lanczos", "streaming"] = "lanczos"  # streaming: ~1 HVP/step
+    eig_criterion: Literal["residual", "eigenvalue"] = "residual"  # what eig_tol bounds
     eval_every: int = Field(10, ge=0)
     diagnose_every: int = Field(0, ge=0)
     diagnose_nodes: int = Field(12, ge=2, le=200)

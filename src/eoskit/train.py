@@ -168,7 +168,8 @@ class Trainer:
         self.progress = progress
         self.obj = problem.train
         self.rule = UpdateRule(cfg.optimizer, cfg.lr, cfg.beta)
-        self.tracker = SharpnessTracker(cfg.neigs, cfg.eig_tol, cfg.eig_restart_every)
+        self.tracker = SharpnessTracker(cfg.neigs, cfg.eig_tol, cfg.eig_restart_every,
+                                        mode=cfg.eig_mode, criterion=cfg.eig_criterion)
         self.forcing = ForcingTracker(cfg.lr)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed + 7919)
         self.columns = metric_columns(cfg)

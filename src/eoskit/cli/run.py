@@ -45,6 +45,10 @@ def run_cmd(
     neigs: Optional[int] = _O(None, help="Top-k eigenvalues to track."),
     eig_tol: Optional[float] = _O(None, help="Eigen-residual tolerance ‖Hv−λv‖ ≤ tol·|λ|."),
     eig_restart_every: Optional[int] = _O(None, help="Cold random restart every K solves."),
+    eig_mode: Optional[str] = _O(None, help="lanczos (converged to --eig-tol) or streaming "
+                                 "(~1 HVP/step; use --eig-tol 1e-2)."),
+    eig_criterion: Optional[str] = _O(None, help="residual (‖Hv−λv‖ ≤ tol·|λ|) or "
+                                      "eigenvalue (estimated |λ−θ| ≤ tol·|λ|)."),
     eval_every: Optional[int] = _O(None, help="Test metrics every K steps."),
     diagnose_every: Optional[int] = _O(None, help="Edge-coupling diagnostics every K steps."),
     diagnose_nodes: Optional[int] = _O(None, help="Gauss-Legendre nodes for the diagnostics."),
