@@ -658,7 +658,13 @@ def bench_tracking(prob: Problem, prob64: Problem, x0: Tensor, steps: int, label
 
 def bench_scaling(setting: Setting, peers: bool, log=print) -> list[dict]:
     rows = []
-    grid = [("n", n, dict(n_train=n, dataset=setting.scaling_dataset)) for n in setting.scaling_n]
+    dataset = setting.scaling_dataset
+    try:
+        build(setting, "float32", n_train=max(setting.scaling_n), dataset=dataset)
+    except Exception as e:  # e.g. Debian's dataset-fashion-mnist is not installed
+        log(f"  scaling: {dataset} unavailable ({e}); using the synthetic teacher-student set")
+        dataset = "synthetic"
+    grid = [("n", n, dict(n_train=n, dataset=dataset)) for n in setting.scaling_n]
     grid += [("width", w, dict(width=w)) for w in setting.scaling_widths]
     for axis, value, kw in grid:
         prob, x = build(setting, "float32", **kw)
