@@ -44,8 +44,9 @@ def run_cmd(
     sharpness_every: Optional[int] = _O(None, help="Measure sharpness every K steps (0: never)."),
     neigs: Optional[int] = _O(None, help="Top-k eigenvalues to track."),
     eig_tol: Optional[float] = _O(None, help="Eigen-residual tolerance ‖Hv−λv‖ ≤ tol·|λ|."),
-    eig_restart_every: Optional[int] = _O(None, help="Random-start probe every K solves; it replaces "
-                                           "the tracked vectors only if it finds a larger value."),
+    eig_restart_every: Optional[int] = _O(
+        None, help="Random-start probe every K solves; it replaces the tracked vectors only "
+        "if it finds a larger value."),
     eig_mode: Optional[str] = _O(None, help="lanczos (converged to --eig-tol) or streaming "
                                  "(~1 HVP/step; use --eig-tol 1e-2)."),
     eig_criterion: Optional[str] = _O(None, help="residual (‖Hv−λv‖ ≤ tol·|λ|) or "
