@@ -456,9 +456,10 @@ class SharpnessTracker:
     Meant for ``tol`` around 1e-2: ~1.2-1.3 products per step through the EoS
     phase of the benchmark, within 0.5% of the true sharpness.
 
-    Every ``restart_every`` solves start from a random vector instead (a
-    Lanczos solve), so an eigenvalue that rose in a direction orthogonal to
-    the tracked ones is not missed.
+    Every ``restart_every`` solves a random-start Lanczos solve probes as well,
+    so an eigenvalue that rose in a direction orthogonal to the tracked ones is
+    not missed; it replaces the tracked vectors only when its top-k sum is
+    larger (:meth:`_probe`), so a restart never lowers the reported value.
     """
 
     k: int
