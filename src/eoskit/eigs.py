@@ -625,10 +625,7 @@ class SharpnessTracker:
             if np.all(err <= self.tol * np.maximum(np.abs(theta), np.finfo(float).tiny)):
                 # the common step: one product per tracked vector and nothing else
                 Y = (S.T @ top.T).T  # (d, k), columns contiguous like every carried block
-                self.last_info = {"refresh": False, "upper": upper, "theta_k": theta_k,
-                                  "next_value": self.next_value, "next_error": self.next_error,
-                                  "drift": self.drift, "expansions": 0,
-                                  "residual": float(resid[-1])}
+                self._stream_info(False, upper, theta_k, 0, float(resid[-1]))
                 # next start: the power step H·top (its span is that of the Ritz images H·Y)
                 A = _orthonormal_columns(Wt)
                 if A.shape[1] < k:
@@ -650,10 +647,8 @@ class SharpnessTracker:
                             max_iter=self.max_matvecs, keep=min(dim, k + 1), upper=upper,
                             gap_floor=gap_floor)
         n_mv += res.n_matvecs
-        self.last_info = {"refresh": bool(refresh), "upper": upper, "theta_k": theta_k,
-                          "next_value": self.next_value, "next_error": self.next_error,
-                          "drift": self.drift, "expansions": res.n_matvecs,
-                          "residual": float(res.residuals[-1])}
+        self._stream_info(bool(refresh), upper, theta_k, res.n_matvecs,
+                          float(res.residuals[-1]))
         # the next start: tracked Ritz vectors advanced by a power step; the (k+1)-th from
         # this solve when it was refreshed (or a Ritz vector beyond k exists), else kept
         Y, HY = res.ritz_vectors, res.ritz_images
@@ -672,6 +667,12 @@ class SharpnessTracker:
                 extra = nxt
         self._carry_extra(A, extra)
         return EigResult(res.eigenvalues, res.eigenvectors, res.residuals, n_mv, res.converged)
+
+    def _stream_info(self, refresh, upper, theta_k, expansions, residual) -> None:
+        """What a streaming step decided, for inspection (``last_info``)."""
+        self.last_info = {"refresh": refresh, "upper": upper, "theta_k": theta_k,
+                          "next_value": self.next_value, "next_error": self.next_error,
+                          "drift": self.drift, "expansions": expansions, "residual": residual}
 
     def _carry_extra(self, A: Tensor, extra: Tensor | None) -> None:
         """Next start block: ``A`` (the tracked directions), then ``extra`` as it is.
