@@ -154,13 +154,8 @@ class ForcingTracker:
 # ---------------------------------------------------------------- helpers
 def _hvp_at(objective: Objective, x: Tensor, v: Tensor) -> Tensor:
     """H(x) v, freeing the point's graph afterwards (one gradient + one product)."""
-    if objective.hvp_method == "retained":
-        point = objective.at(x)
-        try:
-            return point.hvp(v).detach()
-        finally:
-            point.release()
-    return objective.hvp(x.detach(), v).detach()
+    with objective.at(x) as point:
+        return point.hvp(v).detach()
 
 
 def _float(t) -> float:

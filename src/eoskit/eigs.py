@@ -750,19 +750,10 @@ def top_eigenpairs(
     if method not in SOLVERS:
         raise ValueError(f"method must be one of {tuple(SOLVERS)}, got {method!r}")
     x = x.detach()
-    if objective.hvp_method == "retained":
-        point = objective.at(x)
-        matvec = point.hvp
-    else:
-        def matvec(v):
-            return objective.hvp(x, v)
-    try:
+    with objective.at(x) as point:
         return SOLVERS[method](
-            matvec, x.numel(), k, tol=tol, v0=v0, dtype=x.dtype, device=x.device, **kwargs
+            point.hvp, x.numel(), k, tol=tol, v0=v0, dtype=x.dtype, device=x.device, **kwargs
         )
-    finally:
-        if objective.hvp_method == "retained":
-            point.release()
 
 
 def hessian_eigs(

@@ -29,6 +29,13 @@ from pathlib import Path
 
 import torch
 
+from eoskit.config import RunConfig
+from eoskit.objective import ModelObjective
+from eoskit.problem import build_problem
+
+# summary.json "status": a run is "running" until it ends in one of the others
+STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+FINAL_STATUSES = ("completed", "diverged")  # a resume (and a resumed sweep) leaves these alone
 
 # ---------------------------------------------------------------- atomic files
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -55,19 +62,35 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _clean(obj):
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
+def clean_json(obj):
+    """A JSON-ready copy: NaN/inf become null (JSON has neither), tensors, numpy values,
+    tuples and paths become plain lists, numbers and strings, dict keys become strings."""
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, int):
+        return obj
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {str(k): clean_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [clean_json(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # torch tensors, numpy arrays and numpy scalars
+        if hasattr(obj, "detach"):
+            obj = obj.detach().cpu()
+        return clean_json(obj.tolist())
     return obj
 
 
+def dumps_json(obj, indent: int | None = 2) -> str:
+    """The one JSON text eoskit writes (cleaned, strict: never NaN)."""
+    return json.dumps(clean_json(obj), indent=indent, allow_nan=False)
+
+
 def write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(_clean(obj), indent=2) + "\n").encode())
+    atomic_write_bytes(path, (dumps_json(obj) + "\n").encode())
 
 
 def read_json(path: Path):
@@ -75,14 +98,48 @@ def read_json(path: Path):
 
 
 # ---------------------------------------------------------------- CSV written live
-def _cell(v) -> str:
+def format_cell(v) -> str:
+    """The one text form of a CSV cell: empty for None/NaN, ``true``/``false``,
+    ``repr`` for floats (round-trips exactly), JSON for lists and dicts."""
     if v is None:
         return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, float):
         return "" if math.isnan(v) else repr(v)
-    if isinstance(v, bool):
-        return str(v).lower()
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(clean_json(v))
+    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:  # numpy / torch scalars
+        return format_cell(v.item())
     return str(v)
+
+
+def parse_cell(text: str | None):
+    """The inverse of :func:`format_cell`: None, bool, int, float, list/dict or str.
+
+    >>> [parse_cell(t) for t in ["", "true", "false", "3", "0.5", "inf", "[1, 2]", "ok"]]
+    [None, True, False, 3, 0.5, inf, [1, 2], 'ok']
+    """
+    if text is None or text == "":
+        return None
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text[0] in "[{":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
 
 
 class CsvLog:
@@ -113,7 +170,7 @@ class CsvLog:
             self._fh.flush()
 
     def write(self, row: dict) -> None:
-        self._writer.writerow([_cell(row.get(c)) for c in self.columns])
+        self._writer.writerow([format_cell(row.get(c)) for c in self.columns])
         self._fh.flush()
 
     def sync(self) -> None:
@@ -126,8 +183,9 @@ class CsvLog:
             self._fh.close()
 
 
-def read_csv(path: Path) -> list[dict]:
-    """Rows of a CSV written by :class:`CsvLog`; a torn last line (killed mid-write) is skipped."""
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV written by :class:`CsvLog` as text; a torn last line (killed
+    mid-write) and short rows are skipped. Most callers want :func:`read_rows`."""
     text = Path(path).read_text()
     if not text:
         return []
@@ -139,9 +197,19 @@ def read_csv(path: Path) -> list[dict]:
     return [r for r in reader if len(r) == n and None not in r.values()]
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The one typed reader of eoskit's CSV files: cells through :func:`parse_cell`
+    (empty → None, ``true``/``false`` → bool, numbers → int/float)."""
+    return [{k: parse_cell(v) for k, v in r.items()} for r in read_csv(path)]
+
+
 def column(rows: list[dict], name: str) -> list[float]:
-    """A numeric column as floats, NaN for empty cells."""
-    return [float(r[name]) if r.get(name) not in (None, "") else math.nan for r in rows]
+    """A numeric column as floats, NaN for empty cells (text or typed rows)."""
+    out = []
+    for r in rows:
+        v = r.get(name)
+        out.append(math.nan if v is None or v == "" else float(v))
+    return out
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -223,21 +291,19 @@ def _verify(path: Path) -> str | None:
 @dataclass
 class StoredRun:
     path: Path
-    config: object  # RunConfig
+    config: RunConfig
     summary: dict
     x_final: torch.Tensor | None
-    objective: object  # ModelObjective on the training data
+    objective: ModelObjective  # on the training data
 
     @property
     def metrics(self) -> list[dict]:
-        return read_csv(self.path / "metrics.csv")
+        """Rows of ``metrics.csv``, typed (see :func:`read_rows`)."""
+        return read_rows(self.path / "metrics.csv")
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> StoredRun:
     """A finished (or interrupted) run: its config, summary, final parameters and objective."""
-    from eoskit.config import RunConfig
-    from eoskit.train import build_problem
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise ValueError(f"{run_dir} is not an eoskit run directory (no config.json)")

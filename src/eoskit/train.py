@@ -32,12 +32,11 @@ from torch import Tensor
 
 from eoskit import store
 from eoskit.config import RunConfig
-from eoskit.data import Dataset, load_dataset
 from eoskit.diagnostics import ForcingTracker, effective_curvature
 from eoskit.eigs import SharpnessTracker
-from eoskit.models import build_model
-from eoskit.objective import ModelObjective
 from eoskit.optim import UpdateRule
+from eoskit.problem import Problem, build_problem, torch_dtype  # noqa: F401 (re-exported)
+from eoskit.store import FINAL_STATUSES
 
 ONSET_FRACTION = 0.95
 BASE_COLUMNS = [
@@ -47,48 +46,8 @@ BASE_COLUMNS = [
 ]
 
 
-FINAL_STATUSES = ("completed", "diverged")  # a resume leaves these runs alone
-
-
 class Diverged(Exception):
     pass
-
-
-@dataclass
-class Problem:
-    """Everything a run needs built from its configuration."""
-
-    config: RunConfig
-    dataset: Dataset
-    model: torch.nn.Module
-    train: ModelObjective
-    test: ModelObjective | None
-    x0: Tensor
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "float64": torch.float64}[name]
-
-
-def build_problem(cfg: RunConfig) -> Problem:
-    """Data, model and objectives for a configuration (bad input raises ValueError)."""
-    dtype = torch_dtype(cfg.dtype)
-    data = load_dataset(
-        cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, classes=cfg.classes,
-        seed=cfg.data_seed, data_dir=cfg.data_dir, loss=cfg.loss,
-    ).to(cfg.device, dtype)
-    if cfg.loss == "ce" and data.task != "classification":
-        raise ValueError(f"loss 'ce' needs a classification dataset; {cfg.dataset!r} is regression")
-    model = build_model(cfg.model, data.input_shape, data.n_outputs, width=cfg.width,
-                        depth=cfg.depth, seed=cfg.seed)
-    kw = dict(physical_batch=cfg.physical_batch, dtype=dtype, device=cfg.device,
-              hvp_method=cfg.hvp_method)
-    train_obj = ModelObjective(model, cfg.loss, data.x_train, data.y_train, **kw)
-    if cfg.neigs > train_obj.dim:
-        raise ValueError(f"neigs={cfg.neigs} exceeds the number of parameters ({train_obj.dim})")
-    test_obj = (ModelObjective(model, cfg.loss, data.x_test, data.y_test, **kw)
-                if len(data.x_test) else None)
-    return Problem(cfg, data, model, train_obj, test_obj, train_obj.x0())
 
 
 def metric_columns(cfg: RunConfig) -> list[str]:

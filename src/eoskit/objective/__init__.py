@@ -1,0 +1,36 @@
+"""Objectives: a scalar loss on a flat parameter vector and its derivatives.
+
+* :mod:`~eoskit.objective.base`: :class:`Objective` (value, gradient, HVPs by
+  three methods, ``d3``, ``d4``), :class:`PointObjective` (the one
+  "products at a point" path), :class:`FunctionObjective`.
+* :mod:`~eoskit.objective.model`: :class:`ModelObjective`, a module's mean loss
+  over data in chunks, and the flat-parameter layout.
+* :mod:`~eoskit.objective.losses`: the per-chunk loss sums.
+"""
+
+from eoskit.objective.base import (
+    HVP_METHODS,
+    FunctionObjective,
+    Objective,
+    PointObjective,
+    directional_derivative,
+)
+from eoskit.objective.losses import LOSS_SUMS, LOSSES, ce_sum, mse_sum, n_correct
+from eoskit.objective.model import (
+    ModelObjective,
+    ParamLayout,
+    chunk_bounds,
+    flatten_params,
+    layout_of,
+)
+
+__all__ = [
+    # objectives
+    "Objective", "PointObjective", "FunctionObjective", "ModelObjective",
+    # derivatives and options
+    "HVP_METHODS", "directional_derivative",
+    # losses
+    "LOSSES", "LOSS_SUMS", "mse_sum", "ce_sum", "n_correct",
+    # flat parameters
+    "ParamLayout", "layout_of", "flatten_params", "chunk_bounds",
+]

@@ -1,0 +1,310 @@
+"""The one abstraction underneath eoskit: a loss on a flat parameter vector.
+
+An :class:`Objective` maps a 1-D tensor ``x`` (float32 or float64, any device)
+to a scalar loss and offers its derivatives:
+
+* ``value(x)``, ``grad(x)``, ``value_and_grad(x)``, ``value_grad_aux(x)``
+* ``hvp(x, v)`` for ``v`` of shape ``(d,)`` or a block ``(d, k)``
+* ``d3(x, u, v)`` = ``T[u, v, ·]`` (third derivative tensor contracted twice)
+* ``d4(x, v)`` = ``F[v, v, v, v]`` (fourth directional derivative)
+* ``at(x)``: a :class:`PointObjective`, the *only* implementation of "many
+  Hessian-vector products at one point". With ``hvp_method="retained"`` it
+  keeps one gradient graph alive, so each product costs one backward; with
+  the other methods it applies that method at the fixed point. Everything in
+  eoskit that needs products at a point (eigensolvers, diagnostics, orbits)
+  goes through it.
+
+A loss over data is a *sum of terms* (one per chunk of the training set, each
+weighted by its share of the samples), and every derivative is the sum of the
+terms' derivatives, so chunking changes memory, never the numbers.
+
+Example:
+    >>> import torch
+    >>> obj = FunctionObjective(lambda x: (x ** 4).sum() / 4, dim=3)
+    >>> x = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    >>> obj.hvp(x, torch.ones(3, dtype=torch.float64)).tolist()
+    [3.0, 12.0, 27.0]
+    >>> with obj.at(x) as point:
+    ...     float(point.value), point.hvp(torch.ones(3, dtype=torch.float64)).tolist()
+    (24.5, [3.0, 12.0, 27.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+from torch.func import grad, jvp, vmap
+
+HVP_METHODS = ("retained", "rev-rev", "fwd-rev")
+
+ScalarFn = Callable[[Tensor], Tensor]
+Term = Callable[[Tensor], tuple[Tensor, Tensor | None]]
+
+
+# ---------------------------------------------------------------- the point-bound form
+class PointObjective:
+    """Value, gradient and Hessian-vector products at one fixed point ``x``.
+
+    ``hvp_method="retained"``: the gradient is built once with
+    ``create_graph=True`` and each product is one backward pass through it
+    (no forward pass is redone). Other methods: value and gradient are
+    computed on first use and each product runs the method at ``x``.
+    Use as a context manager (or call :meth:`release`) to free the graph.
+    """
+
+    def __init__(self, parent: Objective, x: Tensor):
+        self.parent = parent
+        self.retained = parent.hvp_method == "retained"
+        self.x = x.detach().clone()
+        self._graph_grad: Tensor | None = None
+        self._vga: tuple[Tensor, Tensor, Tensor | None] | None = None
+        if self.retained:
+            self.x.requires_grad_(True)
+            self._build_graph()
+
+    def _build_graph(self) -> None:
+        total = grad_total = aux_total = None
+        for term in self.parent.terms():
+            loss, aux = term(self.x)
+            (g,) = torch.autograd.grad(loss, self.x, create_graph=True)
+            total = loss.detach() if total is None else total + loss.detach()
+            grad_total = g if grad_total is None else grad_total + g
+            if aux is not None:
+                aux_total = aux if aux_total is None else aux_total + aux
+        self._graph_grad = grad_total  # (d,), carries the graph
+        self._vga = (total, grad_total.detach(), aux_total)
+        self.parent.grad_count += 1
+
+    def _value_grad_aux(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        if self._vga is None:
+            self._vga = self.parent.value_grad_aux(self.x)
+        return self._vga
+
+    @property
+    def value(self) -> Tensor:
+        return self._value_grad_aux()[0]
+
+    @property
+    def grad(self) -> Tensor:
+        return self._value_grad_aux()[1]
+
+    @property
+    def aux(self) -> Tensor | None:
+        return self._value_grad_aux()[2]
+
+    @property
+    def alive(self) -> bool:
+        """Whether products can still be taken (a released retained graph cannot)."""
+        return not self.retained or self._graph_grad is not None
+
+    def hvp(self, v: Tensor) -> Tensor:
+        """H(x) v for v of shape (d,) or (d, k)."""
+        if not self.retained:
+            return self.parent.product(self.x, v)
+        if self._graph_grad is None:
+            raise RuntimeError("this PointObjective was released; take a new one with at(x)")
+        k = 1 if v.ndim == 1 else v.shape[1]
+        self.parent.hvp_count += k
+        if v.ndim == 1:
+            (hv,) = torch.autograd.grad(self._graph_grad, self.x, v, retain_graph=True)
+            return hv
+        # (k, d) batched cotangents: one vmapped backward for the whole block
+        (hv,) = torch.autograd.grad(
+            self._graph_grad, self.x, v.T.contiguous(), retain_graph=True, is_grads_batched=True
+        )
+        return hv.T
+
+    def release(self) -> None:
+        """Drop the graph (frees its activations)."""
+        self._graph_grad = None
+
+    def __enter__(self) -> PointObjective:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# ---------------------------------------------------------------- base class
+class Objective:
+    """A scalar loss on a flat parameter vector, as a sum of terms.
+
+    Subclasses implement :meth:`terms`, yielding callables ``term(x) -> (loss,
+    aux)`` whose losses sum to the objective (``aux`` is an optional detached
+    side result, e.g. correct predictions, summed alongside).
+    """
+
+    dim: int
+    dtype: torch.dtype
+    device: torch.device
+
+    def __init__(self, hvp_method: str = "retained"):
+        if hvp_method not in HVP_METHODS:
+            raise ValueError(f"hvp_method must be one of {HVP_METHODS}, got {hvp_method!r}")
+        self.hvp_method = hvp_method
+        self.hvp_count = 0  # single-vector Hessian products so far
+        self.grad_count = 0  # gradient evaluations so far
+        self._point: PointObjective | None = None
+
+    # subclasses
+    def terms(self) -> Iterator[Term]:
+        raise NotImplementedError
+
+    def term_fns(self) -> Iterator[ScalarFn]:
+        for term in self.terms():
+            yield lambda x, term=term: term(x)[0]
+
+    # values and gradients
+    def value(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return sum(fn(x) for fn in self.term_fns())
+
+    def value_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        value, g, _ = self.value_grad_aux(x)
+        return value, g
+
+    def value_grad_aux(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Loss, gradient and summed aux in one pass over the data."""
+        xr = x.detach().requires_grad_(True)
+        value = torch.zeros((), dtype=x.dtype, device=x.device)
+        g = torch.zeros_like(x)
+        aux_total = None
+        for term in self.terms():
+            loss, aux = term(xr)
+            (gc,) = torch.autograd.grad(loss, xr)
+            value = value + loss.detach()
+            g = g + gc
+            if aux is not None:
+                aux_total = aux if aux_total is None else aux_total + aux
+        self.grad_count += 1
+        return value, g, aux_total
+
+    def grad(self, x: Tensor) -> Tensor:
+        return self.value_and_grad(x)[1]
+
+    # second order
+    def at(self, x: Tensor) -> PointObjective:
+        """Point-bound form: value, gradient and repeated HVPs at ``x``."""
+        point = PointObjective(self, x)
+        self._point = point
+        return point
+
+    def hvp(self, x: Tensor, v: Tensor) -> Tensor:
+        """Hessian-vector product; ``v`` is (d,) or a block (d, k).
+
+        Consecutive calls at the same ``x`` share one point (one retained graph).
+        """
+        point = self._point
+        if point is None or not point.alive or not _same_point(point.x, x):
+            point = self.at(x)
+        return point.hvp(v)
+
+    def product(self, x: Tensor, v: Tensor) -> Tensor:
+        """H(x) v by the non-retained method (``rev-rev`` or ``fwd-rev``), counted."""
+        self.hvp_count += 1 if v.ndim == 1 else v.shape[1]
+        x = x.detach()
+        if self.hvp_method == "fwd-rev":
+            return self._hvp_forward_over_reverse(x, v)
+        return self._hvp_double_backward(x, v)
+
+    def _hvp_double_backward(self, x: Tensor, v: Tensor) -> Tensor:
+        xr = x.requires_grad_(True) if not x.requires_grad else x
+        out = torch.zeros(v.shape, dtype=x.dtype, device=x.device)
+        for fn in self.term_fns():
+            (g,) = torch.autograd.grad(fn(xr), xr, create_graph=True)
+            if v.ndim == 1:
+                (hv,) = torch.autograd.grad(g, xr, v)
+                out = out + hv
+            else:
+                (hv,) = torch.autograd.grad(g, xr, v.T.contiguous(), is_grads_batched=True)
+                out = out + hv.T
+        return out
+
+    def _hvp_forward_over_reverse(self, x: Tensor, v: Tensor) -> Tensor:
+        out = torch.zeros(v.shape, dtype=x.dtype, device=x.device)
+        for fn in self.term_fns():
+            def hvp1(vec, fn=fn):
+                return jvp(grad(fn), (x,), (vec,))[1]
+
+            out = out + (hvp1(v) if v.ndim == 1 else vmap(hvp1, in_dims=1, out_dims=1)(v))
+        return out
+
+    # higher directional derivatives
+    def d3(self, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
+        """``T[u, v, ·]``: the gradient of ``uᵀ H(x) v`` (reverse over forward-forward)."""
+        x = x.detach()
+        out = torch.zeros_like(x)
+        for fn in self.term_fns():
+            def second(y, fn=fn):
+                return jvp(lambda z: jvp(fn, (z,), (u,))[1], (y,), (v,))[1]
+
+            out = out + grad(second)(x)
+        return out
+
+    def d4(self, x: Tensor, v: Tensor) -> Tensor:
+        """``F[v, v, v, v]``: fourth derivative of ``ε ↦ L(x + εv)`` at 0 (nested forward)."""
+        x = x.detach()
+        total = torch.zeros((), dtype=x.dtype, device=x.device)
+        for fn in self.term_fns():
+            total = total + directional_derivative(fn, x, v, order=4)
+        return total
+
+    def hessian(self, x: Tensor) -> Tensor:
+        """Dense Hessian (d, d) from d Hessian-vector products (tiny problems only).
+
+        Built from the objective's own products (columns ``H e_i``), which are
+        double-backward and therefore correct for every layer PyTorch
+        differentiates twice; symmetrised against rounding.
+        """
+        x = x.detach()
+        eye = torch.eye(x.numel(), dtype=x.dtype, device=x.device)
+        with self.at(x) as point:
+            H = point.hvp(eye)
+        return (H + H.T) / 2
+
+
+def directional_derivative(fn: ScalarFn, x: Tensor, v: Tensor, order: int) -> Tensor:
+    """d^order/dε^order fn(x + εv) at ε = 0, by nested forward-mode AD."""
+    g = fn
+    for _ in range(order):
+        g = (lambda h: (lambda y: jvp(h, (y,), (v,))[1]))(g)
+    return g(x)
+
+
+def _same_point(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(
+        a.detach(), b.detach()
+    )
+
+
+# ---------------------------------------------------------------- a plain function
+class FunctionObjective(Objective):
+    """Any callable ``f(x) -> scalar tensor`` on a 1-D tensor of length ``dim``.
+
+    Example:
+        >>> import torch
+        >>> obj = FunctionObjective(lambda x: x[0] ** 2 + 3 * x[0] * x[1], dim=2)
+        >>> obj.hessian(torch.zeros(2, dtype=torch.float64)).tolist()
+        [[2.0, 3.0], [3.0, 0.0]]
+    """
+
+    def __init__(
+        self,
+        f: ScalarFn,
+        dim: int,
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+        hvp_method: str = "retained",
+    ):
+        super().__init__(hvp_method)
+        self.f = f
+        self.dim = int(dim)
+        self.dtype = dtype
+        self.device = torch.device(device)
+
+    def terms(self):
+        yield lambda x: (self.f(x), None)
+

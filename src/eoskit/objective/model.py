@@ -1,0 +1,169 @@
+"""A network's mean loss over a data set, as an :class:`~eoskit.objective.Objective`.
+
+The flat vector ``x`` splits into the module's named parameters by a
+:class:`ParamLayout`; the module itself is evaluated with
+``torch.func.functional_call`` so the user's module is never mutated by a
+forward pass.
+
+Example:
+    >>> import torch
+    >>> model = torch.nn.Linear(3, 2).double()
+    >>> X, Y = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, 2, dtype=torch.float64)
+    >>> ModelObjective(model, "mse", X, Y, physical_batch=4).dim
+    8
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from eoskit.objective.base import Objective
+from eoskit.objective.losses import LOSS_SUMS, LOSSES, n_correct
+
+
+@dataclass(frozen=True)
+class ParamLayout:
+    """How a flat vector splits into a module's named parameters."""
+
+    names: tuple[str, ...]
+    shapes: tuple[torch.Size, ...]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(math.prod(s) for s in self.shapes)
+
+    @property
+    def dim(self) -> int:
+        return sum(self.sizes)
+
+    def unflatten(self, x: Tensor) -> dict[str, Tensor]:
+        chunks = torch.split(x, self.sizes)
+        return {n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes, strict=True)}
+
+    def flatten(self, params: dict[str, Tensor]) -> Tensor:
+        return torch.cat([params[n].reshape(-1) for n in self.names])
+
+
+def layout_of(model: nn.Module) -> ParamLayout:
+    named = [(n, p.shape) for n, p in model.named_parameters()]
+    return ParamLayout(tuple(n for n, _ in named), tuple(s for _, s in named))
+
+
+def flatten_params(model: nn.Module, dtype=None, device=None) -> Tensor:
+    """The model's current parameters as one flat vector."""
+    x = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    return x.to(dtype=dtype or x.dtype, device=device or x.device).clone()
+
+
+def chunk_bounds(n: int, chunk: int | Sequence[int] | None) -> list[tuple[int, int]]:
+    """Split ``range(n)`` into consecutive chunks: a size, explicit sizes, or one chunk."""
+    if chunk is None:
+        return [(0, n)]
+    sizes = [chunk] * (n // chunk) + ([n % chunk] if n % chunk else []) if isinstance(
+        chunk, int
+    ) else list(chunk)
+    if any(s <= 0 for s in sizes) or sum(sizes) != n:
+        raise ValueError(f"chunk sizes {sizes} must be positive and sum to {n}")
+    bounds, start = [], 0
+    for s in sizes:
+        bounds.append((start, start + s))
+        start += s
+    return bounds
+
+
+class ModelObjective(Objective):
+    """Mean loss of ``model`` over ``(inputs, targets)`` as a function of its flat parameters.
+
+    The loss is ``loss_sum(chunk) / n`` summed over chunks, so unequal chunks
+    (``physical_batch``, or explicit sizes) are weighted by their sample counts.
+    ``aux`` counts correct predictions (classification).
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(3, 2).double()
+        >>> X, Y = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, 2, dtype=torch.float64)
+        >>> obj = ModelObjective(model, "mse", X, Y, physical_batch=4)
+        >>> obj.dim
+        8
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: str,
+        inputs: Tensor,
+        targets: Tensor,
+        *,
+        physical_batch: int | Sequence[int] | None = None,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        hvp_method: str = "retained",
+        count_correct: bool = True,
+    ):
+        super().__init__(hvp_method)
+        if loss not in LOSS_SUMS:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if len(inputs) != len(targets) or len(inputs) == 0:
+            raise ValueError("inputs and targets must be non-empty and of equal length")
+        self.dtype = dtype or inputs.dtype
+        self.device = torch.device(device) if device is not None else inputs.device
+        self.model = model.to(dtype=self.dtype, device=self.device)
+        self.layout = layout_of(self.model)
+        self.dim = self.layout.dim
+        self.loss_name = loss
+        self.loss_sum = LOSS_SUMS[loss]
+        self.inputs = inputs.to(device=self.device, dtype=self.dtype)
+        self.targets = targets.to(device=self.device)
+        if self.targets.is_floating_point():
+            self.targets = self.targets.to(self.dtype)
+        self.n = len(inputs)
+        self.physical_batch = physical_batch
+        self.bounds = chunk_bounds(self.n, physical_batch)
+        self.count_correct = count_correct and (loss == "ce" or self.targets.ndim == 2)
+
+    def x0(self) -> Tensor:
+        """The model's own parameters, flat, in the objective's dtype and device."""
+        return flatten_params(self.model, self.dtype, self.device)
+
+    def forward(self, x: Tensor, inputs: Tensor) -> Tensor:
+        return functional_call(self.model, self.layout.unflatten(x), (inputs,))
+
+    def terms(self):
+        for lo, hi in self.bounds:
+            xb, yb = self.inputs[lo:hi], self.targets[lo:hi]
+
+            def term(x, xb=xb, yb=yb):
+                out = self.forward(x, xb)
+                aux = n_correct(out.detach(), yb) if self.count_correct else None
+                return self.loss_sum(out, yb) / self.n, aux
+
+            yield term
+
+    def subset(self, index: Tensor) -> ModelObjective:
+        """The same loss on a subset of the samples (a mini-batch), mean over that subset."""
+        return ModelObjective(
+            self.model,
+            self.loss_name,
+            self.inputs[index],
+            self.targets[index],
+            physical_batch=self.physical_batch if isinstance(self.physical_batch, int) else None,
+            hvp_method=self.hvp_method,
+            count_correct=self.count_correct,
+        )
+
+    def loss_and_accuracy(self, x: Tensor) -> tuple[float, float | None]:
+        """Mean loss and accuracy (None for regression) without gradients."""
+        total, correct = 0.0, 0
+        with torch.no_grad():
+            for term in self.terms():
+                loss, aux = term(x)
+                total += float(loss)
+                if aux is not None:
+                    correct += int(aux)
+        return total, (correct / self.n if self.count_correct else None)

@@ -1,0 +1,14 @@
+"""Every figure eoskit draws; the only package that imports matplotlib.
+
+* :mod:`~eoskit.plots.run`: a run's loss, sharpness and effective curvature.
+* :mod:`~eoskit.plots.diagnostics`: the edge-coupling diagnostics of a run.
+* :mod:`~eoskit.plots.sweep`: a sweep's sharpness curves and plateau.
+* :mod:`~eoskit.plots.bifurcation`: bifurcation diagrams.
+
+Figures read run directories through :mod:`eoskit.store` and never compute
+theory quantities themselves.
+"""
+
+from eoskit.plots.run import plot_run
+
+__all__ = ["plot_run"]
