@@ -78,6 +78,7 @@ from torch import Tensor
 __all__ = [
     "DATASETS",
     "FASHION_MNIST_DIR",
+    "FILE_DATASET_DIRS",
     "DataError",
     "Dataset",
     "load_dataset",
@@ -96,6 +97,10 @@ DATASETS: tuple[str, ...] = (
 )
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+# datasets read from files, and the folder each is looked for in when no data_dir is given
+FILE_DATASET_DIRS: dict[str, Path | None] = {
+    "mnist": None, "fashion-mnist": FASHION_MNIST_DIR, "cifar10": None,
+}
 _TEACHER_DIM, _TEACHER_WIDTH, _CHEBYSHEV_DEGREE = 20, 32, 4
 _IDX_STEMS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -405,7 +410,7 @@ def _pool_digits(name, data_dir) -> _Raw:
 
 
 def _split_idx(name, data_dir) -> _Raw:
-    folder = _folder(name, data_dir, FASHION_MNIST_DIR if name == "fashion-mnist" else None)
+    folder = _folder(name, data_dir, FILE_DATASET_DIRS[name])
     found, missing = {}, []
     for stems in _IDX_STEMS.values():
         for stem in stems:

@@ -166,9 +166,9 @@ def _identities(run_dir: Path, c: dict, summary: dict) -> str:
         out.append("<p>No <code>diagnostics.csv</code> in this run (set "
                    "<code>diagnose_every</code> to measure the edge-coupling identities).</p>")
         return "\n".join(out)
-    from eoskit.train import summarize_diagnostics
+    from eoskit.summary import summarize_diagnostics
 
-    rows = store.read_csv(diag_path)
+    rows = store.read_rows(diag_path)
     d = summarize_diagnostics(rows)
     out.append(f"<p>Edge-coupling diagnostics at {d['diagnosed_steps']} steps "
                f"({d['non_smooth_steps']} flagged non-smooth; the bound κ ≤ λ_max(x+τ̃s) failed "

@@ -61,8 +61,7 @@ FINISHED = ("completed", "diverged")  # a resumed sweep skips these runs
 LOCAL_RETRIES = 2  # fresh process pools after a worker process died
 RAY_MAX_RETRIES = 3  # Ray re-runs a task whose worker died; the retry resumes from a checkpoint
 # datasets read from files: their default folder (None: data_dir is required)
-FILE_DATASETS = {"mnist": None, "fashion-mnist": "/usr/share/datasets/fashion-mnist",
-                 "cifar10": None}
+from eoskit.data import FILE_DATASET_DIRS as FILE_DATASETS  # noqa: E402
 
 
 class SweepError(ValueError):

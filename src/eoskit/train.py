@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import platform
 import signal
-import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,8 +36,8 @@ from eoskit.eigs import SharpnessTracker
 from eoskit.optim import UpdateRule
 from eoskit.problem import Problem, build_problem, torch_dtype  # noqa: F401 (re-exported)
 from eoskit.store import FINAL_STATUSES
+from eoskit.summary import ONSET_FRACTION, summarize, summarize_diagnostics  # noqa: F401
 
-ONSET_FRACTION = 0.95
 BASE_COLUMNS = [
     "step", "loss", "accuracy", "test_loss", "test_accuracy", "grad_norm", "step_norm",
     "eff_curvature", "eff_curvature_mean", "sharpness", "threshold", "eig_residual", "hvps",
@@ -365,7 +364,7 @@ class Trainer:
 
     # ---- results
     def _summary(self, status: str) -> dict:
-        rows = store.read_csv(self.out / "metrics.csv")
+        rows = store.read_rows(self.out / "metrics.csv")
         out = summarize(rows, self.rule.threshold, status)
         f = self.forcing
         out.update({
@@ -377,7 +376,8 @@ class Trainer:
             "wall_time": self.state.elapsed,
         })
         if self.diag_columns is not None and (self.out / "diagnostics.csv").exists():
-            out["diagnostics"] = summarize_diagnostics(store.read_csv(self.out / "diagnostics.csv"))
+            diag_rows = store.read_rows(self.out / "diagnostics.csv")
+            out["diagnostics"] = summarize_diagnostics(diag_rows)
         return out
 
     def _plots(self) -> None:
@@ -391,59 +391,6 @@ class Trainer:
                 plot_diagnostics(self.out / "diagnostics.csv", self.out / "plots", self.cfg.lr)
         except Exception as err:  # a figure must never lose a finished run
             print(f"eoskit: warning: plotting failed: {err}")
-
-
-def summarize(rows: list[dict], threshold: float, status: str) -> dict:
-    """The run summary fields derived from ``metrics.csv`` rows."""
-    sharp = [(int(r["step"]), float(r["sharpness"])) for r in rows if r.get("sharpness")]
-    onset = next((t for t, v in sharp if v >= ONSET_FRACTION * threshold), None)
-    after = [v for t, v in sharp if onset is not None and t >= onset]
-    losses = [float(r["loss"]) for r in rows if r.get("loss")]
-    med = statistics.median(after) if after else None
-    mx = max(after) if after else None
-    # the forcing identity's weighted mean of κ, restricted to the steps after onset
-    num = den = 0.0
-    for r in rows:
-        if onset is not None and int(r["step"]) >= onset and r.get("eff_curvature") \
-                and r.get("step_norm"):
-            k, s2 = float(r["eff_curvature"]), float(r["step_norm"]) ** 2
-            if math.isfinite(k):
-                num, den = num + s2 * k, den + s2
-    kappa_after = num / den if den > 0 else None
-    return {
-        "status": status,
-        "steps": len(rows),
-        "final_loss": losses[-1] if losses else None,
-        "threshold": threshold,
-        "initial_sharpness": sharp[0][1] if sharp else None,
-        "final_sharpness": sharp[-1][1] if sharp else None,
-        "eos_onset_step": onset,
-        "sharpness_after_onset_median": med,
-        "sharpness_after_onset_max": mx,
-        "sharpness_after_onset_median_over_threshold": None if med is None else med / threshold,
-        "sharpness_after_onset_max_over_threshold": None if mx is None else mx / threshold,
-        "eff_curvature_weighted_mean_after_onset": kappa_after,
-        "eff_curvature_weighted_mean_after_onset_over_threshold":
-            None if kappa_after is None else kappa_after / threshold,
-    }
-
-
-def summarize_diagnostics(rows: list[dict]) -> dict:
-    """Worst residuals over the diagnosed steps (smooth steps only, and all)."""
-    def worst(name, only_smooth):
-        vals = [float(r[name]) for r in rows if r.get(name) not in (None, "")
-                and (not only_smooth or r.get("smooth_flag", "true") == "true")]
-        vals = [v for v in vals if math.isfinite(v)]
-        return max(vals) if vals else None
-
-    names = ["recurrence_residual", "loss_change_residual", "kappa_mismatch", "grad_x_residual"]
-    out = {"diagnosed_steps": len(rows),
-           "non_smooth_steps": sum(r.get("smooth_flag") == "false" for r in rows)}
-    for n in names:
-        out[f"max_{n}"] = worst(n, True)
-        out[f"max_{n}_all"] = worst(n, False)
-    out["bound_violations"] = sum(r.get("bound_holds") == "false" for r in rows)
-    return out
 
 
 def _rel(a: float, b: float) -> float:
