@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` (the MNIST EoS demo) and `make test`.
-# Both create (or reuse) .venv/ and install eoskit with pinned, CPU-friendly dependencies.
+# `make test` runs `make lint` (ruff) first. Both create (or reuse) .venv/ and install eoskit with pinned, CPU-friendly dependencies.
 # constraints.txt pins torch==2.13.0 (a CPU build): an unpinned torch pulls a multi-GB CUDA build.
 
 VENV   ?= .venv
@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/eoskit run --config examples/mnist_demo.toml --out $(OUT)
 
-test: $(STAMP)
+lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks
+
+test: lint
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

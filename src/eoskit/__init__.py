@@ -1,7 +1,8 @@
 """eoskit: the Edge of Stability toolkit.
 
 The core abstraction is an :class:`Objective` on a flat parameter vector;
-training, diagnostics and orbit analysis all build on it.
+training, diagnostics and orbit analysis all build on it. The theory every
+function computes is derived in ``docs/theory.md``.
 
 Example:
     >>> import torch, eoskit
@@ -13,8 +14,7 @@ Example:
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from eoskit._version import __version__
 from eoskit.config import RunConfig, stability_threshold
 from eoskit.diagnostics import (
     DIAGNOSTIC_COLUMNS,
@@ -33,31 +33,36 @@ from eoskit.objective import FunctionObjective, ModelObjective, Objective, Point
 from eoskit.optim import UpdateRule
 
 __all__ = [
-    "EigResult", "ForcingTracker", "FunctionObjective", "ModelObjective", "Objective",
-    "PointObjective", "RunConfig", "UpdateRule", "effective_curvature", "hessian_eigs",
-    "lanczos", "lobpcg", "stability_threshold", "top_eigenpairs", "train", "load_run",
-    "DIAGNOSTIC_COLUMNS", "diagnose_step", "edge_coupling", "edge_coupling_grads",
-    "localisation_points", "loss_change_residual", "segment_quadrature",
-    "step_recurrence_residual", "find_orbit", "find_minimum", "reduce_at_fixed_point",
-    "half_amplitude_coefficient", "bifurcation_sweep", "floquet_multipliers", "orbit_checks",
+    "__version__",
+    # objectives on a flat parameter vector
+    "Objective", "PointObjective", "FunctionObjective", "ModelObjective",
+    # eigensolvers (top-k algebraic)
+    "EigResult", "hessian_eigs", "lanczos", "lobpcg", "top_eigenpairs",
+    # training
+    "RunConfig", "UpdateRule", "stability_threshold", "train", "load_run",
+    # edge-coupling diagnostics (docs/theory.md §1-4)
+    "DIAGNOSTIC_COLUMNS", "ForcingTracker", "diagnose_step", "edge_coupling",
+    "edge_coupling_grads", "effective_curvature", "localisation_points",
+    "loss_change_residual", "segment_quadrature", "step_recurrence_residual",
+    # fixed points, period-two orbits, bifurcations (docs/theory.md §5)
+    "find_orbit", "find_minimum", "floquet_multipliers", "orbit_checks",
+    "reduce_at_fixed_point", "half_amplitude_coefficient", "bifurcation_sweep",
 ]
 
-_ORBITS = {"find_orbit", "find_minimum", "reduce_at_fixed_point", "half_amplitude_coefficient",
-           "bifurcation_sweep", "floquet_multipliers", "orbit_checks"}
+# heavy modules load on first use so `import eoskit` stays quick
+_LAZY = {
+    "train": ("eoskit.train", "train"),
+    "load_run": ("eoskit.store", "load_run"),
+    **{name: ("eoskit.orbits", name) for name in (
+        "find_orbit", "find_minimum", "floquet_multipliers", "orbit_checks",
+        "reduce_at_fixed_point", "half_amplitude_coefficient", "bifurcation_sweep")},
+}
 
 
-def __getattr__(name):
-    # heavy modules load on first use so `import eoskit` stays quick
-    if name == "train":
-        from eoskit.train import train
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'eoskit' has no attribute {name!r}")
+    import importlib
 
-        return train
-    if name in _ORBITS:
-        from eoskit import orbits
-
-        return getattr(orbits, name)
-    if name == "load_run":
-        from eoskit.store import load_run
-
-        return load_run
-    raise AttributeError(name)
+    module, attr = _LAZY[name]
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,140 @@
+"""The shape of the package: public names, module sizes, the import graph.
+
+These guard the redesign's promises: every name of the 0.1 ``__all__`` still
+imports; no module over 400 lines and no function over 80; no import circle
+(every ``eoskit`` import, at module level or inside a function, is an edge);
+the math packages import no matplotlib and read no files.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import eoskit
+
+SRC = Path(eoskit.__file__).parent
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+# packages and modules that compute; plotting and files live elsewhere
+MATH = ("eoskit.objective", "eoskit.eigs", "eoskit.diagnostics", "eoskit.orbits",
+        "eoskit.optim", "eoskit.summary")
+
+OLD_ALL = [  # eoskit.__all__ of release 0.1.0
+    "EigResult", "ForcingTracker", "FunctionObjective", "ModelObjective", "Objective",
+    "PointObjective", "RunConfig", "UpdateRule", "effective_curvature", "hessian_eigs",
+    "lanczos", "lobpcg", "stability_threshold", "top_eigenpairs", "train", "load_run",
+    "DIAGNOSTIC_COLUMNS", "diagnose_step", "edge_coupling", "edge_coupling_grads",
+    "localisation_points", "loss_change_residual", "segment_quadrature",
+    "step_recurrence_residual", "find_orbit", "find_minimum", "reduce_at_fixed_point",
+    "half_amplitude_coefficient", "bifurcation_sweep", "floquet_multipliers", "orbit_checks",
+]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "__main__.py":  # runs the CLI when imported
+            continue
+        parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """eoskit modules that ``name`` imports anywhere in its source (resolved to modules)."""
+    mods = _modules()
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from pkg import sub` imports the submodule when sub is one
+            targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods
+                       else node.module for a in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t.split(".")[0] == "eoskit" and t in mods)
+    found.discard(name)
+    return found
+
+
+def test_every_old_public_name_still_imports():
+    for name in OLD_ALL:
+        assert getattr(eoskit, name) is not None, name
+    assert set(OLD_ALL) <= set(eoskit.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_every_module_imports_alone(name):
+    importlib.import_module(name)
+
+
+def test_module_and_function_sizes():
+    too_long = []
+    for name, path in _modules().items():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}.{node.name}: {n} lines")
+    assert not too_long, too_long
+
+
+def test_no_import_circle():
+    mods = _modules()
+    graph = {name: _imports(name, path) for name, path in mods.items()}
+    # the root package only re-exports; a module importing it would close a circle
+    assert not [m for m, deps in graph.items() if "eoskit" in deps], "modules import bare eoskit"
+    graph.pop("eoskit")
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node):  # depth-first search; a grey node met again is a circle
+        state[node] = 1
+        stack.append(node)
+        for dep in graph.get(node, ()):
+            if state.get(dep) == 1:
+                raise AssertionError("import circle: " + " -> ".join(stack[stack.index(dep):]
+                                                                     + [dep]))
+            if dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node)
+
+
+def test_math_modules_neither_plot_nor_read_files():
+    bad = []
+    for name, path in _modules().items():
+        if not name.startswith(MATH):
+            continue
+        tree = ast.parse(path.read_text())
+        # a package's lazy __getattr__ may keep a moved figure importable for one release
+        lazy = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+                and f.name == "__getattr__" for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            if id(node) in lazy:
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                if any(n.split(".")[0] == "matplotlib" or n.startswith("eoskit.plots")
+                       for n in names):
+                    bad.append(f"{name} imports plotting")
+            if isinstance(node, ast.Call):
+                fn = node.func
+                called = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+                if called in ("open", "read_text", "read_bytes", "read_rows", "read_csv"):
+                    bad.append(f"{name} calls {called}")
+    assert not bad, bad
