@@ -1,0 +1,40 @@
+"""The run directory: a documented contract, written so that a killed run loses nothing.
+
+Layout of ``--out DIR``::
+
+    config.json       resolved configuration, package/torch versions, seed
+    metrics.csv       one row per step, appended (and flushed) as the run goes
+    diagnostics.csv   edge-coupling diagnostics every --diagnose-every steps
+    summary.json      status (running, completed, diverged, interrupted) and results
+    plots/            PNG figures
+    checkpoints/      ckpt-<step>.pt + ckpt-<step>.json (sha256), the last few kept
+    params_final.pt   final flat parameter vector
+
+JSON files and checkpoints are written atomically (temporary file, fsync,
+rename); checkpoints carry a SHA-256 checksum, so a corrupted or truncated
+one is detected and the previous good one is used.
+"""
+
+from eoskit.store.checkpoints import (
+    CheckpointError,
+    CheckpointWarning,
+    load_latest_checkpoint,
+    save_checkpoint,
+)
+from eoskit.store.files import atomic_write_bytes, clean_json, dumps_json, read_json, write_json
+from eoskit.store.statuses import FINAL_STATUSES, STATUSES
+from eoskit.store.stored_run import StoredRun, load_run
+from eoskit.store.tables import CsvLog, column, format_cell, parse_cell, read_csv, read_rows
+
+__all__ = [
+    # run statuses
+    "STATUSES", "FINAL_STATUSES",
+    # atomic files and JSON
+    "atomic_write_bytes", "clean_json", "dumps_json", "read_json", "write_json",
+    # tables
+    "CsvLog", "format_cell", "parse_cell", "read_csv", "read_rows", "column",
+    # checkpoints
+    "save_checkpoint", "load_latest_checkpoint", "CheckpointError", "CheckpointWarning",
+    # a stored run
+    "StoredRun", "load_run",
+]

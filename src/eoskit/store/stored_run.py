@@ -1,0 +1,50 @@
+"""A stored run read back: configuration, summary, final parameters and objective."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from eoskit.config import RunConfig
+from eoskit.objective import ModelObjective
+from eoskit.problem import build_problem
+from eoskit.store.checkpoints import load_latest_checkpoint
+from eoskit.store.files import read_json
+from eoskit.store.tables import read_rows
+
+
+@dataclass
+class StoredRun:
+    path: Path
+    config: RunConfig
+    summary: dict
+    x_final: torch.Tensor | None
+    objective: ModelObjective  # on the training data
+
+    @property
+    def metrics(self) -> list[dict]:
+        """Rows of ``metrics.csv``, typed (see :func:`read_rows`)."""
+        return read_rows(self.path / "metrics.csv")
+
+
+def load_run(run_dir: str | Path, device: str | None = None) -> StoredRun:
+    """A finished (or interrupted) run: its config, summary, final parameters and objective."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise ValueError(f"{run_dir} is not an eoskit run directory (no config.json)")
+    raw = read_json(run_dir / "config.json")
+    cfg = RunConfig(**raw["config"])
+    if device is not None:
+        cfg = cfg.model_copy(update={"device": device})
+    summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+    problem = build_problem(cfg)
+    x_final = None
+    if (run_dir / "params_final.pt").exists():
+        x_final = torch.load(run_dir / "params_final.pt", map_location=cfg.device)
+    else:
+        latest = load_latest_checkpoint(run_dir / "checkpoints")
+        if latest is not None:
+            x_final = latest[0]["x"].to(cfg.device)
+    return StoredRun(run_dir, cfg, summary, x_final, problem.train)

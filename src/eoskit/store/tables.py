@@ -1,0 +1,126 @@
+"""CSV tables of a run: one cell format, one live writer, one typed reader."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+from eoskit.store.files import atomic_write_bytes, clean_json
+
+
+def format_cell(v) -> str:
+    """The one text form of a CSV cell: empty for None/NaN, ``true``/``false``,
+    ``repr`` for floats (round-trips exactly), JSON for lists and dicts."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(clean_json(v))
+    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:  # numpy / torch scalars
+        return format_cell(v.item())
+    return str(v)
+
+
+def parse_cell(text: str | None):
+    """The inverse of :func:`format_cell`: None, bool, int, float, list/dict or str.
+
+    >>> [parse_cell(t) for t in ["", "true", "false", "3", "0.5", "inf", "[1, 2]", "ok"]]
+    [None, True, False, 3, 0.5, inf, [1, 2], 'ok']
+    """
+    if text is None or text == "":
+        return None
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text[0] in "[{":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+class CsvLog:
+    """Append-only CSV with fixed columns; each row is flushed as it is written.
+
+    Opening an existing file keeps its complete rows with ``step`` below
+    ``keep_below`` (a resumed run rewrites the rest) and drops a torn last line.
+    """
+
+    def __init__(self, path: Path, columns: list[str], keep_below: int | None = None):
+        self.path = Path(path)
+        self.columns = list(columns)
+        rows = []
+        if keep_below is not None and self.path.exists():
+            rows = [r for r in read_csv(self.path) if int(r["step"]) < keep_below]
+        new = keep_below is None or not self.path.exists()
+        if not new:
+            # rewrite atomically: only the kept rows survive
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write_bytes(self.path, buf.getvalue().encode())
+        self._fh = open(self.path, "a" if not new else "w", newline="")
+        self._writer = csv.writer(self._fh)
+        if new:
+            self._writer.writerow(self.columns)
+            self._fh.flush()
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow([format_cell(row.get(c)) for c in self.columns])
+        self._fh.flush()
+
+    def sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            self._fh.close()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV written by :class:`CsvLog` as text; a torn last line (killed
+    mid-write) and short rows are skipped. Most callers want :func:`read_rows`."""
+    text = Path(path).read_text()
+    if not text:
+        return []
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    reader = csv.DictReader(lines)
+    n = len(reader.fieldnames or [])
+    return [r for r in reader if len(r) == n and None not in r.values()]
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The one typed reader of eoskit's CSV files: cells through :func:`parse_cell`
+    (empty → None, ``true``/``false`` → bool, numbers → int/float)."""
+    return [{k: parse_cell(v) for k, v in r.items()} for r in read_csv(path)]
+
+
+def column(rows: list[dict], name: str) -> list[float]:
+    """A numeric column as floats, NaN for empty cells (text or typed rows)."""
+    out = []
+    for r in rows:
+        v = r.get(name)
+        out.append(math.nan if v is None or v == "" else float(v))
+    return out
