@@ -14,7 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eoskit import data
-from eoskit.data import DATASETS, DataError, Dataset, load_dataset, parse_idx, read_idx
+from eoskit.data import (
+    DATASETS,
+    DataError,
+    Dataset,
+    idx,
+    load_dataset,
+    parse_idx,
+    preprocess,
+    read_idx,
+)
 
 
 def _rows(x: torch.Tensor) -> set[bytes]:
@@ -105,7 +114,7 @@ def test_preprocessing_centres_features_and_scales_to_unit_global_std():
 def test_standardise_applies_training_statistics_to_test():
     rng = np.random.default_rng(0)
     xtr, xte = rng.integers(0, 256, (50, 4)), rng.integers(0, 256, (20, 4))
-    a, b, _ = data._standardise(xtr, xte, 255.0)
+    a, b, _ = preprocess.standardise(xtr, xte, 255.0)
     mean = (xtr / 255).mean(axis=0)
     std = np.sqrt((((xtr / 255) - mean) ** 2).mean())
     np.testing.assert_allclose(a, (xtr / 255 - mean) / std, rtol=1e-6, atol=1e-6)
@@ -255,7 +264,7 @@ def test_read_idx_rejects_broken_gzip(tmp_path):
 def _fake_mnist(folder: Path, n_train=60, n_test=30, gz=False, seed=0) -> None:
     """IDX files whose images are constant with value 20 * label, so classes are visible."""
     rng = np.random.default_rng(seed)
-    stems = data._IDX_STEMS
+    stems = idx.IDX_STEMS
     for split, n in (("train", n_train), ("test", n_test)):
         labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
         images = np.broadcast_to((20 * labels)[:, None, None], (n, 5, 6)).astype(np.uint8)
