@@ -37,6 +37,8 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vmap
 
+from eoskit.objective.layers import exact_derivatives
+
 HVP_METHODS = ("retained", "rev-rev", "fwd-rev")
 
 ScalarFn = Callable[[Tensor], Tensor]
@@ -66,7 +68,7 @@ class PointObjective:
 
     def _build_graph(self) -> None:
         total = grad_total = aux_total = None
-        for term in self.parent.terms():
+        for term in self.parent.exact_terms():
             loss, aux = term(self.x)
             (g,) = torch.autograd.grad(loss, self.x, create_graph=True)
             total = loss.detach() if total is None else total + loss.detach()
@@ -152,8 +154,14 @@ class Objective:
     def terms(self) -> Iterator[Term]:
         raise NotImplementedError
 
-    def term_fns(self) -> Iterator[ScalarFn]:
+    def exact_terms(self) -> Iterator[Term]:
+        """The terms, each evaluated under :func:`exact_derivatives` (fused norms and
+        attention replaced by composite formulas, so every derivative order is right)."""
         for term in self.terms():
+            yield _exact(term)
+
+    def term_fns(self) -> Iterator[ScalarFn]:
+        for term in self.exact_terms():
             yield lambda x, term=term: term(x)[0]
 
     # values and gradients
@@ -171,7 +179,7 @@ class Objective:
         value = torch.zeros((), dtype=x.dtype, device=x.device)
         g = torch.zeros_like(x)
         aux_total = None
-        for term in self.terms():
+        for term in self.exact_terms():
             loss, aux = term(xr)
             (gc,) = torch.autograd.grad(loss, xr)
             value = value + loss.detach()
@@ -263,6 +271,14 @@ class Objective:
         with self.at(x) as point:
             H = point.hvp(eye)
         return (H + H.T) / 2
+
+
+def _exact(term: Term) -> Term:
+    def call(x: Tensor):
+        with exact_derivatives():
+            return term(x)
+
+    return call
 
 
 def directional_derivative(fn: ScalarFn, x: Tensor, v: Tensor, order: int) -> Tensor:

@@ -15,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,6 +50,24 @@ class ParamLayout:
 
     def flatten(self, params: dict[str, Tensor]) -> Tensor:
         return torch.cat([params[n].reshape(-1) for n in self.names])
+
+
+class BatchNormChunkingWarning(UserWarning):
+    """Chunking a BatchNorm model's data changes its loss (each chunk has its own statistics)."""
+
+
+def _in_dtype(model: nn.Module, dtype: torch.dtype, device: torch.device) -> nn.Module:
+    """The model itself if it already lives in ``dtype`` on ``device``, else a converted copy
+    (the user's module is never converted in place)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    same = all((not t.is_floating_point() or t.dtype == dtype) and t.device == device
+               for t in tensors)
+    return model if same else copy.deepcopy(model).to(dtype=dtype, device=device)
+
+
+def _batch_norm_in_training(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+               for m in model.modules())
 
 
 def layout_of(model: nn.Module) -> ParamLayout:
@@ -113,7 +133,7 @@ class ModelObjective(Objective):
             raise ValueError("inputs and targets must be non-empty and of equal length")
         self.dtype = dtype or inputs.dtype
         self.device = torch.device(device) if device is not None else inputs.device
-        self.model = model.to(dtype=self.dtype, device=self.device)
+        self.model = _in_dtype(model, self.dtype, self.device)
         self.layout = layout_of(self.model)
         self.dim = self.layout.dim
         self.loss_name = loss
@@ -126,13 +146,21 @@ class ModelObjective(Objective):
         self.physical_batch = physical_batch
         self.bounds = chunk_bounds(self.n, physical_batch)
         self.count_correct = count_correct and (loss == "ce" or self.targets.ndim == 2)
+        if len(self.bounds) > 1 and _batch_norm_in_training(self.model):
+            warnings.warn("the model has BatchNorm in training mode: each physical chunk is "
+                          "normalised by its own statistics, so physical_batch changes the "
+                          "loss (chunking is exact only for models without BatchNorm)",
+                          BatchNormChunkingWarning, stacklevel=2)
 
     def x0(self) -> Tensor:
         """The model's own parameters, flat, in the objective's dtype and device."""
         return flatten_params(self.model, self.dtype, self.device)
 
     def forward(self, x: Tensor, inputs: Tensor) -> Tensor:
-        return functional_call(self.model, self.layout.unflatten(x), (inputs,))
+        # fresh copies of the buffers: a forward pass (BatchNorm's num_batches_tracked, a
+        # user module's counters) may write to them, never to the model's own
+        buffers = {name: b.clone() for name, b in self.model.named_buffers()}
+        return functional_call(self.model, {**self.layout.unflatten(x), **buffers}, (inputs,))
 
     def terms(self):
         for lo, hi in self.bounds:
@@ -161,7 +189,7 @@ class ModelObjective(Objective):
         """Mean loss and accuracy (None for regression) without gradients."""
         total, correct = 0.0, 0
         with torch.no_grad():
-            for term in self.terms():
+            for term in self.exact_terms():
                 loss, aux = term(x)
                 total += float(loss)
                 if aux is not None:
