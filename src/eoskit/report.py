@@ -65,7 +65,7 @@ figcaption { font-size: .85em; color: #555; }
 
 # identities recorded in diagnostics.csv: column, what it checks
 IDENTITIES = [
-    ("recurrence_residual", "step recurrence s_{t+1} = s_t − η H̄ s_t (THEORY §2)"),
+    ("recurrence_residual", "step recurrence s_{t+1} = s_t − η H̄ s_t (docs/theory.md §2)"),
     ("loss_change_residual", "loss change L(x+s) − L(x) = gᵀs + ½ sᵀH̃s (§1)"),
     ("kappa_mismatch", "κ from the quadrature = κ from the loss change (§3)"),
     ("grad_x_residual", "GD pair s_t = −η g(x_t) (§1)"),
@@ -184,14 +184,14 @@ def _identities(run_dir: Path, c: dict, summary: dict) -> str:
     extra = [k for k in (rows[0] if rows else {}) if k.endswith("_residual")
              and k not in {c for c, _ in IDENTITIES}]
     for col in extra:
-        vals = [float(r[col]) for r in rows if r.get(col) not in (None, "")]
-        vals = [v for v in vals if math.isfinite(v)]
+        vals = [float(r[col]) for r in rows
+                if isinstance(r.get(col), (int, float)) and math.isfinite(r[col])]
         trs.append(f"<tr><td>{_e(col.replace('_', ' '))}</td><td><code>{col}</code></td>"
                    f"<td class='num'>—</td><td class='num'>{_fmt(max(vals) if vals else None)}"
                    "</td></tr>")
     out.append("<table>" + "".join(trs) + "</table>")
     try:
-        from eoskit.diagnostics import plot_diagnostics
+        from eoskit.plots.diagnostics import plot_diagnostics
 
         with tempfile.TemporaryDirectory() as tmp:
             paths = plot_diagnostics(diag_path, tmp, c["lr"])
@@ -206,10 +206,11 @@ def _identities(run_dir: Path, c: dict, summary: dict) -> str:
 def sweep_html(sweep_dir: Path) -> str:
     sweep_dir = Path(sweep_dir)
     meta = _read_json(sweep_dir / "sweep.json") or {}
-    rows = store.read_csv(sweep_dir / "runs.csv") if (sweep_dir / "runs.csv").exists() else []
+    rows = store.read_rows(sweep_dir / "runs.csv") if (sweep_dir / "runs.csv").exists() else []
     counts: dict[str, int] = {}
     for r in rows:
-        counts[r.get("status", "")] = counts.get(r.get("status", ""), 0) + 1
+        status = r.get("status") or ""
+        counts[status] = counts.get(status, 0) + 1
     parts = [f"<h1>eoskit sweep: {_e(sweep_dir.name)}</h1>",
              f"<p class='meta'>{_e(sweep_dir.resolve())} · {len(rows)} runs: "
              + ", ".join(f"{n} {_status(s)}" for s, n in counts.items())
@@ -220,7 +221,7 @@ def sweep_html(sweep_dir: Path) -> str:
     names = ["sharpness.png", "plateau.png"]
     if rows and not all((plots / n).exists() for n in names):
         try:
-            from eoskit.sweep import plot_sweep
+            from eoskit.plots.sweep import plot_sweep
 
             plot_sweep(sweep_dir)
         except Exception:
@@ -230,22 +231,7 @@ def sweep_html(sweep_dir: Path) -> str:
     parts.append(_figures(figs) if figs else "<p>No figures yet.</p>")
     parts.append("<h2>Runs (runs.csv)</h2>")
     if rows:
-        cols = list(rows[0])
-        head = "".join(f"<th>{_e(c)}</th>" for c in cols)
-        body = []
-        for r in rows:
-            cells = []
-            for c in cols:
-                v = r.get(c, "")
-                if c == "status":
-                    cells.append(f"<td>{_status(v)}</td>")
-                elif c == "run_dir":
-                    cells.append(f"<td><code>{_e(Path(v).name)}</code></td>")
-                else:
-                    cells.append(f"<td class='{'num' if _is_num(v) else ''}'>{_fmt_str(v)}</td>")
-            body.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("<div class='scroll'><table><tr>" + head + "</tr>" + "".join(body)
-                     + "</table></div>")
+        parts.append(_runs_table(rows))
     else:
         parts.append("<p>No runs.csv yet.</p>")
     if meta:
@@ -256,6 +242,26 @@ def sweep_html(sweep_dir: Path) -> str:
         if meta.get("eoskit_version"):
             parts.append(f"<p class='meta'>eoskit {_e(meta['eoskit_version'])}</p>")
     return _page(f"eoskit sweep report: {sweep_dir.name}", parts)
+
+
+def _runs_table(rows: list[dict]) -> str:
+    """runs.csv as a table: status as a badge, the run directory by its name."""
+    cols = list(rows[0])
+    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            if c == "status":
+                cells.append(f"<td>{_status(v)}</td>")
+            elif c == "run_dir":
+                cells.append(f"<td><code>{_e(Path(v or '').name)}</code></td>")
+            else:
+                cells.append(_td(v))
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return ("<div class='scroll'><table><tr>" + head + "</tr>" + "".join(body)
+            + "</table></div>")
 
 
 # ---------------------------------------------------------------- HTML helpers
@@ -277,9 +283,12 @@ def _figures(figs: list[tuple[str, bytes]]) -> str:
 
 
 def _kv_table(items) -> str:
-    trs = "".join(f"<tr><th>{_e(k)}</th><td class='{'num' if _is_num(v) else ''}'>{_fmt(v)}</td>"
-                  "</tr>" for k, v in items)
+    trs = "".join(f"<tr><th>{_e(k)}</th>{_td(v)}</tr>" for k, v in items)
     return f"<table>{trs}</table>"
+
+
+def _td(v) -> str:
+    return f"<td class='{'num' if _is_num(v) else ''}'>{_fmt(v)}</td>"
 
 
 def _status(s) -> str:
@@ -288,41 +297,20 @@ def _status(s) -> str:
 
 
 def _fmt(v) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return _e(str(v).lower())
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return _e(str(v))
-        return _e(f"{v:.6g}")
-    if isinstance(v, (list, tuple)):
-        return _e(", ".join(str(x) for x in v)) or "—"
-    if isinstance(v, dict):
-        return "<br>".join(f"{_e(k)}: {_fmt(x)}" for k, x in v.items())
-    return _e(v)
+    """A value as page text: the CSV cell text of :func:`eoskit.store.format_cell`
+    (lists and dicts as JSON, ``true``/``false``), except that finite floats show
+    6 significant digits and an empty cell (None, NaN) shows as a dash.
 
-
-def _fmt_str(v: str) -> str:
-    if v in (None, ""):
-        return ""
-    try:
-        f = float(v)
-    except ValueError:
-        return _e(v)
-    return _e(v) if v.lstrip("-").isdigit() else _e(f"{f:.6g}")
+    >>> [_fmt(v) for v in (None, True, 0.1234567891, 3, [0, 1], {"a": None}, "<b>")]
+    ['—', 'true', '0.123457', '3', '[0, 1]', '{&quot;a&quot;: null}', '&lt;b&gt;']
+    """
+    if isinstance(v, float) and math.isfinite(v):
+        return _e(f"{v:.6g}")  # display precision; the files keep every digit
+    return _e(store.format_cell(v)) or "—"
 
 
 def _is_num(v) -> bool:
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, (int, float)):
-        return True
-    try:
-        float(v)
-        return True
-    except (TypeError, ValueError):
-        return False
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _e(v) -> str:

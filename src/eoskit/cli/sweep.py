@@ -14,6 +14,11 @@ from eoskit.cli._common import EXIT_FAILED, UsageError, handle_errors
 _O = typer.Option
 
 
+def main_log(msg: str) -> None:
+    """A progress line of ``eoskit sweep`` on stderr."""
+    print(f"eoskit sweep: {msg}", file=sys.stderr, flush=True)
+
+
 @app.command("sweep")
 @handle_errors
 def sweep_cmd(
@@ -34,7 +39,8 @@ def sweep_cmd(
     A diverged or failing run is recorded in runs.csv and the sweep goes on.
     Exit status: 0 when every run completed or diverged, 1 when some failed.
     """
-    from eoskit.sweep import load_stored_sweep, load_sweep, main_log, run_sweep
+    from eoskit.store import FINAL_STATUSES
+    from eoskit.sweep import load_stored_sweep, load_sweep, run_sweep
 
     if out is None:
         raise UsageError("--out DIR is required")
@@ -60,7 +66,7 @@ def sweep_cmd(
     typer.echo(f"sweep directory: {out}  ({len(rows)} runs: {parts})")
     typer.echo(f"  index: {out / 'runs.csv'}")
     typer.echo(f"  figures: {out / 'plots'}")
-    bad = [r for r in rows if r["status"] not in ("completed", "diverged")]
+    bad = [r for r in rows if r["status"] not in FINAL_STATUSES]
     for r in bad:
         print(f"eoskit: {Path(r['run_dir']).name}: {r['status']}: {r['error']}", file=sys.stderr)
     if bad:
