@@ -25,6 +25,7 @@ from eoskit.data import load_dataset
 from eoskit.eigs import top_eigenpairs
 from eoskit.models import build_model
 from eoskit.objective import ModelObjective
+from eoskit.plots.diagnostics import plot_diagnostics
 
 
 def main(argv=None) -> int:
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     print(f"telescoping: lhs={tracker.lhs:.6g} rhs={tracker.rhs:.6g} "
           f"rel err={abs(tracker.lhs - tracker.rhs) / abs(tracker.rhs):.1e}; "
           f"weighted mean κ={tracker.weighted_mean_kappa:.5g} vs 2/η={2 / lr:.5g}")
-    for p in D.plot_diagnostics(path, args.out, lr):
+    for p in plot_diagnostics(path, args.out, lr):
         print("wrote", p)
     return 0
 

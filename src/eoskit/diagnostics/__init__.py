@@ -1,0 +1,92 @@
+"""Edge-coupling diagnostics (docs/theory.md §1-4): every identity, measured on any objective.
+
+One function per quantity, each taking an :class:`~eoskit.objective.Objective`:
+
+* :mod:`~eoskit.diagnostics.identities`: §1 edge coupling (:func:`edge_coupling`,
+  :func:`edge_coupling_grads`, :func:`gd_pair_residual`), §3 :func:`effective_curvature`
+  and the exact-identity residuals (:func:`step_recurrence_residual`,
+  :func:`loss_change_residual`, :func:`kappa_mismatch`)
+* :mod:`~eoskit.diagnostics.quadrature`: §2-3 segment averages of the Hessian along a step
+  (:func:`segment_quadrature`, :func:`segment_curvature`, :func:`averaged_curvatures`,
+  :func:`averaged_hessian_step`)
+* :mod:`~eoskit.diagnostics.localisation`: §4 mean-value points τ̄, τ̃
+  (:func:`localisation_points`)
+* :mod:`~eoskit.diagnostics.forcing`: the forcing identity over a run (:class:`ForcingTracker`)
+* :mod:`~eoskit.diagnostics.diagnose`: one CSV row per step (:func:`diagnose_step`,
+  :data:`DIAGNOSTIC_COLUMNS`)
+
+The figures live in :mod:`eoskit.plots.diagnostics`; ``plot_diagnostics`` is still
+reachable here, loaded on first use so that importing this package never imports
+matplotlib.
+
+Scope. The step recurrence ``s_{t+1} = (I − ηH̄_t) s_t`` and the GD-pair condition
+``∇_x A = 0`` are identities of *plain* gradient descent. They are defined here for
+``gd`` (full batch) and, per batch, for ``sgd`` (pass the step's batch objective and
+``s_next=None``). For momentum methods (polyak, nesterov) the step is not ``−η g``
+and these rows are not meaningful; the segment quantities (q̄, κ, τ̄, τ̃) and the
+loss-change formula still hold for *any* step ``s``, but ``2/η`` is then not the
+stability boundary.
+"""
+
+from __future__ import annotations
+
+from eoskit.diagnostics.diagnose import DIAGNOSTIC_COLUMNS, diagnose_step
+from eoskit.diagnostics.forcing import ForcingTracker
+from eoskit.diagnostics.identities import (
+    edge_coupling,
+    edge_coupling_grads,
+    effective_curvature,
+    gd_pair_residual,
+    kappa_mismatch,
+    loss_change_residual,
+    step_recurrence_residual,
+)
+from eoskit.diagnostics.localisation import Localisation, localisation_points
+from eoskit.diagnostics.quadrature import (
+    DEFAULT_NODES,
+    SegmentQuadrature,
+    averaged_curvatures,
+    averaged_hessian_step,
+    gauss_legendre_01,
+    segment_curvature,
+    segment_quadrature,
+)
+
+__all__ = [
+    # §1 edge coupling
+    "edge_coupling",
+    "edge_coupling_grads",
+    "gd_pair_residual",
+    # §2-3 segment averages by quadrature
+    "DEFAULT_NODES",
+    "gauss_legendre_01",
+    "SegmentQuadrature",
+    "segment_quadrature",
+    "segment_curvature",
+    "averaged_curvatures",
+    "averaged_hessian_step",
+    # exact-identity residuals
+    "effective_curvature",
+    "step_recurrence_residual",
+    "loss_change_residual",
+    "kappa_mismatch",
+    # §4 mean-value localisation
+    "Localisation",
+    "localisation_points",
+    # the forcing identity over a run
+    "ForcingTracker",
+    # one row per step
+    "DIAGNOSTIC_COLUMNS",
+    "diagnose_step",
+    # figures (eoskit.plots.diagnostics, loaded lazily)
+    "plot_diagnostics",
+]
+
+
+def __getattr__(name: str):
+    # matplotlib loads only when a figure is asked for
+    if name == "plot_diagnostics":
+        from eoskit.plots.diagnostics import plot_diagnostics
+
+        return plot_diagnostics
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
