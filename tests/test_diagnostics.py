@@ -1,8 +1,7 @@
-"""THEORY.md §1-4 identities, measured by eoskit.diagnostics, in float64."""
+"""docs/theory.md §1-4 identities, measured by eoskit.diagnostics, in float64."""
 
 from __future__ import annotations
 
-import csv
 import math
 
 import numpy as np
@@ -12,6 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from eoskit import diagnostics as D
+from eoskit import store
 from eoskit.eigs import top_eigenpairs
 from eoskit.models import build_model
 from eoskit.objective import FunctionObjective, ModelObjective
@@ -361,10 +361,10 @@ def test_columns_csv_and_plots(tmp_path):
         s_next = -lr * obj.grad(x + s)
     rows[2]["smooth_flag"] = False  # exercise the non-smooth markers
     path = tmp_path / "diagnostics.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=D.DIAGNOSTIC_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    log = store.CsvLog(path, D.DIAGNOSTIC_COLUMNS)  # the run directory's own writer
+    for row in rows:
+        log.write(row)
+    log.close()
     for src in (path, rows):
         out = D.plot_diagnostics(src, tmp_path / "plots", lr)
         assert len(out) == 3

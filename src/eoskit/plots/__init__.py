@@ -9,6 +9,8 @@ Figures read run directories through :mod:`eoskit.store` and never compute
 theory quantities themselves.
 """
 
+from eoskit.plots.diagnostics import plot_diagnostics
 from eoskit.plots.run import plot_run
+from eoskit.plots.sweep import plot_sweep
 
-__all__ = ["plot_run"]
+__all__ = ["plot_run", "plot_diagnostics", "plot_sweep"]

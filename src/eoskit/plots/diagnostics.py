@@ -39,14 +39,11 @@ def _col(rows: list[dict], key: str) -> np.ndarray:
 
 
 def _is_non_smooth(flag) -> bool:
-    """``smooth_flag`` False (typed rows); a missing or empty cell counts as smooth.
-
-    The text ``"False"`` is accepted too: files written by ``csv.DictWriter`` hold Python's
-    spelling, which :func:`eoskit.store.read_rows` leaves as text.
-    """
+    """``smooth_flag`` False (typed rows, or the contract's text ``false`` in raw rows);
+    a missing or empty cell counts as smooth."""
     if isinstance(flag, (bool, np.bool_)):
         return not flag
-    return flag in ("false", "False")
+    return flag == "false"
 
 
 def _steps(rows: list[dict]) -> np.ndarray:
