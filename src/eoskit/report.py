@@ -92,7 +92,7 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
 # ---------------------------------------------------------------- a run
 def run_html(run_dir: Path) -> str:
     run_dir = Path(run_dir)
-    conf = store.read_json(run_dir / "config.json")
+    conf = _read_json(run_dir / "config.json")
     c = conf["config"]
     summary = _read_json(run_dir / "summary.json") or {}
     status = summary.get("status", "unknown")
@@ -318,7 +318,15 @@ def _e(v) -> str:
 
 
 def _read_json(path: Path):
-    try:
-        return store.read_json(path)
-    except (OSError, ValueError):
+    """A JSON file of the directory: None when absent; unreadable is bad input (never a
+    report that silently says "unknown")."""
+    if not path.exists():
         return None
+    try:
+        data = store.read_json(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is unreadable ({type(err).__name__}: {err}); restore it "
+                         "or rerun; the report was not written") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a JSON object; the report was not written")
+    return data

@@ -23,7 +23,7 @@ from eoskit.store.checkpoints import (
 )
 from eoskit.store.files import atomic_write_bytes, clean_json, dumps_json, read_json, write_json
 from eoskit.store.history import changed_keys, config_digest, restore_table, snapshot_table
-from eoskit.store.rundir import RunDirError, RunLock, clear_run, run_files
+from eoskit.store.rundir import RunDirError, RunLock, clear_run, holds_run, run_files
 from eoskit.store.statuses import FINAL_STATUSES, STATUSES
 from eoskit.store.stored_run import StoredRun, load_run
 from eoskit.store.tables import CsvLog, column, format_cell, parse_cell, read_csv, read_rows
@@ -38,7 +38,7 @@ __all__ = [
     # checkpoints
     "save_checkpoint", "load_latest_checkpoint", "CheckpointError", "CheckpointWarning",
     # one owner, one history
-    "RunLock", "RunDirError", "run_files", "clear_run",
+    "RunLock", "RunDirError", "run_files", "holds_run", "clear_run",
     "config_digest", "changed_keys", "snapshot_table", "restore_table",
     # a stored run
     "StoredRun", "load_run",

@@ -27,6 +27,10 @@ RUN_FILES = ("config.json", "summary.json", "metrics.csv", "diagnostics.csv", "p
              "checkpoints", "plots", "report.html", "worker.json", "error.txt")
 
 
+# the files whose presence means "a run lives here"
+RUN_MARKERS = ("config.json", "summary.json", "metrics.csv", "checkpoints", "params_final.pt")
+
+
 class RunDirError(ValueError):
     """A run directory that cannot be used as asked (bad input: exit 2)."""
 
@@ -35,6 +39,11 @@ def run_files(folder: Path) -> list[str]:
     """Names of eoskit's files present in ``folder`` (empty if it is new or foreign)."""
     folder = Path(folder)
     return [name for name in RUN_FILES if (folder / name).exists()]
+
+
+def holds_run(folder: Path) -> list[str]:
+    """The run markers present in ``folder``: non-empty means an eoskit run lives there."""
+    return [name for name in RUN_MARKERS if (Path(folder) / name).exists()]
 
 
 def clear_run(folder: Path) -> list[str]:

@@ -20,6 +20,7 @@ import io
 from pathlib import Path
 
 from eoskit import store
+from eoskit._version import __version__
 from eoskit.sweep.spec import GridPoint, SweepError, SweepSpec, parse_sweep
 
 INDEX_COLUMNS = ["status", "eos_onset_step", "plateau_median_over_threshold",
@@ -91,6 +92,10 @@ def prepare_out(spec: SweepSpec, out: Path, resume: bool) -> None:
     meta = out / "sweep.json"
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} exists and is not a directory")
+    if not meta.exists() and store.holds_run(out):
+        # a single run lives here: a sweep would write its figures over the run's
+        raise SweepError(f"{out} holds an eoskit run ({', '.join(store.holds_run(out))}), "
+                         "not a sweep; choose another --out")
     if meta.exists():
         if not resume:
             raise SweepError(f"{out} already holds a sweep; pass --resume to continue it, "
@@ -105,9 +110,7 @@ def prepare_out(spec: SweepSpec, out: Path, resume: bool) -> None:
         if taken:
             raise SweepError(f"{out / taken[0]} already exists; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    import eoskit
-
-    store.write_json(meta, {**spec.as_json(), "eoskit_version": eoskit.__version__,
+    store.write_json(meta, {**spec.as_json(), "eoskit_version": __version__,
                             "index_columns": spec.keys + INDEX_COLUMNS})
     if spec.source is not None:
         store.atomic_write_bytes(out / "sweep.toml", spec.source.encode())
