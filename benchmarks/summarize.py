@@ -7,8 +7,9 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import sys
+
+from eoskit.store import read_json
 
 
 def _f(v, spec=".3g"):
@@ -76,4 +77,4 @@ def markdown(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown(json.load(open(sys.argv[1]))))
+    print(markdown(read_json(sys.argv[1])))

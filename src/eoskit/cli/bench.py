@@ -45,7 +45,8 @@ def sharpness_cmd(
     """
     import dataclasses
 
-    from eoskit.bench import FULL, SECTIONS, TINY, run_sharpness_bench, table, write_json
+    from eoskit.bench.run import run_sharpness_bench, table, write_json
+    from eoskit.bench.setting import FULL, SECTIONS, TINY
 
     setting = TINY if tiny else FULL
     if repeats is not None:
