@@ -186,7 +186,9 @@ class SharpnessTracker:
                 "drift": self.drift,
                 "last_values": None if self.last_values is None else self.last_values.tolist(),
                 # the period-two start choice reads the last three solutions: resume needs them
-                "history": [(_cpu(y), _cpu(c)) for y, c in self._history]}
+                "history": [(_cpu(y), _cpu(c)) for y, c in self._history],
+                # and so does the streaming turbulence test: recent overlaps, the other block
+                "calm": list(self._calm), "alternate": _cpu(self._alternate)}
 
     def load_state_dict(self, s: dict, device) -> None:
         self.solves = s["solves"]
@@ -200,6 +202,9 @@ class SharpnessTracker:
         self.last_values = None if lv is None else np.asarray(lv, dtype=float)
         self._history = [(y.to(device), None if c is None else c.to(device))
                          for y, c in s.get("history", [])]
+        self._calm = list(s.get("calm", []))
+        alternate = s.get("alternate")
+        self._alternate = None if alternate is None else alternate.to(device)
 
 
 def _cpu(t: Tensor | None) -> Tensor | None:
