@@ -103,7 +103,8 @@ def test_lobpcg_matches_lanczos_on_random_matrix():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from eoskit.eigs import SharpnessTracker, _orthonormal_columns  # noqa: E402
+from eoskit.eigs import SharpnessTracker  # noqa: E402
+from eoskit.eigs.krylov import _orthonormal_columns  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
