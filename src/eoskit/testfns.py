@@ -1,10 +1,10 @@
 """Built-in objectives for the orbit and bifurcation tools, and a loader for user objectives.
 
-Built-ins (``BUILTINS``; each gives an :class:`Problem`: the objective, a
+Built-ins (``BUILTINS``; each gives an :class:`ObjectiveProblem`: the objective, a
 default start ``x0`` and, where known, a fixed point ``x_star``):
 
 ``theory-example``
-    ``L(x1, x2) = x1² + 0.25 x2² + 1.3 x1² x2 + x1⁴/8 + 0.7 x2³/6`` (THEORY.md
+    ``L(x1, x2) = x1² + 0.25 x2² + 1.3 x1² x2 + x1⁴/8 + 0.7 x2³/6`` (docs/theory.md
     worked check). ``x* = 0``, ``λ = 2`` along ``e1``, ``Q = −3.13``.
 ``double-well``
     ``L(x) = (x² − 1)²/4`` in 1-D; ``x* = 1``: ``L'' = 2``, ``L''' = 6``,
@@ -69,6 +69,7 @@ from eoskit.objective import FunctionObjective, ModelObjective, Objective
 __all__ = [
     "BUILTINS",
     "ObjectiveError",
+    "ObjectiveProblem",
     "Problem",
     "builtin",
     "linear_net_balanced_minimum",
@@ -85,8 +86,11 @@ class ObjectiveError(ValueError):
 
 
 @dataclass
-class Problem:
-    """An objective with a default start ``x0`` and, where known, a fixed point ``x_star``."""
+class ObjectiveProblem:
+    """An objective with a default start ``x0`` and, where known, a fixed point ``x_star``.
+
+    (Not :class:`eoskit.problem.Problem`, which is a training run's model and data.)
+    """
 
     name: str
     objective: Objective
@@ -96,13 +100,17 @@ class Problem:
     meta: dict | None = None
 
 
+# the name of the previous release
+Problem = ObjectiveProblem
+
+
 def _t(values) -> Tensor:
     return torch.tensor(values, dtype=DTYPE)
 
 
 # ---------------------------------------------------------------- analytic examples
 def theory_example(x: Tensor) -> Tensor:
-    """THEORY.md's worked example ``x1² + 0.25 x2² + 1.3 x1² x2 + x1⁴/8 + 0.7 x2³/6``."""
+    """docs/theory.md's worked example ``x1² + 0.25 x2² + 1.3 x1² x2 + x1⁴/8 + 0.7 x2³/6``."""
     x1, x2 = x[0], x[1]
     return x1**2 + 0.25 * x2**2 + 1.3 * x1**2 * x2 + x1**4 / 8 + 0.7 * x2**3 / 6
 
@@ -122,8 +130,9 @@ def subcritical_1d(x: Tensor) -> Tensor:
     return x[0] ** 2 + x[0] ** 3 / 3 + x[0] ** 4 / 2
 
 
-def _analytic(name, fn, dim, x0, x_star, description, **meta) -> Problem:
-    return Problem(name, FunctionObjective(fn, dim), _t(x0), _t(x_star), description, meta)
+def _analytic(name, fn, dim, x0, x_star, description, **meta) -> ObjectiveProblem:
+    return ObjectiveProblem(name, FunctionObjective(fn, dim), _t(x0), _t(x_star), description,
+                            meta)
 
 
 # ---------------------------------------------------------------- linear network
@@ -140,7 +149,7 @@ def linear_net(
     d_out: int = 5,
     singular_values: tuple[float, ...] = (3.0, 2.0, 1.0),
     init_scale: float = 0.1,
-) -> Problem:
+) -> ObjectiveProblem:
     """The two-layer linear network problem (see the module docstring)."""
     gen = torch.Generator().manual_seed(seed)
     X = torch.randn(n, d_in, dtype=DTYPE, generator=gen)
@@ -161,10 +170,10 @@ def linear_net(
                 d_in=d_in, hidden=hidden, d_out=d_out)
     desc = (f"two-layer linear net {d_in}->{hidden}->{d_out}, n={n}, whitened inputs, "
             f"rank-{r} target with singular values {tuple(singular_values)}")
-    return Problem("linear-net", obj, x0, None, desc, meta)
+    return ObjectiveProblem("linear-net", obj, x0, None, desc, meta)
 
 
-def linear_net_balanced_minimum(problem: Problem) -> Tensor:
+def linear_net_balanced_minimum(problem: ObjectiveProblem) -> Tensor:
     """A balanced minimum ``W1 = S^½ Vᵀ``, ``W2 = U S^½`` of the ``linear-net`` problem."""
     m = problem.meta
     if m is None or "target_map" not in m:
@@ -179,7 +188,7 @@ def linear_net_balanced_minimum(problem: Problem) -> Tensor:
 
 # ---------------------------------------------------------------- digits MLP
 def digits_mlp(seed: int = 0, n: int = 48, n_components: int = 8, hidden: int = 12,
-               weight_decay: float = 1e-3) -> Problem:
+               weight_decay: float = 1e-3) -> ObjectiveProblem:
     """A small tanh MLP regressing the digit value on load_digits (see the module docstring)."""
     from sklearn.datasets import load_digits
 
@@ -209,15 +218,15 @@ def digits_mlp(seed: int = 0, n: int = 48, n_components: int = 8, hidden: int = 
     desc = (f"tanh MLP {n_components}->{hidden}->1 on {n} load_digits samples (top-"
             f"{n_components} PCA inputs, standardised digit value as target), "
             f"MSE + {wd:g}/2 |theta|^2")
-    return Problem("digits-mlp", obj, mse.x0(), None, desc,
+    return ObjectiveProblem("digits-mlp", obj, mse.x0(), None, desc,
                    dict(labels=labels, mse=mse, weight_decay=wd))
 
 
 # ---------------------------------------------------------------- registry
-BUILTINS: dict[str, Callable[[], Problem]] = {
+BUILTINS: dict[str, Callable[[], ObjectiveProblem]] = {
     "theory-example": lambda: _analytic(
         "theory-example", theory_example, 2, [0.01, 0.0], [0.0, 0.0],
-        "x1^2 + 0.25 x2^2 + 1.3 x1^2 x2 + x1^4/8 + 0.7 x2^3/6 (THEORY.md worked check)"),
+        "x1^2 + 0.25 x2^2 + 1.3 x1^2 x2 + x1^4/8 + 0.7 x2^3/6 (docs/theory.md worked check)"),
     "double-well": lambda: _analytic(
         "double-well", double_well, 1, [1.01], [1.0], "(x^2 - 1)^2 / 4"),
     "supercritical-1d": lambda: _analytic(
@@ -229,7 +238,7 @@ BUILTINS: dict[str, Callable[[], Problem]] = {
 }
 
 
-def builtin(name: str) -> Problem:
+def builtin(name: str) -> ObjectiveProblem:
     """A built-in problem by name (see ``BUILTINS``)."""
     if name not in BUILTINS:
         raise ObjectiveError(f"unknown objective {name!r}; built-ins are {', '.join(BUILTINS)}, "
@@ -316,8 +325,8 @@ def _import_target(spec: str):
 
 
 def load_objective(spec: str, x0: str | Path | Tensor | np.ndarray | None = None,
-                   what: str = "x0") -> Problem:
-    """Resolve ``spec`` (built-in name, ``FILE.py:NAME``, ``package.module:NAME``) to a Problem.
+                   what: str = "x0") -> ObjectiveProblem:
+    """Resolve ``spec`` (built-in name, ``FILE.py:NAME``, ``package.module:NAME``) to a problem.
 
     ``x0`` (comma-separated numbers, an ``.npy`` path, or an array) overrides the
     default start and fixes the dimension of a plain callable; ``what`` names it
@@ -338,7 +347,7 @@ def load_objective(spec: str, x0: str | Path | Tensor | np.ndarray | None = None
         if x is None:
             x = target.x0() if hasattr(target, "x0") and callable(target.x0) else torch.zeros(
                 target.dim, dtype=target.dtype)
-        return Problem(spec, target, x.to(target.dtype), None, f"objective {spec}")
+        return ObjectiveProblem(spec, target, x.to(target.dtype), None, f"objective {spec}")
     if not callable(target):
         raise ObjectiveError(f"{spec} is neither callable nor an Objective")
     dim_attr = getattr(target, "dim", None)
@@ -368,4 +377,4 @@ def load_objective(spec: str, x0: str | Path | Tensor | np.ndarray | None = None
     def scalar(z: Tensor, f=target) -> Tensor:
         return f(z).reshape(())
 
-    return Problem(spec, FunctionObjective(scalar, dim), x, None, f"callable {spec}")
+    return ObjectiveProblem(spec, FunctionObjective(scalar, dim), x, None, f"callable {spec}")

@@ -15,17 +15,16 @@ final parameters instead.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 import typer
 
 from eoskit.cli import app
 from eoskit.cli._common import UsageError, handle_errors
+from eoskit.store import dumps_json
 
 _O = typer.Option
 
@@ -33,34 +32,14 @@ _OBJECTIVE_HELP = ("Built-in name (theory-example, double-well, supercritical-1d
                    "linear-net, digits-mlp), FILE.py:NAME or package.module:NAME.")
 
 
-def _clean(obj):
-    """JSON-safe: non-finite floats become null, numpy scalars become Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, torch.Tensor):
-        return _clean(obj.detach().cpu().tolist())
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def _emit_json(payload: dict) -> None:
-    typer.echo(json.dumps(_clean(payload), allow_nan=False))
+    typer.echo(dumps_json(payload, indent=None))
 
 
 def _load_problem(objective: str | None, run: Path | None, x0: str | None,
                   x_star: str | None = None):
-    """(Problem, run object or None) from --objective/--run and --x0 (or --x-star for the dim)."""
-    from eoskit.testfns import BUILTINS, Problem, load_objective, parse_vector
+    """(problem, run object or None) from --objective/--run and --x0 (or --x-star for the dim)."""
+    from eoskit.testfns import BUILTINS, ObjectiveProblem, load_objective, parse_vector
 
     if (objective is None) == (run is None):
         raise UsageError("give exactly one of --objective or --run")
@@ -77,7 +56,7 @@ def _load_problem(objective: str | None, run: Path | None, x0: str | None,
         xf = loaded.x_final.detach().to(obj.dtype)
         start = parse_vector(x0, obj.dim) if x0 is not None else None
         start = xf if start is None else start.to(obj.dtype)
-        return Problem(f"run:{run}", obj, start, None, f"run {run}"), loaded
+        return ObjectiveProblem(f"run:{run}", obj, start, None, f"run {run}"), loaded
     if x0 is None and x_star is not None and objective.strip() not in BUILTINS:
         # --x-star alone fixes a plain callable's dimension (and is then also its start)
         return load_objective(objective, x_star, what="x-star"), None
@@ -157,6 +136,50 @@ def _parse_sweep(spec: str, eta_c: float) -> list[float]:
     return list(np.linspace(lo, hi, n))
 
 
+def _check_orbit_args(y0, gd_steps, predict, x_star, find_min, tol, max_iter, nfloquet) -> None:
+    if gd_steps < 0:
+        raise UsageError(f"--gd-steps must be ≥ 0, got {gd_steps}")
+    if tol <= 0 or max_iter < 1 or nfloquet < 1:
+        raise UsageError("--tol must be > 0, --max-iter and --nfloquet at least 1")
+    if sum([y0 is not None, gd_steps > 0, predict]) > 1:
+        raise UsageError("choose one start: --y0, --gd-steps or --predict")
+    if (x_star is not None or find_min) and not predict:
+        raise UsageError("--x-star and --find-minimum are for --predict")
+
+
+def _orbit_start(problem, lr: float, *, y0, gd_steps: int, predict: bool, x_star,
+                 find_min: bool, direction: int, from_run: bool):
+    """The start pair ``(x, y or None)`` of ``eoskit orbits`` and a note naming it."""
+    from eoskit.orbits import gd_iterates, reduce_at_fixed_point
+    from eoskit.testfns import parse_vector
+
+    obj = problem.objective
+    if predict:
+        xs, src = _resolve_x_star(problem, x_star, find_min, from_run)
+        if direction < 0 or direction + 1 > obj.dim:
+            raise UsageError(f"--direction must be between 0 and {obj.dim - 1}")
+        red = reduce_at_fixed_point(obj, xs, k=direction + 1)
+        return (*red.predicted_orbit(lr, direction), f"predicted (x* {src})")
+    if gd_steps > 0:
+        return (*gd_iterates(obj, problem.x0, lr, gd_steps), f"gd {gd_steps} steps")
+    xb = parse_vector(y0, obj.dim, what="y0") if y0 is not None else None
+    return problem.x0, xb, "pair" if xb is not None else "point"
+
+
+def _print_orbit(name: str, lr: float, start_note: str, res) -> None:
+    typer.echo(f"{name} at lr={lr:g} (start: {start_note})")
+    typer.echo(f"  kind            {res.kind}" + ("" if res.converged else "  (NOT converged)"))
+    typer.echo(f"  half-amplitude  {res.half_amplitude:.10g}")
+    typer.echo(f"  residual |∇A|   {res.residual:.3g}  ({res.iterations} Newton steps)")
+    mods = ", ".join(f"{abs(m):.6g}" for m in res.floquet)
+    typer.echo(f"  |Floquet|       {mods}")
+    typer.echo(f"  stable          {res.stable}  (neutral multipliers: {res.n_neutral})")
+    chk = res.orbit_checks
+    if chk.get("averaged_hessian") is not None:
+        typer.echo(f"  checks          |H̄s − (2/η)s|/|(2/η)s| = {chk['averaged_hessian']:.2g}, "
+                   f"|κx+κy−4/η|/(4/η) = {chk['kappa_sum']:.2g}")
+
+
 @app.command("orbits")
 @handle_errors
 def orbits_cmd(
@@ -184,56 +207,68 @@ def orbits_cmd(
     json_out: bool = _O(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Find a period-two orbit (or fixed point) of GD: Newton–MINRES on ∇A_η = 0."""
-    from eoskit.orbits import find_orbit, gd_iterates, reduce_at_fixed_point
-    from eoskit.testfns import parse_vector
+    from eoskit.orbits import find_orbit
 
     problem, run_obj = _load_problem(objective, run, x0, x_star if predict else None)
     lr = _check_lr(lr, run_obj)
-    obj = problem.objective
-    if gd_steps < 0:
-        raise UsageError(f"--gd-steps must be ≥ 0, got {gd_steps}")
-    if tol <= 0 or max_iter < 1 or nfloquet < 1:
-        raise UsageError("--tol must be > 0, --max-iter and --nfloquet at least 1")
-    modes = sum([y0 is not None, gd_steps > 0, predict])
-    if modes > 1:
-        raise UsageError("choose one start: --y0, --gd-steps or --predict")
-    if (x_star is not None or find_min) and not predict:
-        raise UsageError("--x-star and --find-minimum are for --predict")
-    start_note = "point"
-    if predict:
-        xs, src = _resolve_x_star(problem, x_star, find_min, run is not None)
-        nd = max(1, direction + 1)
-        if direction < 0 or nd > obj.dim:
-            raise UsageError(f"--direction must be between 0 and {obj.dim - 1}")
-        red = reduce_at_fixed_point(obj, xs, k=nd)
-        xa, xb = red.predicted_orbit(lr, direction)
-        start_note = f"predicted (x* {src})"
-    elif gd_steps > 0:
-        xa, xb = gd_iterates(obj, problem.x0, lr, gd_steps)
-        start_note = f"gd {gd_steps} steps"
-    else:
-        xa = problem.x0
-        xb = parse_vector(y0, obj.dim, what="y0") if y0 is not None else None
-        start_note = "pair" if xb is not None else "point"
-    res = find_orbit(obj, lr, xa, xb, tol=tol, max_iter=max_iter, deflate=deflate,
+    _check_orbit_args(y0, gd_steps, predict, x_star, find_min, tol, max_iter, nfloquet)
+    xa, xb, start_note = _orbit_start(problem, lr, y0=y0, gd_steps=gd_steps, predict=predict,
+                                      x_star=x_star, find_min=find_min, direction=direction,
+                                      from_run=run is not None)
+    res = find_orbit(problem.objective, lr, xa, xb, tol=tol, max_iter=max_iter, deflate=deflate,
                      n_floquet=nfloquet)
-    payload = res.to_dict()
-    payload["start"] = start_note
-    payload["objective"] = problem.name
     if json_out:
-        _emit_json(payload)
-        return
-    typer.echo(f"{problem.name} at lr={lr:g} (start: {start_note})")
-    typer.echo(f"  kind            {res.kind}" + ("" if res.converged else "  (NOT converged)"))
-    typer.echo(f"  half-amplitude  {res.half_amplitude:.10g}")
-    typer.echo(f"  residual |∇A|   {res.residual:.3g}  ({res.iterations} Newton steps)")
-    mods = ", ".join(f"{abs(m):.6g}" for m in res.floquet)
-    typer.echo(f"  |Floquet|       {mods}")
-    typer.echo(f"  stable          {res.stable}  (neutral multipliers: {res.n_neutral})")
-    chk = res.orbit_checks
-    if chk.get("averaged_hessian") is not None:
-        typer.echo(f"  checks          |H̄s − (2/η)s|/|(2/η)s| = {chk['averaged_hessian']:.2g}, "
-                   f"|κx+κy−4/η|/(4/η) = {chk['kappa_sum']:.2g}")
+        _emit_json({**res.to_dict(), "start": start_note, "objective": problem.name})
+    else:
+        _print_orbit(problem.name, lr, start_note, res)
+
+
+def _check_bifurcation_args(dim: int, neigs: int, direction: int, sweep, out) -> None:
+    if not 1 <= neigs <= dim:
+        raise UsageError(f"--neigs must be between 1 and {dim}, got {neigs}")
+    if not 0 <= direction < neigs:
+        raise UsageError(f"--direction must be between 0 and --neigs − 1 = {neigs - 1}")
+    if sweep is not None and out is None:
+        raise UsageError("--sweep needs --out DIR")
+    if out is not None and sweep is None:
+        raise UsageError("--out is only used with --sweep")
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+
+
+def _write_sweep(problem, red, spec: str, direction: int, out: Path, payload: dict) -> None:
+    """Sweep the branch of ``direction``; write bifurcation.png/.csv/.json and fill ``payload``."""
+    from eoskit.orbits import bifurcation_sweep, plot_bifurcation
+
+    dr = red.directions[direction]
+    sw = bifurcation_sweep(problem.objective, red, _parse_sweep(spec, dr.eta_c),
+                           direction=direction)
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_bifurcation(sw, out / "bifurcation.png",
+                           title=f"{problem.name}: λ = {dr.eigenvalue:.5g}, "
+                                 f"Q = {dr.Q:.4g} ({dr.side})")
+    csv_path = sw.to_csv(out / "bifurcation.csv")
+    payload["sweep"] = {**sw.to_dict(), "png": str(png), "csv": str(csv_path)}
+    (out / "bifurcation.json").write_text(dumps_json(payload))
+
+
+def _print_reduction(name: str, source: str, red, lr: float | None, sweep: dict | None) -> None:
+    typer.echo(f"{name}: x* ({source}), |grad| = {red.grad_norm:.3g}, "
+               f"smallest eigenvalue {red.min_eigenvalue:.4g}")
+    for i, d in enumerate(red.directions):
+        line = (f"  [{i}] λ = {d.eigenvalue:.8g}  η_c = {d.eta_c:.8g}  Q = {d.Q:.6g}  {d.side}"
+                + ("  DEGENERATE" if d.degenerate else ""))
+        if lr is not None:
+            a = d.predicted_half_amplitude(lr)
+            line += (f"  supports orbit at lr={lr:g}: {d.supports_orbit(lr)}"
+                     + (f", a = {a:.6g}" if math.isfinite(a) else ""))
+        typer.echo(line)
+        typer.echo(f"      {d.note}")
+    if sweep is not None:
+        exp = sweep["exponent"]
+        typer.echo(f"  sweep: {len(sweep['rows'])} learning rates, fitted exponent "
+                   f"{exp if exp is None else f'{exp:.4f}'}; wrote {sweep['png']} and "
+                   f"{sweep['csv']}")
 
 
 @app.command("bifurcation")
@@ -257,60 +292,21 @@ def bifurcation_cmd(
     json_out: bool = _O(False, "--json", help="Print the reduction (and sweep) as JSON."),
 ) -> None:
     """Half-amplitude reduction at a fixed point: η_c, Q, side; optionally sweep the branch."""
-    from eoskit.orbits import bifurcation_sweep, plot_bifurcation, reduce_at_fixed_point
+    from eoskit.orbits import reduce_at_fixed_point
 
-    problem, run_obj = _load_problem(objective, run, x0, x_star)
-    obj = problem.objective
+    problem, _ = _load_problem(objective, run, x0, x_star)
     if lr is not None:
         lr = _check_lr(lr)
-    if not 1 <= neigs <= obj.dim:
-        raise UsageError(f"--neigs must be between 1 and {obj.dim}, got {neigs}")
-    if not 0 <= direction < neigs:
-        raise UsageError(f"--direction must be between 0 and --neigs − 1 = {neigs - 1}")
-    if sweep is not None and out is None:
-        raise UsageError("--sweep needs --out DIR")
-    if out is not None and sweep is None:
-        raise UsageError("--out is only used with --sweep")
-    if out is not None and out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory")
+    _check_bifurcation_args(problem.objective.dim, neigs, direction, sweep, out)
     xs, source = _resolve_x_star(problem, x_star, find_min, run is not None)
-    red = reduce_at_fixed_point(obj, xs, k=neigs, lr=lr)
-    payload = red.to_dict(lr)
-    payload["x_star_source"] = source
-    payload["objective"] = problem.name
+    red = reduce_at_fixed_point(problem.objective, xs, k=neigs, lr=lr)
+    payload = {**red.to_dict(lr), "x_star_source": source, "objective": problem.name}
     if not red.is_fixed_point:
         typer.echo(f"eoskit: warning: |grad L(x*)| = {red.grad_norm:.3g}: x* is not a fixed "
                    "point, the reduction does not apply (try --find-minimum)", err=True)
     if sweep is not None:
-        dr = red.directions[direction]
-        lrs = _parse_sweep(sweep, dr.eta_c)
-        sw = bifurcation_sweep(obj, red, lrs, direction=direction)
-        out.mkdir(parents=True, exist_ok=True)
-        png = plot_bifurcation(sw, out / "bifurcation.png",
-                               title=f"{problem.name}: λ = {dr.eigenvalue:.5g}, "
-                                     f"Q = {dr.Q:.4g} ({dr.side})")
-        csv_path = sw.to_csv(out / "bifurcation.csv")
-        payload["sweep"] = sw.to_dict()
-        payload["sweep"]["png"] = str(png)
-        payload["sweep"]["csv"] = str(csv_path)
-        (out / "bifurcation.json").write_text(json.dumps(_clean(payload), indent=2,
-                                                         allow_nan=False))
+        _write_sweep(problem, red, sweep, direction, out, payload)
     if json_out:
         _emit_json(payload)
-        return
-    typer.echo(f"{problem.name}: x* ({source}), |grad| = {red.grad_norm:.3g}, "
-               f"smallest eigenvalue {red.min_eigenvalue:.4g}")
-    for i, d in enumerate(red.directions):
-        line = (f"  [{i}] λ = {d.eigenvalue:.8g}  η_c = {d.eta_c:.8g}  Q = {d.Q:.6g}  {d.side}"
-                + ("  DEGENERATE" if d.degenerate else ""))
-        if lr is not None:
-            a = d.predicted_half_amplitude(lr)
-            line += (f"  supports orbit at lr={lr:g}: {d.supports_orbit(lr)}"
-                     + (f", a = {a:.6g}" if math.isfinite(a) else ""))
-        typer.echo(line)
-        typer.echo(f"      {d.note}")
-    if sweep is not None:
-        s = payload["sweep"]
-        exp = s["exponent"]
-        typer.echo(f"  sweep: {len(s['rows'])} learning rates, fitted exponent "
-                   f"{exp if exp is None else f'{exp:.4f}'}; wrote {s['png']} and {s['csv']}")
+    else:
+        _print_reduction(problem.name, source, red, lr, payload.get("sweep"))
