@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from eoskit import store
 from eoskit.cli import app
 from eoskit.cli._common import UsageError, handle_errors
 from eoskit.store import dumps_json
@@ -247,9 +248,15 @@ def _write_sweep(problem, red, spec: str, direction: int, out: Path, payload: di
     png = plot_bifurcation(sw, out / "bifurcation.png",
                            title=f"{problem.name}: λ = {dr.eigenvalue:.5g}, "
                                  f"Q = {dr.Q:.4g} ({dr.side})")
-    csv_path = sw.to_csv(out / "bifurcation.csv")
+    from eoskit.orbits.continuation import BifurcationRow
+
+    csv_path = out / "bifurcation.csv"
+    log = store.CsvLog(csv_path, list(BifurcationRow.FIELDS))  # the one cell format
+    for row in sw.table():
+        log.write(row)
+    log.close()
     payload["sweep"] = {**sw.to_dict(), "png": str(png), "csv": str(csv_path)}
-    (out / "bifurcation.json").write_text(dumps_json(payload))
+    store.write_json(out / "bifurcation.json", payload)
 
 
 def _print_reduction(name: str, source: str, red, lr: float | None, sweep: dict | None) -> None:

@@ -19,11 +19,9 @@ Example (``L = x² + x³ + x⁴/2``, supercritical: orbits for ``η > η_c = 1``
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -80,14 +78,9 @@ class BifurcationSweep:
         slope, icpt = np.polyfit(xs, ys, 1)
         return float(slope), float(icpt)
 
-    def to_csv(self, path: str | Path) -> Path:
-        path = Path(path)
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(BifurcationRow.FIELDS)
-            for r in self.rows:
-                w.writerow([getattr(r, f) for f in BifurcationRow.FIELDS])
-        return path
+    def table(self) -> list[dict]:
+        """The rows as dicts of the CSV columns (for :func:`eoskit.store.CsvLog`)."""
+        return [{f: getattr(r, f) for f in BifurcationRow.FIELDS} for r in self.rows]
 
     def to_dict(self) -> dict:
         slope, _ = self.fit_exponent()
