@@ -87,16 +87,12 @@ class RunConfig(BaseModel):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; choose one of {', '.join(DATASETS)}")
-        return v
+        return _one_of("dataset", v, DATASETS)
 
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        if v not in MODELS:
-            raise ValueError(f"unknown model {v!r}; choose one of {', '.join(MODELS)}")
-        return v
+        return _one_of("model", v, MODELS)
 
     @field_validator("device")
     @classmethod
@@ -136,6 +132,12 @@ class RunConfig(BaseModel):
     def threshold(self) -> float:
         """The optimiser's stability threshold on sharpness."""
         return stability_threshold(self.optimizer, self.lr, self.beta)
+
+
+def _one_of(kind: str, name: str, registry) -> str:
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(registry)}")
+    return name
 
 
 def _names(fact: str) -> str:
