@@ -110,6 +110,8 @@ def test_registry_is_the_one_list_of_optimisers():
     facts = {n: (r.samples_batch, r.momentum, r.edge_coupling) for n, r in RULES.items()}
     assert facts == {"gd": (False, False, True), "sgd": (True, False, True),
                      "polyak": (False, True, False), "nesterov": (False, True, False)}
+    assert {n: r.threshold_formula for n, r in RULES.items()} == {
+        "gd": "2/η", "sgd": "2/η", "polyak": "(2+2β)/η", "nesterov": "(2+2β)/((1+2β)η)"}
     with pytest.raises(ValueError, match="unknown optimizer 'adam'; choose one of gd, polyak"):
         stability_threshold("adam", LR)
 

@@ -55,6 +55,7 @@ class UpdateRule(metaclass=_ByName):
     samples_batch: ClassVar[bool] = False  # gradient of a random mini-batch (needs batch_size)
     momentum: ClassVar[bool] = False  # uses beta (> 0 required); otherwise beta must be 0
     edge_coupling: ClassVar[bool] = False  # steps are s = −ηg: docs/theory.md §1–§4 apply
+    threshold_formula: ClassVar[str]  # threshold_for as a figure label
 
     def __init__(self, lr: float, beta: float = 0.0):
         if lr <= 0:
@@ -102,6 +103,7 @@ class GD(UpdateRule):
 
     name = "gd"
     edge_coupling = True
+    threshold_formula = "2/η"
 
     @classmethod
     def threshold_for(cls, lr: float, beta: float = 0.0) -> float:
@@ -150,6 +152,7 @@ class Polyak(_Momentum):
     """Heavy ball: ``s = −η b``."""
 
     name = "polyak"
+    threshold_formula = "(2+2β)/η"
 
     @classmethod
     def threshold_for(cls, lr: float, beta: float = 0.0) -> float:
@@ -163,6 +166,7 @@ class Nesterov(_Momentum):
     """Nesterov momentum in PyTorch's form: ``s = −η (g + β b)``."""
 
     name = "nesterov"
+    threshold_formula = "(2+2β)/((1+2β)η)"
 
     @classmethod
     def threshold_for(cls, lr: float, beta: float = 0.0) -> float:
