@@ -153,7 +153,7 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         (out / "plots").mkdir(exist_ok=True)
         restored = self._restore() if resume else None
-        self.state = restored or RunState(0, problem.x0)
+        self.state = restored if restored is not None else RunState(0, problem.x0)
         if restored is None:
             self._write_config()
         keep = None
