@@ -16,69 +16,83 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from eoskit.data import DATASETS
 from eoskit.models import MODELS
+from eoskit.optim import OPTIMIZERS, RULES, rule_class, stability_threshold
 
-OPTIMIZERS = ("gd", "polyak", "nesterov", "sgd")
+__all__ = ["OPTIMIZERS", "RunConfig", "load_toml", "run_config_from", "stability_threshold"]
 
 
 class RunConfig(BaseModel):
-    """Everything that determines a training run (and so its results)."""
+    """Everything that determines a training run (and so its results).
+
+    Each field's ``description`` is also its ``eoskit run --<field>`` help.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # data
-    dataset: str = "mnist-5k"
-    data_dir: str | None = None
-    n_train: int = Field(1000, gt=0)
-    n_test: int = Field(500, ge=0)
-    classes: tuple[int, ...] | None = None
-    data_seed: int = Field(0, ge=0)
+    dataset: str = Field("mnist-5k", description=f"{', '.join(DATASETS)}.")
+    data_dir: str | None = Field(None, description="Folder with IDX files or cifar-10-batches-py.")
+    n_train: int = Field(1000, gt=0, description="Training examples.")
+    n_test: int = Field(500, ge=0, description="Test examples (0: no test metrics).")
+    classes: tuple[int, ...] | None = Field(
+        None, description="Comma-separated class subset, e.g. 0,1,2.")
+    data_seed: int = Field(0, ge=0, description="Seed of the data subset.")
     # model and loss
-    model: str = "fc-tanh"
-    width: int = Field(200, gt=0)
-    depth: int = Field(2, gt=0)
-    loss: Literal["mse", "ce"] = "mse"
-    seed: int = Field(0, ge=0)
+    model: str = Field("fc-tanh", description=f"{', '.join(MODELS)}.")
+    width: int = Field(200, gt=0, description="Hidden width (channels for cnn-*).")
+    depth: int = Field(2, gt=0, description="Hidden layers.")
+    loss: Literal["mse", "ce"] = Field("mse", description="mse or ce.")
+    seed: int = Field(0, ge=0, description="Seed of the initialisation (and of SGD's batches).")
     # optimiser
-    optimizer: Literal["gd", "polyak", "nesterov", "sgd"] = "gd"
-    lr: float = Field(0.05, gt=0)
-    beta: float = Field(0.0, ge=0, lt=1)
-    batch_size: int | None = Field(None, gt=0)
-    steps: int = Field(1000, gt=0)
+    optimizer: Literal[OPTIMIZERS] = Field("gd", description=f"{', '.join(OPTIMIZERS)}.")
+    lr: float = Field(0.05, gt=0, description="Learning rate η.")
+    beta: float = Field(0.0, ge=0, lt=1, description="Momentum (polyak, nesterov).")
+    batch_size: int | None = Field(None, gt=0, description="Mini-batch size (sgd).")
+    steps: int = Field(1000, gt=0, description="Optimiser steps.")
     # numerics
-    dtype: Literal["float32", "float64"] = "float32"
-    device: str = "cpu"
-    physical_batch: int | None = Field(1000, gt=0)
-    hvp_method: Literal["retained", "rev-rev", "fwd-rev"] = "retained"
-    deterministic: bool = False
+    dtype: Literal["float32", "float64"] = Field("float32", description="float32 or float64.")
+    device: str = Field("cpu", description="cpu, cuda, cuda:N.")
+    physical_batch: int | None = Field(1000, gt=0,
+                                       description="Chunk size for full-batch passes.")
+    hvp_method: Literal["retained", "rev-rev", "fwd-rev"] = Field(
+        "retained", description="retained, rev-rev, fwd-rev.")
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms.")
     # measurement
-    sharpness_every: int = Field(1, ge=0)
-    neigs: int = Field(1, gt=0)
-    eig_tol: float = Field(1e-3, gt=0, lt=1)
-    eig_restart_every: int = Field(50, ge=0)
-    eig_mode: Literal["lanczos", "streaming"] = "lanczos"  # streaming: ~1 HVP/step
-    eig_criterion: Literal["residual", "eigenvalue"] = "residual"  # what eig_tol bounds
-    eval_every: int = Field(10, ge=0)
-    diagnose_every: int = Field(0, ge=0)
-    diagnose_nodes: int = Field(12, ge=2, le=200)
+    sharpness_every: int = Field(1, ge=0,
+                                 description="Measure sharpness every K steps (0: never).")
+    neigs: int = Field(1, gt=0, description="Top-k eigenvalues to track.")
+    eig_tol: float = Field(1e-3, gt=0, lt=1,
+                           description="Eigen-residual tolerance ‖Hv−λv‖ ≤ tol·|λ|.")
+    eig_restart_every: int = Field(
+        50, ge=0, description="Random-start probe every K solves; it replaces the tracked "
+        "vectors only if it finds a larger value.")
+    eig_mode: Literal["lanczos", "streaming"] = Field(
+        "lanczos", description="lanczos (converged to --eig-tol) or streaming "
+        "(~1 HVP/step; use --eig-tol 1e-2).")
+    eig_criterion: Literal["residual", "eigenvalue"] = Field(
+        "residual", description="residual (‖Hv−λv‖ ≤ tol·|λ|) or "
+        "eigenvalue (estimated |λ−θ| ≤ tol·|λ|).")
+    eval_every: int = Field(10, ge=0, description="Test metrics every K steps.")
+    diagnose_every: int = Field(0, ge=0, description="Edge-coupling diagnostics every K steps.")
+    diagnose_nodes: int = Field(12, ge=2, le=200,
+                                description="Gauss-Legendre nodes for the diagnostics.")
     # stopping and storage
-    stop_loss: float | None = Field(None, ge=0)
-    diverge_loss: float = Field(1e8, gt=0)
-    checkpoint_every: int = Field(100, ge=0)
-    keep_checkpoints: int = Field(3, gt=0)
+    stop_loss: float | None = Field(None, ge=0,
+                                    description="Stop once the train loss is below this.")
+    diverge_loss: float = Field(1e8, gt=0,
+                                description="Stop as diverged once the train loss exceeds this.")
+    checkpoint_every: int = Field(100, ge=0, description="Checkpoint every N steps (0: never).")
+    keep_checkpoints: int = Field(3, gt=0, description="Newest checkpoints to keep.")
 
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; choose one of {', '.join(DATASETS)}")
-        return v
+        return _one_of("dataset", v, DATASETS)
 
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        if v not in MODELS:
-            raise ValueError(f"unknown model {v!r}; choose one of {', '.join(MODELS)}")
-        return v
+        return _one_of("model", v, MODELS)
 
     @field_validator("device")
     @classmethod
@@ -97,18 +111,21 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
-        if self.optimizer == "sgd" and self.batch_size is None:
-            raise ValueError("optimizer 'sgd' needs batch_size")
-        if self.optimizer != "sgd" and self.batch_size is not None:
-            raise ValueError(f"batch_size is only used by optimizer 'sgd', not {self.optimizer!r}")
+        name, rule = self.optimizer, rule_class(self.optimizer)
+        if rule.samples_batch and self.batch_size is None:
+            raise ValueError(f"optimizer {name!r} needs batch_size")
+        if not rule.samples_batch and self.batch_size is not None:
+            raise ValueError(f"batch_size is only used by optimizer '{_names('samples_batch')}', "
+                             f"not {name!r}")
         if self.batch_size is not None and self.batch_size > self.n_train:
             raise ValueError(f"batch_size {self.batch_size} exceeds n_train {self.n_train}")
-        if self.optimizer in ("polyak", "nesterov") and self.beta == 0:
-            raise ValueError(f"optimizer {self.optimizer!r} needs beta > 0 (momentum)")
-        if self.optimizer in ("gd", "sgd") and self.beta != 0:
-            raise ValueError(f"beta is only used by polyak/nesterov, not {self.optimizer!r}")
-        if self.diagnose_every and self.optimizer not in ("gd", "sgd"):
-            raise ValueError("diagnose_every: the edge-coupling identities are for gd/sgd steps")
+        if rule.momentum and self.beta == 0:
+            raise ValueError(f"optimizer {name!r} needs beta > 0 (momentum)")
+        if not rule.momentum and self.beta != 0:
+            raise ValueError(f"beta is only used by {_names('momentum')}, not {name!r}")
+        if self.diagnose_every and not rule.edge_coupling:
+            raise ValueError("diagnose_every: the edge-coupling identities are for "
+                             f"{_names('edge_coupling')} steps")
         return self
 
     @property
@@ -117,18 +134,15 @@ class RunConfig(BaseModel):
         return stability_threshold(self.optimizer, self.lr, self.beta)
 
 
-def stability_threshold(optimizer: str, lr: float, beta: float = 0.0) -> float:
-    """Sharpness above which the optimiser diverges on a quadratic.
+def _one_of(kind: str, name: str, registry) -> str:
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(registry)}")
+    return name
 
-    GD/SGD ``2/η``; Polyak heavy ball ``(2+2β)/η``; Nesterov ``(2+2β)/((1+2β)η)``.
-    """
-    if optimizer in ("gd", "sgd"):
-        return 2.0 / lr
-    if optimizer == "polyak":
-        return (2.0 + 2.0 * beta) / lr
-    if optimizer == "nesterov":
-        return (2.0 + 2.0 * beta) / ((1.0 + 2.0 * beta) * lr)
-    raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+def _names(fact: str) -> str:
+    """The optimisers whose rule has ``fact``, e.g. ``polyak/nesterov`` for momentum."""
+    return "/".join(n for n, r in RULES.items() if getattr(r, fact))
 
 
 def load_toml(path: str | Path) -> dict:

@@ -2,7 +2,14 @@
 
 Pure functions of rows (as :func:`eoskit.store.read_rows` returns them): the
 Edge-of-Stability onset, the plateau statistics after it, the post-onset
-weighted mean of the effective curvature, and the worst diagnostic residuals.
+weighted mean of the effective curvature, and the worst diagnostic residuals;
+and the whole run's forcing identity (docs/theory.md §3) from its tracker.
+
+Example:
+    >>> rows = [{"step": t, "loss": 1.0, "sharpness": v} for t, v in enumerate([1.0, 9.6, 9.8])]
+    >>> s = summarize(rows, 10.0, "completed")
+    >>> s["eos_onset_step"], s["sharpness_after_onset_max"]
+    (1, 9.8)
 """
 
 from __future__ import annotations
@@ -47,6 +54,28 @@ def summarize(rows: list[dict], threshold: float, status: str) -> dict:
         "eff_curvature_weighted_mean_after_onset_over_threshold":
             None if kappa_after is None else kappa_after / threshold,
     }
+
+
+def forcing_summary(forcing) -> dict:
+    """The forcing identity's two sides over the run, from a :class:`ForcingTracker`.
+
+    The weighted mean of κ is also given relative to ``2/η``, the identity's
+    reference for every update rule (not the rule's own threshold).
+    """
+    kappa = forcing.weighted_mean_kappa
+    return {
+        "eff_curvature_weighted_mean": kappa,
+        "eff_curvature_weighted_mean_over_threshold": kappa / (2 / forcing.lr),
+        "forcing_lhs": forcing.lhs, "forcing_rhs": forcing.rhs,
+        "forcing_relative_error": _relative_gap(forcing.lhs, forcing.rhs),
+    }
+
+
+def _relative_gap(a: float, b: float) -> float:
+    """``|a − b| / max(|a|, |b|)``; NaN unless both are finite."""
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.nan
+    return abs(a - b) / max(abs(a), abs(b), 1e-300)
 
 
 def summarize_diagnostics(rows: list[dict]) -> dict:

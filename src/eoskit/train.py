@@ -7,6 +7,12 @@ reuse it. Row ``t`` of ``metrics.csv`` describes the step from ``x_t`` to
 ``x_{t+1}``; its effective curvature needs ``L(x_{t+1})``, so the row is
 written at iteration ``t+1`` (the last one after a final loss evaluation).
 
+The loop never tests an optimiser's name: the update rule
+(:mod:`eoskit.optim`) says whether it samples a batch, whether the
+edge-coupling diagnostics apply, and how its effective curvature is read
+off the loss change. Checkpoints are :mod:`eoskit.checkpointing`'s, the
+progress bar :mod:`eoskit.progress`'s, summaries :mod:`eoskit.summary`'s.
+
 Example:
     >>> from eoskit.config import RunConfig
     >>> cfg = RunConfig(dataset="digits", n_train=64, n_test=0, width=8, steps=3,
@@ -23,20 +29,28 @@ import platform
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from eoskit import store
+from eoskit.checkpointing import RunState, restore_run_state, save_run_state, tensor_bytes
 from eoskit.config import RunConfig
-from eoskit.diagnostics import ForcingTracker, effective_curvature
-from eoskit.eigs import SharpnessTracker
-from eoskit.optim import UpdateRule
+from eoskit.diagnostics import ForcingTracker
+from eoskit.eigs import EigResult, SharpnessTracker
+from eoskit.objective import Objective
+from eoskit.optim import UpdateRule, rule_class
 from eoskit.problem import Problem, build_problem, torch_dtype  # noqa: F401 (re-exported)
+from eoskit.progress import progress_bar
 from eoskit.store import FINAL_STATUSES
-from eoskit.summary import ONSET_FRACTION, summarize, summarize_diagnostics  # noqa: F401
+from eoskit.summary import (  # noqa: F401 (summarize, ONSET_FRACTION re-exported)
+    ONSET_FRACTION,
+    forcing_summary,
+    summarize,
+    summarize_diagnostics,
+)
 
 BASE_COLUMNS = [
     "step", "loss", "accuracy", "test_loss", "test_accuracy", "grad_norm", "step_norm",
@@ -53,20 +67,9 @@ def metric_columns(cfg: RunConfig) -> list[str]:
     cols = list(BASE_COLUMNS)
     if cfg.neigs > 1:
         cols += [f"eig_{i + 1}" for i in range(cfg.neigs)]
-    if cfg.optimizer == "sgd":
-        cols += ["full_loss"]
+    if rule_class(cfg.optimizer).samples_batch:
+        cols += ["full_loss"]  # the full-batch loss beside the batch's
     return cols
-
-
-# ---------------------------------------------------------------- the run
-@dataclass
-class RunState:
-    step: int
-    x: Tensor
-    elapsed: float = 0.0
-    pending_row: dict | None = None  # row `step-1`, waiting for L(x_step)
-    pending_diag: dict | None = None  # diagnostics of step `step-1`, waiting for s_step
-    extra: dict = field(default_factory=dict)
 
 
 @contextmanager
@@ -97,14 +100,7 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
     """
     out = Path(out_dir)
     if resume:
-        if not (out / "config.json").exists():
-            raise ValueError(f"cannot resume: {out} has no config.json")
-        stored = RunConfig(**store.read_json(out / "config.json")["config"])
-        if cfg is not None and cfg != stored:
-            diff = [k for k in RunConfig.model_fields if getattr(cfg, k) != getattr(stored, k)]
-            raise ValueError(f"cannot resume: the run in {out} has a different configuration "
-                             f"({', '.join(diff)})")
-        cfg = stored
+        cfg = _stored_config(out, cfg)
         summary_path = out / "summary.json"
         if summary_path.exists():
             summary = store.read_json(summary_path)
@@ -116,6 +112,29 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
         torch.use_deterministic_algorithms(True)
     problem = build_problem(cfg)
     return Trainer(problem, out, resume=resume, progress=progress).run()
+
+
+def _stored_config(out: Path, cfg: RunConfig | None) -> RunConfig:
+    """The configuration of the run in ``out``; a given ``cfg`` must be the same."""
+    if not (out / "config.json").exists():
+        raise ValueError(f"cannot resume: {out} has no config.json")
+    stored = RunConfig(**store.read_json(out / "config.json")["config"])
+    if cfg is not None and cfg != stored:
+        diff = [k for k in RunConfig.model_fields if getattr(cfg, k) != getattr(stored, k)]
+        raise ValueError(f"cannot resume: the run in {out} has a different configuration "
+                         f"({', '.join(diff)})")
+    return stored
+
+
+class Evaluation(NamedTuple):
+    """One pass at ``x_t``: on the step's objective (the batch, for a batch rule)."""
+
+    obj: Objective
+    loss: float
+    grad: Tensor
+    aux: Tensor | None  # the objective's by-product (correct predictions), if any
+    eig: EigResult | None
+    hvps: int
 
 
 class Trainer:
@@ -131,26 +150,23 @@ class Trainer:
         self.forcing = ForcingTracker(cfg.lr)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed + 7919)
         self.columns = metric_columns(cfg)
-        self.state = RunState(0, problem.x0)
-        self.hvps_total = 0
-        self.diag_columns = None
         out.mkdir(parents=True, exist_ok=True)
         (out / "plots").mkdir(exist_ok=True)
-        restored = self._restore() if resume else False
-        if not restored:
+        restored = self._restore() if resume else None
+        self.state = restored if restored is not None else RunState(0, problem.x0)
+        if restored is None:
             self._write_config()
-        keep = self.state.step - 1 if restored else None
-        if restored and self.state.pending_row is None:
-            keep = self.state.step
+        keep = None
+        if restored is not None:
+            keep = restored.step if restored.pending_row is None else restored.step - 1
         self.metrics = store.CsvLog(out / "metrics.csv", self.columns, keep_below=keep)
         self.diag_log = None
         if cfg.diagnose_every:
             from eoskit.diagnostics import DIAGNOSTIC_COLUMNS
 
-            self.diag_columns = list(DIAGNOSTIC_COLUMNS)
-            dkeep = self.state.extra.get("diag_keep_below") if restored else None
-            self.diag_log = store.CsvLog(out / "diagnostics.csv", self.diag_columns,
-                                         keep_below=dkeep if restored else None)
+            dkeep = None if restored is None else restored.extra.get("diag_keep_below")
+            self.diag_log = store.CsvLog(out / "diagnostics.csv", list(DIAGNOSTIC_COLUMNS),
+                                         keep_below=dkeep)
 
     # ---- bookkeeping
     def _write_config(self) -> None:
@@ -170,49 +186,75 @@ class Trainer:
         })
         store.write_json(self.out / "summary.json", {"status": "running", "steps": 0})
 
+    def _parts(self) -> dict:
+        return dict(rule=self.rule, tracker=self.tracker, forcing=self.forcing,
+                    batch_gen=self.batch_gen)
+
     def _checkpoint(self) -> None:
-        s = self.state
-        state = {
-            "step": s.step, "x": s.x.detach().cpu(), "elapsed": s.elapsed,
-            "pending_row": s.pending_row,
-            "pending_diag": _to_cpu(s.pending_diag),
-            "optimizer": _to_cpu(self.rule.state_dict()),
-            "tracker": self.tracker.state_dict(),
-            "forcing": self.forcing.state(),
-            "batch_gen": self.batch_gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "hvps_total": self.hvps_total,
-            "extra": dict(s.extra),
-        }
         self.metrics.sync()
         if self.diag_log is not None:
             self.diag_log.sync()
-        store.save_checkpoint(self.out / "checkpoints", s.step, state,
-                              keep=self.cfg.keep_checkpoints)
+        save_run_state(self.out / "checkpoints", self.state, keep=self.cfg.keep_checkpoints,
+                       **self._parts())
 
-    def _restore(self) -> bool:
-        latest = store.load_latest_checkpoint(self.out / "checkpoints")
-        if latest is None:
-            return False
-        st, _ = latest
-        dev = self.cfg.device
-        self.state = RunState(st["step"], st["x"].to(dev), st["elapsed"], st["pending_row"],
-                              _to_device(st["pending_diag"], dev), st.get("extra", {}))
-        self.rule.load_state_dict(_to_device(st["optimizer"], dev))
-        self.tracker.load_state_dict(st["tracker"], dev)
-        for k, v in st["forcing"].items():
-            setattr(self.forcing, k, v)
-        self.batch_gen.set_state(st["batch_gen"])
-        torch.set_rng_state(st["torch_rng"])
-        self.hvps_total = st["hvps_total"]
-        return True
+    def _restore(self) -> RunState | None:
+        return restore_run_state(self.out / "checkpoints", self.cfg.device, **self._parts())
 
-    # ---- one evaluation at x_t
-    def _evaluate(self, t: int, x: Tensor):
+    # ---- the loop
+    def run(self) -> dict:
+        status = "interrupted"
+        try:
+            with _sigterm_as_interrupt(), \
+                    progress_bar(self.cfg.steps, self.state.step, self.progress) as update:
+                status = self._loop(update)
+        except KeyboardInterrupt:
+            status = "interrupted"
+        finally:
+            self.metrics.close()
+            if self.diag_log is not None:
+                self.diag_log.close()
+        if status != "interrupted":
+            store.atomic_write_bytes(self.out / "params_final.pt", tensor_bytes(self.state.x))
+        summary = self._summary(status)
+        store.write_json(self.out / "summary.json", summary)
+        if status != "interrupted":
+            self._plots()
+        return summary
+
+    def _loop(self, update) -> str:
+        """Iterate from ``state.step`` to the end; the run's final status."""
+        cfg, s = self.cfg, self.state
+        t0 = time.perf_counter() - s.elapsed
+        while s.step < cfg.steps:
+            t = s.step
+            ev = self._evaluate(t, s.x)
+            self._finish_pending(ev.loss, ev.grad)
+            row = self._row(t, ev, time.perf_counter() - t0)
+            if not math.isfinite(ev.loss) or ev.loss > cfg.diverge_loss:
+                self.metrics.write(row)
+                return "diverged"
+            self._take_step(t, ev, row)
+            update(s.step, ev.loss, row.get("sharpness"))
+            if cfg.stop_loss is not None and ev.loss <= cfg.stop_loss:
+                self._finish_pending(self._final_loss(s.x), None)
+                return "completed"
+            s.elapsed = time.perf_counter() - t0
+            if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
+                self._checkpoint()
+        if s.pending_diag is not None:
+            # the last diagnosed step's recurrence needs s_T = −η g(x_T)
+            loss, g = self.obj.value_and_grad(s.x)
+            self._finish_pending(float(loss), g)
+        else:
+            self._finish_pending(self._final_loss(s.x), None)
+        return "completed"
+
+    def _evaluate(self, t: int, x: Tensor) -> Evaluation:
+        """Loss and gradient at ``x_t`` (of a fresh batch for a batch rule), sharpness if due."""
         cfg = self.cfg
         measure = cfg.sharpness_every > 0 and t % cfg.sharpness_every == 0
         obj = self.obj
-        if cfg.optimizer == "sgd":
+        if self.rule.samples_batch:
             idx = torch.randperm(obj.n, generator=self.batch_gen)[: cfg.batch_size]
             obj = self.obj.subset(idx.to(self.obj.inputs.device))
         eig = None
@@ -227,106 +269,63 @@ class Trainer:
             point.release()
         else:
             loss, g, aux = obj.value_grad_aux(x)
-        hvps = self.obj.hvp_count - hvps_before
-        return obj, float(loss), g, aux, eig, hvps
+        return Evaluation(obj, float(loss), g, aux, eig, self.obj.hvp_count - hvps_before)
 
-    def run(self) -> dict:
-        cfg, s = self.cfg, self.state
-        status = "completed"
-        t0 = time.perf_counter() - s.elapsed
-        bar = _progress(cfg.steps, s.step, self.progress)
-        try:
-            with _sigterm_as_interrupt(), bar as update:
-                while True:
-                    t = s.step
-                    if t < cfg.steps:
-                        obj, loss, g, aux, eig, hvps = self._evaluate(t, s.x)
-                    elif s.pending_diag is not None:
-                        # the last diagnosed step's recurrence needs s_T = −η g(x_T)
-                        obj, (loss, g) = self.obj, self.obj.value_and_grad(s.x)
-                        loss = float(loss)
-                    else:
-                        obj, loss, g = self.obj, self._final_loss(s.x), None
-                    self._finish_pending(loss, g, t, obj)
-                    if t >= cfg.steps:
-                        break
-                    row = self._row(t, loss, g, aux, eig, hvps, time.perf_counter() - t0)
-                    if not math.isfinite(loss) or loss > cfg.diverge_loss:
-                        self.metrics.write(row)
-                        status = "diverged"
-                        break
-                    step_vec = self.rule.step(g)
-                    row["step_norm"] = float(step_vec.norm())
-                    if cfg.optimizer == "sgd":
-                        self._sgd_batch_curvature(row, obj, s.x, step_vec, loss, t)
-                    s.pending_row = row
-                    if cfg.diagnose_every and t % cfg.diagnose_every == 0 and cfg.optimizer == "gd":
-                        s.pending_diag = {"step": t, "x": s.x, "s": step_vec, "loss": loss}
-                    s.x = (s.x + step_vec).detach()
-                    s.step = t + 1
-                    s.extra["diag_keep_below"] = t + 1 if cfg.optimizer == "sgd" else t
-                    update(s.step, loss, row.get("sharpness"))
-                    if cfg.stop_loss is not None and loss <= cfg.stop_loss:
-                        # finish the last row and stop
-                        self._finish_pending(self._final_loss(s.x), None, s.step, self.obj)
-                        break
-                    s.elapsed = time.perf_counter() - t0
-                    if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
-                        self._checkpoint()
-        except KeyboardInterrupt:
-            status = "interrupted"
-        finally:
-            self.metrics.close()
-            if self.diag_log is not None:
-                self.diag_log.close()
-        if status != "interrupted":
-            store.atomic_write_bytes(self.out / "params_final.pt", _tensor_bytes(s.x))
-        summary = self._summary(status)
-        store.write_json(self.out / "summary.json", summary)
-        if status != "interrupted":
-            self._plots()
-        return summary
+    def _take_step(self, t: int, ev: Evaluation, row: dict) -> None:
+        """``x_{t+1} = x_t + s_t``; row ``t`` (and its diagnostics) wait for ``L(x_{t+1})``."""
+        s, rule = self.state, self.rule
+        step_vec = rule.step(ev.grad)
+        row["step_norm"] = float(step_vec.norm())
+        row.update(rule.curvature_terms(ev.grad, step_vec))
+        if rule.samples_batch:
+            self._batch_curvature(row, ev.obj, s.x, step_vec, ev.loss, t)
+        s.pending_row = row
+        if self._diagnosed(t) and not rule.samples_batch:
+            s.pending_diag = {"step": t, "x": s.x, "s": step_vec, "loss": ev.loss}
+        s.x = (s.x + step_vec).detach()
+        s.step = t + 1
+        # a batch step is diagnosed at once; a full-batch one once s_{t+1} is known
+        s.extra["diag_keep_below"] = t + 1 if rule.samples_batch else t
+
+    def _diagnosed(self, t: int) -> bool:
+        every = self.cfg.diagnose_every
+        return bool(every) and self.rule.edge_coupling and t % every == 0
 
     def _final_loss(self, x: Tensor) -> float:
         return self.obj.loss_and_accuracy(x)[0]
 
-    def _finish_pending(self, loss_next: float, g_next, t: int, obj) -> None:
+    def _finish_pending(self, loss_next: float, g_next: Tensor | None) -> None:
         """Complete row t-1 (κ needs L(x_t)) and run its diagnostics (they need s_t)."""
         s = self.state
         row = s.pending_row
         if row is None:
             return
-        if self.cfg.optimizer == "sgd":
-            self.forcing.update(row["loss"], row["_next_batch_loss"], row["eff_curvature"],
-                                row["step_norm"] ** 2)
-            row.pop("_next_batch_loss", None)
+        sq = row["step_norm"] ** 2
+        if self.rule.samples_batch:
+            # κ was read off the batch's own loss change when the step was taken
+            self.forcing.update(row["loss"], row.pop("_next_batch_loss"), row["eff_curvature"],
+                                sq)
         else:
-            kappa = self._curvature(row, loss_next)
+            kappa = self.rule.effective_curvature(row["loss"], loss_next, sq, row)
             row["eff_curvature"] = kappa
-            self.forcing.update(row["loss"], loss_next, kappa, row["step_norm"] ** 2)
+            self.forcing.update(row["loss"], loss_next, kappa, sq)
         row["eff_curvature_mean"] = self.forcing.weighted_mean_kappa
         self.metrics.write(row)
         s.pending_row = None
         if s.pending_diag is not None:
             d = s.pending_diag
+            # diagnosed rules step s = −ηg (RunConfig allows diagnostics for no other)
             s_next = None if g_next is None else -self.cfg.lr * g_next
             self._diagnose(self.obj, d["step"], d["x"], d["s"], s_next, d["loss"], loss_next)
             s.pending_diag = None
 
-    def _curvature(self, row: dict, loss_next: float) -> float:
-        sq = row["step_norm"] ** 2
-        if self.cfg.optimizer in ("gd", "sgd"):
-            return effective_curvature(row["loss"], loss_next, sq, self.cfg.lr)
-        # momentum: the exact second-order form 2(ΔL − gᵀs)/|s|² (GD's formula needs s = −ηg)
-        return 2.0 * (loss_next - row["loss"] - row["_g_dot_s"]) / sq if sq > 0 else math.nan
-
-    def _sgd_batch_curvature(self, row, batch_obj, x, step_vec, loss, t) -> None:
+    def _batch_curvature(self, row, batch_obj, x, step_vec, loss, t) -> None:
         # one extra forward on the same batch: the loss-change formula holds for the batch loss
         next_loss, _ = batch_obj.loss_and_accuracy(x + step_vec)
         sq = float(step_vec @ step_vec)
-        row["eff_curvature"] = effective_curvature(loss, next_loss, sq, self.cfg.lr)
+        row["eff_curvature"] = self.rule.effective_curvature(loss, next_loss, sq, row)
         row["_next_batch_loss"] = next_loss
-        if self.cfg.diagnose_every and t % self.cfg.diagnose_every == 0:
+        if self._diagnosed(t):
             self._diagnose(batch_obj, t, x, step_vec, None, loss, next_loss)
 
     def _diagnose(self, obj, t, x, s_t, s_next, loss_t, loss_next) -> None:
@@ -337,47 +336,37 @@ class Trainer:
                              nodes=self.cfg.diagnose_nodes, sharpness_v0=warm)
         self.diag_log.write({"step": t, **diag})
 
-    def _row(self, t, loss, g, aux, eig, hvps, wall) -> dict:
+    def _row(self, t: int, ev: Evaluation, wall: float) -> dict:
+        """Row ``t`` as far as ``x_t`` tells (the step's norm and κ come later)."""
         cfg = self.cfg
-        self.hvps_total += hvps
-        row = {"step": t, "loss": loss, "grad_norm": float(g.norm()),
-               "threshold": self.rule.threshold, "hvps": hvps, "wall_time": wall}
-        if aux is not None:
-            row["accuracy"] = int(aux) / (cfg.batch_size or self.obj.n)
-        if eig is not None:
-            row["sharpness"] = float(eig.eigenvalues[0])
-            row["eig_residual"] = float(eig.residuals[0] / max(abs(eig.eigenvalues[0]), 1e-300))
+        self.state.hvps_total += ev.hvps
+        row = {"step": t, "loss": ev.loss, "grad_norm": float(ev.grad.norm()),
+               "threshold": self.rule.threshold, "hvps": ev.hvps, "wall_time": wall}
+        if ev.aux is not None:
+            row["accuracy"] = int(ev.aux) / (cfg.batch_size or self.obj.n)
+        if ev.eig is not None:
+            values = ev.eig.eigenvalues
+            row["sharpness"] = float(values[0])
+            row["eig_residual"] = float(ev.eig.residuals[0] / max(abs(values[0]), 1e-300))
             if cfg.neigs > 1:
-                for i, ev in enumerate(eig.eigenvalues):
-                    row[f"eig_{i + 1}"] = float(ev)
-        is_last = t == cfg.steps - 1
-        if self.p.test is not None and cfg.eval_every and (t % cfg.eval_every == 0 or is_last):
+                for i, ev_i in enumerate(values):
+                    row[f"eig_{i + 1}"] = float(ev_i)
+        due = cfg.eval_every and (t % cfg.eval_every == 0 or t == cfg.steps - 1)
+        if self.p.test is not None and due:
             row["test_loss"], row["test_accuracy"] = self.p.test.loss_and_accuracy(self.state.x)
-        if cfg.optimizer == "sgd" and cfg.eval_every and (t % cfg.eval_every == 0 or is_last):
+        if self.rule.samples_batch and due:
             row["full_loss"], _ = self.obj.loss_and_accuracy(self.state.x)
-        if cfg.optimizer in ("polyak", "nesterov"):
-            # gᵀs of the step about to be taken; filled here from the buffer's update rule
-            b = g if self.rule.buffer is None else cfg.beta * self.rule.buffer + g
-            s_vec = -cfg.lr * b if cfg.optimizer == "polyak" else -cfg.lr * (g + cfg.beta * b)
-            row["_g_dot_s"] = float(g @ s_vec)
         return row
 
     # ---- results
     def _summary(self, status: str) -> dict:
         rows = store.read_rows(self.out / "metrics.csv")
         out = summarize(rows, self.rule.threshold, status)
-        f = self.forcing
-        out.update({
-            "eff_curvature_weighted_mean": f.weighted_mean_kappa,
-            "eff_curvature_weighted_mean_over_threshold": f.weighted_mean_kappa / (2 / self.cfg.lr),
-            "forcing_lhs": f.lhs, "forcing_rhs": f.rhs,
-            "forcing_relative_error": _rel(f.lhs, f.rhs),
-            "hvps_total": self.hvps_total,
-            "wall_time": self.state.elapsed,
-        })
-        if self.diag_columns is not None and (self.out / "diagnostics.csv").exists():
-            diag_rows = store.read_rows(self.out / "diagnostics.csv")
-            out["diagnostics"] = summarize_diagnostics(diag_rows)
+        out.update(forcing_summary(self.forcing))
+        out.update({"hvps_total": self.state.hvps_total, "wall_time": self.state.elapsed})
+        if self.diag_log is not None and (self.out / "diagnostics.csv").exists():
+            out["diagnostics"] = summarize_diagnostics(
+                store.read_rows(self.out / "diagnostics.csv"))
         return out
 
     def _plots(self) -> None:
@@ -386,61 +375,8 @@ class Trainer:
         try:
             plot_run(self.out)
             if (self.out / "diagnostics.csv").exists():
-                from eoskit.diagnostics import plot_diagnostics
+                from eoskit.plots.diagnostics import plot_diagnostics
 
                 plot_diagnostics(self.out / "diagnostics.csv", self.out / "plots", self.cfg.lr)
         except Exception as err:  # a figure must never lose a finished run
             print(f"eoskit: warning: plotting failed: {err}")
-
-
-def _rel(a: float, b: float) -> float:
-    if not (math.isfinite(a) and math.isfinite(b)):
-        return math.nan
-    return abs(a - b) / max(abs(a), abs(b), 1e-300)
-
-
-def _tensor_bytes(x: Tensor) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    torch.save(x.detach().cpu(), buf)
-    return buf.getvalue()
-
-
-def _to_cpu(obj):
-    if isinstance(obj, Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    return obj
-
-
-def _to_device(obj, device):
-    if isinstance(obj, Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
-    return obj
-
-
-@contextmanager
-def _progress(total: int, start: int, enabled: bool):
-    """A rich progress bar showing step, loss and the latest sharpness."""
-    if not enabled:
-        yield lambda *a: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    last = {"sharp": None}
-    with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                  transient=False) as prog:
-        task = prog.add_task("train", total=total, completed=start, info="")
-
-        def update(step, loss, sharp):
-            if sharp is not None:
-                last["sharp"] = sharp
-            sh = "—" if last["sharp"] is None else f"{last['sharp']:.4g}"
-            prog.update(task, completed=step, info=f"loss {loss:.4g}  sharpness {sh}")
-
-        yield update

@@ -1,9 +1,14 @@
-"""Shared CLI plumbing: one clear message and a fixed exit code for bad input."""
+"""Shared CLI plumbing: one clear message and a fixed exit code for bad input, and a
+command's options generated from a pydantic model's fields.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
+import types
+import typing
 
 import typer
 
@@ -50,3 +55,95 @@ def handle_errors(fn):
             sys.exit(130)
 
     return wrapper
+
+
+# ---------------------------------------------------------------- options from a model
+def plain_help(text: str | None) -> str | None:
+    """Help shown as written: typer's rich markup would read ``[run]`` as a style tag."""
+    if text is None:
+        return None
+    from eoskit.cli import app
+
+    if app.rich_markup_mode != "rich":
+        return text
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _without_none(annotation):
+    """``X`` of ``X | None``; other annotations unchanged."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _tuple_item(annotation) -> type | None:
+    """``X`` of ``tuple[X, ...]`` (or of its optional); None for any other field."""
+    annotation = _without_none(annotation)
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is tuple else None
+
+
+def _option_type(annotation) -> type:
+    """The command-line type of a field: a Literal's value type; a tuple is text."""
+    annotation = _without_none(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return type(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) is tuple:
+        return str  # comma-separated: see option_values
+    return annotation
+
+
+def _shown_default(value) -> str | bool:
+    if value is None:
+        return False
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def model_options(model) -> list[inspect.Parameter]:
+    """One typer option per field of the pydantic ``model``: ``--field-name``, help from
+    the field's description, and the field's default shown but not passed (every
+    option defaults to ``None``, so it overrides a config file only when given).
+    """
+    params = []
+    for name, field in model.model_fields.items():
+        cli_type = _option_type(field.annotation)
+        option = typer.Option(None, help=plain_help(field.description),
+                              show_default=_shown_default(field.default))
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=cli_type | None))
+    return params
+
+
+def with_model_options(model, *, after: str):
+    """Decorator: the command's ``**fields`` become :func:`model_options` (placed after
+    the parameter ``after``), so the model is the one source of its options.
+    """
+    def decorate(fn):
+        sig = inspect.signature(fn, eval_str=True)
+        # typer passes every option by keyword
+        own = [p.replace(kind=p.KEYWORD_ONLY) for p in sig.parameters.values()
+               if p.kind is not p.VAR_KEYWORD]
+        i = [p.name for p in own].index(after) + 1
+        fn.__signature__ = sig.replace(parameters=own[:i] + model_options(model) + own[i:])
+        return fn
+
+    return decorate
+
+
+def option_values(model, values: dict) -> dict:
+    """Option values in the model's types: a comma-separated tuple option becomes a tuple."""
+    out = dict(values)
+    for name, text in values.items():
+        item = _tuple_item(model.model_fields[name].annotation)
+        if text is None or item is None:
+            continue
+        try:
+            out[name] = tuple(item(c) for c in text.split(","))
+        except ValueError as err:
+            kind = "integers" if item is int else f"{item.__name__} values"
+            raise UsageError(f"--{name.replace('_', '-')} must be comma-separated {kind}, "
+                             f"got {text!r}") from err
+    return out

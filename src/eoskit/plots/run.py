@@ -11,10 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from eoskit import store  # noqa: E402
+from eoskit.optim import rule_class  # noqa: E402
 
 
 def _series(rows, name):
-    pts = [(int(r["step"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]
+    pts = [(int(r["step"]), float(r[name])) for r in rows if r.get(name) is not None]
     pts = [(t, v) for t, v in pts if math.isfinite(v)]
     return [t for t, _ in pts], [v for _, v in pts]
 
@@ -22,7 +23,7 @@ def _series(rows, name):
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Write ``plots/loss.png``, ``plots/sharpness.png``, ``plots/eff_curvature.png``."""
     run_dir = Path(run_dir)
-    rows = store.read_csv(run_dir / "metrics.csv")
+    rows = store.read_rows(run_dir / "metrics.csv")
     cfg = store.read_json(run_dir / "config.json")
     c = cfg["config"]
     threshold = cfg["threshold"]
@@ -47,7 +48,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             ax.plot(*_series(rows, f"eig_{i + 1}"), lw=1.0, label=f"λ_{i + 1}")
     else:
         ax.plot(*_series(rows, "sharpness"), lw=1.2, label="sharpness λ_max")
-    ax.axhline(threshold, color="k", ls="--", lw=1, label=_threshold_label(c))
+    formula = rule_class(c["optimizer"]).threshold_formula
+    ax.axhline(threshold, color="k", ls="--", lw=1, label=formula)
     ax.set(xlabel="step", ylabel="top Hessian eigenvalue", title=title)
     ax.legend()
     written.append(_save(fig, folder / "sharpness.png"))
@@ -66,11 +68,6 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     ax.legend(fontsize=8)
     written.append(_save(fig, folder / "eff_curvature.png"))
     return written
-
-
-def _threshold_label(c: dict) -> str:
-    return {"gd": "2/η", "sgd": "2/η", "polyak": "(2+2β)/η",
-            "nesterov": "(2+2β)/((1+2β)η)"}[c["optimizer"]]
 
 
 def _save(fig, path: Path) -> Path:
