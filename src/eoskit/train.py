@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from eoskit import store
+from eoskit._version import __version__
 from eoskit.checkpointing import RunState, restore_run_state, save_run_state, tensor_bytes
 from eoskit.config import RunConfig
 from eoskit.diagnostics import ForcingTracker
@@ -170,11 +171,9 @@ class Trainer:
 
     # ---- bookkeeping
     def _write_config(self) -> None:
-        import eoskit
-
         store.write_json(self.out / "config.json", {
             "config": self.cfg.model_dump(mode="json"),
-            "eoskit_version": eoskit.__version__,
+            "eoskit_version": __version__,
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
             "seed": self.cfg.seed,
