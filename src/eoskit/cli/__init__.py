@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import typer
-
-app = typer.Typer(
-    name="eoskit",
-    help="Edge of Stability toolkit: train, track sharpness, verify the edge-coupling theory.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from eoskit.cli.app import app
 
 
 def _register() -> None:
@@ -21,8 +13,3 @@ def _register() -> None:
 def main() -> None:
     _register()
     app()
-
-
-@app.callback()
-def _root() -> None:
-    """Edge of Stability toolkit: train, track sharpness, verify the edge-coupling theory."""

@@ -62,7 +62,7 @@ def plain_help(text: str | None) -> str | None:
     """Help shown as written: typer's rich markup would read ``[run]`` as a style tag."""
     if text is None:
         return None
-    from eoskit.cli import app
+    from eoskit.cli.app import app
 
     if app.rich_markup_mode != "rich":
         return text

@@ -23,8 +23,8 @@ import numpy as np
 import typer
 
 from eoskit import store
-from eoskit.cli import app
 from eoskit.cli._common import UsageError, handle_errors
+from eoskit.cli.app import app
 from eoskit.store import dumps_json
 
 _O = typer.Option
@@ -239,7 +239,8 @@ def _check_bifurcation_args(dim: int, neigs: int, direction: int, sweep, out) ->
 
 def _write_sweep(problem, red, spec: str, direction: int, out: Path, payload: dict) -> None:
     """Sweep the branch of ``direction``; write bifurcation.png/.csv/.json and fill ``payload``."""
-    from eoskit.orbits import bifurcation_sweep, plot_bifurcation
+    from eoskit.orbits import bifurcation_sweep
+    from eoskit.plots.bifurcation import plot_bifurcation
 
     dr = red.directions[direction]
     sw = bifurcation_sweep(problem.objective, red, _parse_sweep(spec, dr.eta_c),

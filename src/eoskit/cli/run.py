@@ -9,7 +9,6 @@ from typing import Optional
 
 import typer
 
-from eoskit.cli import app
 from eoskit.cli._common import (
     EXIT_DIVERGED,
     EXIT_FAILED,
@@ -19,6 +18,7 @@ from eoskit.cli._common import (
     plain_help,
     with_model_options,
 )
+from eoskit.cli.app import app
 from eoskit.config import RunConfig
 
 _O = typer.Option
