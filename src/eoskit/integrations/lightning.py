@@ -21,6 +21,7 @@ built in ``on_train_start`` (``self.monitor``) and closed in ``on_train_end``.
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import torch
 
 from eoskit.monitor.monitor import Monitor
 
@@ -64,7 +65,9 @@ class SharpnessCallback(pl.Callback):
         if row["threshold"] is not None:
             names.append("threshold")
         for name in names:
-            pl_module.log(name, row[name], on_step=True, on_epoch=False)
+            # a float64 tensor: Lightning turns a Python float into float32
+            value = torch.tensor(row[name], dtype=torch.float64, device=pl_module.device)
+            pl_module.log(name, value, on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.monitor is not None:
