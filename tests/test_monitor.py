@@ -314,3 +314,24 @@ def test_sink_objects_receive_the_completed_rows():
         Monitor(model, F.mse_loss, (X, Y), loggers=("mlflow",))
     with pytest.raises(TypeError, match="not a sink"):
         Monitor(model, F.mse_loss, (X, Y), loggers=[object()])
+
+
+def test_integration_modules_import_without_their_frameworks():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "for m in ('lightning', 'lightning.pytorch', 'transformers', 'mlflow',"
+            " 'torch.utils.tensorboard'):\n"
+            "    sys.modules[m] = None\n"
+            "import eoskit.integrations.lightning as L, eoskit.integrations.transformers as T\n"
+            "import eoskit.integrations.loggers\n"
+            "for mod in (L, T):\n"
+            "    try:\n"
+            "        mod.SharpnessCallback\n"
+            "    except ImportError:\n"
+            "        pass\n"
+            "    else:\n"
+            "        raise SystemExit('imported a missing framework')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

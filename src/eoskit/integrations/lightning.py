@@ -16,11 +16,14 @@ measurement set (tensors or a DataLoader, see
 :func:`eoskit.monitor.measurement_set`). Keyword arguments go to the Monitor
 (``out=``, ``loggers=``, ``probe_size=``, ``dtype=``, ...). The Monitor is
 built in ``on_train_start`` (``self.monitor``) and closed in ``on_train_end``.
+
+This module imports without Lightning; ``SharpnessCallback`` is made (as a
+``lightning.pytorch.Callback``) on first access, which needs the
+``lightning`` extra.
 """
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
 
 from eoskit.monitor.monitor import Monitor
@@ -38,8 +41,8 @@ def module_loss(pl_module):
                      f"{', '.join(_LOSS_ATTRIBUTES)} attribute")
 
 
-class SharpnessCallback(pl.Callback):
-    """Top Hessian eigenvalues of the training loss every ``every_n_steps`` optimiser steps."""
+class SharpnessHooks:
+    """The callback's hooks; :data:`SharpnessCallback` adds ``lightning.pytorch.Callback``."""
 
     def __init__(self, data, every_n_steps: int = 10, neigs: int = 1, loss_fn=None,
                  **monitor_kwargs):
@@ -77,3 +80,15 @@ class SharpnessCallback(pl.Callback):
         if self.monitor is not None:
             self.monitor.close("interrupted" if isinstance(exception, KeyboardInterrupt)
                                else "failed")
+
+
+def __getattr__(name: str):
+    if name != "SharpnessCallback":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import lightning.pytorch as pl
+
+    cls = type("SharpnessCallback", (SharpnessHooks, pl.Callback), {
+        "__doc__": "Top Hessian eigenvalues of the training loss every ``every_n_steps`` "
+                   "optimiser steps (a Lightning callback).", "__module__": __name__})
+    globals()[name] = cls
+    return cls

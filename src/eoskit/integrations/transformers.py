@@ -13,11 +13,12 @@ the values go through ``trainer.log`` (``state.log_history`` and every
 ``report_to`` integration, at ``step = state.global_step``); without it they
 are appended to ``state.log_history`` as ``{"sharpness": ..., "step": ...}``
 (a Trainer callback has no other way to log). Keyword arguments go to the Monitor.
+
+This module imports without ``transformers``; ``SharpnessCallback`` is made
+(as a ``transformers.TrainerCallback``) on first access.
 """
 
 from __future__ import annotations
-
-from transformers import TrainerCallback
 
 from eoskit.monitor.monitor import Monitor
 
@@ -27,8 +28,8 @@ def output_loss(output, _target=None):
     return output["loss"] if isinstance(output, dict) else output.loss
 
 
-class SharpnessCallback(TrainerCallback):
-    """Top Hessian eigenvalues of the training loss every ``every_n_steps`` optimiser steps."""
+class SharpnessHooks:
+    """The callback's hooks; :data:`SharpnessCallback` adds ``transformers.TrainerCallback``."""
 
     def __init__(self, data, every_n_steps: int = 10, neigs: int = 1, loss_fn=None,
                  trainer=None, **monitor_kwargs):
@@ -59,3 +60,15 @@ class SharpnessCallback(TrainerCallback):
         if self.monitor is not None:
             self.monitor.close()
         return control
+
+
+def __getattr__(name: str):
+    if name != "SharpnessCallback":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from transformers import TrainerCallback
+
+    cls = type("SharpnessCallback", (SharpnessHooks, TrainerCallback), {
+        "__doc__": "Top Hessian eigenvalues of the training loss every ``every_n_steps`` "
+                   "optimiser steps (a Hugging Face Trainer callback).", "__module__": __name__})
+    globals()[name] = cls
+    return cls
