@@ -1,0 +1,74 @@
+"""Sharpness in the Hugging Face ``Trainer``: a callback built on :class:`eoskit.monitor.Monitor`.
+
+``SharpnessCallback(data, every_n_steps=10, neigs=1)`` measures in
+``on_step_end`` whenever ``state.global_step % every_n_steps == 0``, at the
+parameters after that optimiser step. ``data`` is the measurement set in the
+model's own batch format: a dict of tensors (``model(**batch)``, the model
+computing its loss from ``labels``: by default the measured loss is
+``output["loss"]``, assumed a mean over the batch's samples) or
+``(inputs, targets)`` with ``loss_fn(output, targets)``.
+
+Logging: with ``trainer=`` given (or ``callback.trainer = trainer`` set later)
+the values go through ``trainer.log`` (``state.log_history`` and every
+``report_to`` integration, at ``step = state.global_step``); without it they
+are appended to ``state.log_history`` as ``{"sharpness": ..., "step": ...}``
+(a Trainer callback has no other way to log). Keyword arguments go to the Monitor.
+
+This module imports without ``transformers``; ``SharpnessCallback`` is made
+(as a ``transformers.TrainerCallback``) on first access.
+"""
+
+from __future__ import annotations
+
+from eoskit.monitor.monitor import Monitor
+
+
+def output_loss(output, _target=None):
+    """The loss a Hugging Face model returns (``output["loss"]`` or ``output.loss``)."""
+    return output["loss"] if isinstance(output, dict) else output.loss
+
+
+class SharpnessHooks:
+    """The callback's hooks; :data:`SharpnessCallback` adds ``transformers.TrainerCallback``."""
+
+    def __init__(self, data, every_n_steps: int = 10, neigs: int = 1, loss_fn=None,
+                 trainer=None, **monitor_kwargs):
+        self.data, self.every_n_steps, self.neigs = data, every_n_steps, neigs
+        self.loss_fn = loss_fn or output_loss
+        self.trainer = trainer
+        self.monitor_kwargs = monitor_kwargs
+        self.monitor: Monitor | None = None
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if self.monitor is None:
+            self.monitor = Monitor(model, self.loss_fn, self.data, every=self.every_n_steps,
+                                   neigs=self.neigs, optimizer=optimizer, **self.monitor_kwargs)
+        row = self.monitor.step(step=state.global_step)
+        if row is None:
+            return control
+        logs = {"sharpness": row["sharpness"],
+                **{f"eig_{i + 1}": row[f"eig_{i + 1}"] for i in range(self.neigs)}}
+        if row["threshold"] is not None:
+            logs["threshold"] = row["threshold"]
+        if self.trainer is not None:
+            self.trainer.log(logs)
+        else:
+            state.log_history.append({**logs, "step": state.global_step})
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.monitor is not None:
+            self.monitor.close()
+        return control
+
+
+def __getattr__(name: str):
+    if name != "SharpnessCallback":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from transformers import TrainerCallback
+
+    cls = type("SharpnessCallback", (SharpnessHooks, TrainerCallback), {
+        "__doc__": "Top Hessian eigenvalues of the training loss every ``every_n_steps`` "
+                   "optimiser steps (a Hugging Face Trainer callback).", "__module__": __name__})
+    globals()[name] = cls
+    return cls

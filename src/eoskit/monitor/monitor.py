@@ -1,0 +1,256 @@
+"""Sharpness of *your* model in *your* training loop.
+
+:class:`Monitor` measures the top Hessian eigenvalues of ``loss_fn`` over a
+fixed measurement set every ``every`` optimiser steps, warm-started from the
+previous measurement (:class:`eoskit.eigs.SharpnessTracker`), at the model's
+current parameters, and reports them beside the optimiser's stability
+threshold (docs/theory.md §1).
+
+It never changes the model: parameters are read into a flat vector and the
+module is evaluated with ``torch.func.functional_call`` on that vector and
+cloned buffers (:class:`~eoskit.monitor.objective.LossFnObjective`); its
+dtype, device, training mode and ``.grad`` fields are left alone, and the
+global torch RNG (CPU, and CUDA when initialised) is forked around every
+measurement, so dropout or any other draw inside the forward pass does not
+shift the training loop's random stream. The model is evaluated in its
+current mode: in training mode dropout masks are drawn once per measurement
+(the Hessian of that fixed-mask loss is measured).
+
+Effective curvature (docs/theory.md §3): for the step ``s = x_{t+1} − x_t``
+right after a measurement at ``x_t``, ``κ_t = 2(L(x_{t+1}) − L(x_t) − g_tᵀs)/|s|²``
+with ``L``, ``g`` the measurement set's loss and gradient. This is the exact
+mean curvature of ``L`` along ``s`` for *any* optimiser (one extra forward
+pass at ``x_{t+1}``); its comparison with ``2/η`` is the GD/SGD edge-coupling
+reading. It is filled into row ``t`` at the next call, and the row reaches
+``metrics.csv`` and the loggers then (or at :meth:`Monitor.close`).
+
+Example:
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    >>> X, Y = torch.randn(32, 4), torch.randn(32, 1)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    >>> mon = Monitor(model, torch.nn.functional.mse_loss, (X, Y), every=5, optimizer=opt)
+    >>> for _ in range(10):
+    ...     opt.zero_grad(); torch.nn.functional.mse_loss(model(X), Y).backward(); opt.step()
+    ...     row = mon.step()
+    >>> row["step"], round(row["threshold"], 6), row["sharpness"] > 0
+    (10, 40.0, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from eoskit.eigs import SharpnessTracker
+from eoskit.monitor.data import measurement_set
+from eoskit.monitor.objective import LossFn, LossFnObjective
+from eoskit.monitor.optimizers import (
+    optimizer_beta,
+    optimizer_kind,
+    optimizer_lr,
+    optimizer_threshold,
+)
+from eoskit.monitor.rundir import MonitorRunDir, metric_columns
+
+
+def _rng_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+
+
+class Monitor:
+    """Sharpness, threshold and effective curvature of a user's model along its training.
+
+    ``data``: the measurement set (see :func:`~eoskit.monitor.data.measurement_set`).
+    ``loss_fn(output, target)``: a *mean* loss. ``every``: measure when the step
+    count is a multiple of it. ``optimizer``: read for the threshold (and its
+    learning rate) at every measurement. ``out``: a run directory. ``loggers``:
+    ``"tensorboard"``, ``"mlflow"`` (both need ``out``) or sink objects (see
+    :mod:`eoskit.integrations.loggers`). ``dtype``: of the measurement (default
+    the model's; ``torch.float64`` for a float32 model gives a float64 Hessian).
+    ``physical_batch``/``hvp_method``: memory, as in :class:`ModelObjective`.
+    ``tol``/``criterion``: the eigensolver's stopping rule; the default
+    ``"eigenvalue"`` bounds each reported eigenvalue's relative error by ``tol``
+    (``"residual"`` asks ``‖Hv − λv‖ ≤ tol·|λ|``, stricter and ~1.5x the products).
+    ``restart_every``: a cold probe every that many measurements (0: never).
+    ``curvature=False`` skips the extra forward pass that ``eff_curvature`` costs.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data,
+        every: int = 10,
+        neigs: int = 1,
+        optimizer: torch.optim.Optimizer | None = None,
+        out: str | Path | None = None,
+        loggers: Sequence = (),
+        probe_size: int | None = None,
+        tol: float = 1e-3,
+        seed: int = 0,
+        *,
+        dtype: torch.dtype | None = None,
+        physical_batch: int | Sequence[int] | None = None,
+        hvp_method: str = "retained",
+        restart_every: int = 50,
+        criterion: str = "eigenvalue",
+        curvature: bool = True,
+    ):
+        if every < 1 or neigs < 1:
+            raise ValueError(f"every and neigs must be at least 1, got {every} and {neigs}")
+        self.model, self.optimizer, self.every, self.k = model, optimizer, int(every), int(neigs)
+        self.curvature = curvature
+        inputs, targets = measurement_set(data, probe_size, seed)
+        self.objective = LossFnObjective(model, loss_fn, inputs, targets, dtype=dtype,
+                                         physical_batch=physical_batch, hvp_method=hvp_method)
+        self.tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion)
+        self.columns = metric_columns(self.k)
+        self.rows: list[dict] = []  # every measurement so far, completed or pending
+        self.hvps_total = 0
+        self.steps = 0  # optimiser steps counted (or given) so far
+        self._pending: tuple[dict, Tensor, Tensor] | None = None  # (row, x_t, g_t) awaiting κ
+        self._written = 0  # rows handed to metrics.csv and the loggers
+        self._t0 = time.perf_counter()
+        self.closed = False
+        config, meta = self._config(loss_fn, probe_size, tol, seed, restart_every)
+        self.run_dir = MonitorRunDir(out, config, meta, self.columns) if out is not None else None
+        from eoskit.integrations.loggers import make_sinks
+
+        self.sinks = make_sinks(loggers, out)
+        for sink in self.sinks:
+            sink.log_params({**config, **meta})
+
+    def _config(self, loss_fn, probe_size, tol, seed, restart_every) -> tuple[dict, dict]:
+        opt = self.optimizer
+        config = {
+            "dataset": "user", "model": type(self.model).__name__,
+            "loss": getattr(loss_fn, "__name__", type(loss_fn).__name__),
+            "optimizer": optimizer_kind(opt), "lr": optimizer_lr(opt),
+            "beta": optimizer_beta(opt), "neigs": self.k, "every": self.every,
+            "eig_tol": tol, "eig_restart_every": restart_every, "probe_size": probe_size,
+            "dtype": str(self.objective.dtype).removeprefix("torch."),
+            "device": str(self.objective.device), "hvp_method": self.objective.hvp_method,
+        }
+        meta = {"seed": seed, "threshold": optimizer_threshold(opt), "n_params": self.objective.dim,
+                "n_train": self.objective.n}
+        return config, meta
+
+    # ---------------------------------------------------------------- the loop's calls
+    def step(self, step: int | None = None) -> dict | None:
+        """Call after each optimiser step; returns the measurement's row on measured steps.
+
+        ``step``: the optimiser's step count after this step (default: one more
+        than the last call's). A row's ``eff_curvature`` is filled in at the
+        next call (the same dict object).
+        """
+        self.steps = self.steps + 1 if step is None else int(step)
+        measure = self.steps % self.every == 0 and not (self.rows and
+                                                        self.rows[-1]["step"] == self.steps)
+        if self._pending is not None and not measure:
+            self._complete_pending()
+        return self.measure() if measure else None
+
+    def measure(self) -> dict:
+        """Measure now, at the current parameters (row ``step`` = the current step count)."""
+        x = self.objective.x0()  # (d,), a detached copy
+        hvps_before = self.objective.hvp_count
+        with torch.random.fork_rng(devices=_rng_devices()), torch.enable_grad():
+            with self.objective.at(x) as point:
+                loss, g = float(point.value), point.grad.detach()
+                eig = self.tracker.measure(point.hvp, self.objective.dim, x.dtype, x.device)
+        if self._pending is not None:
+            self._complete_pending(x, loss)
+        hvps = self.objective.hvp_count - hvps_before
+        self.hvps_total += hvps
+        row = self._row(loss, g, eig, hvps)
+        self.rows.append(row)
+        if self.curvature:
+            self._pending = (row, x, g)
+        else:
+            self._flush()
+        return row
+
+    def _row(self, loss: float, g: Tensor, eig, hvps: int) -> dict:
+        top = float(eig.eigenvalues[0])
+        row = {"step": self.steps, "loss": loss, "grad_norm": float(torch.sqrt(g @ g)),
+               "sharpness": top, "threshold": optimizer_threshold(self.optimizer),
+               "lr": optimizer_lr(self.optimizer),
+               "eig_residual": float(eig.residuals[0] / max(abs(top), 1e-300)),
+               "hvps": hvps, "wall_time": time.perf_counter() - self._t0,
+               "eff_curvature": None, "step_norm": None}
+        for i, ev in enumerate(eig.eigenvalues):
+            row[f"eig_{i + 1}"] = float(ev)
+        return row
+
+    def _complete_pending(self, x_next: Tensor | None = None, loss_next: float | None = None):
+        """κ of the step after the pending measurement, if this call is exactly one step later."""
+        row, x, g = self._pending
+        self._pending = None
+        if self.steps == row["step"] + 1:
+            if x_next is None:
+                x_next = self.objective.x0()
+                with torch.random.fork_rng(devices=_rng_devices()):
+                    loss_next = float(self.objective.value(x_next))
+            s = x_next - x  # (d,)
+            sq = float(s @ s)
+            row["step_norm"] = math.sqrt(sq)
+            row["eff_curvature"] = (2.0 * (loss_next - row["loss"] - float(g @ s)) / sq
+                                    if sq > 0 else None)
+        self._flush()
+
+    def _flush(self) -> None:
+        for row in self.rows[self._written:]:
+            if self._pending is not None and row is self._pending[0]:
+                break
+            if self.run_dir is not None:
+                self.run_dir.write(row)
+            for sink in self.sinks:
+                sink.log_row(row)
+            self._written += 1
+
+    # ---------------------------------------------------------------- the end
+    def close(self, status: str = "completed") -> dict | None:
+        """Write the last row, the final ``summary.json`` and the plots; close the loggers.
+
+        Returns the summary (None without ``out``). Closing twice does nothing.
+        """
+        if self.closed:
+            return None
+        self.closed = True
+        self._pending = None
+        self._flush()
+        summary = None
+        if self.run_dir is not None:
+            extra = {"hvps_total": self.hvps_total,
+                     "hvps_per_measurement": self.hvps_total / max(len(self.rows), 1),
+                     "wall_time": time.perf_counter() - self._t0}
+            summary = self.run_dir.finish(self.rows, status, extra)
+            for path in self._artifacts():
+                for sink in self.sinks:
+                    sink.log_artifact(path)
+        for sink in self.sinks:
+            sink.close()
+        return summary
+
+    def _artifacts(self) -> list[Path]:
+        out = self.run_dir.out
+        try:
+            from eoskit.plots.run import plot_run
+
+            plots = plot_run(out)
+        except Exception:  # figures are a bonus (plot_run knows eoskit's optimisers only)
+            plots = []
+        return [out / "metrics.csv", out / "summary.json", out / "config.json", *plots]
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close("completed" if exc_type is None else
+                   "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
