@@ -13,7 +13,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q $(if $(wildcard /opt/wheels),--find-links /opt/wheels) -c constraints.txt -e '.[test,ray]'
+	$(PY) -m pip install -q $(if $(wildcard /opt/wheels),--find-links /opt/wheels) -c constraints.txt -e '.[test,ray,integrations]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -47,12 +47,15 @@ __all__ = [
     # fixed points, period-two orbits, bifurcations (docs/theory.md §5)
     "find_orbit", "find_minimum", "floquet_multipliers", "orbit_checks",
     "reduce_at_fixed_point", "half_amplitude_coefficient", "bifurcation_sweep",
+    # your model, your loop
+    "Monitor",
 ]
 
 # heavy modules load on first use so `import eoskit` stays quick
 _LAZY = {
     "train": ("eoskit.train", "train"),
     "load_run": ("eoskit.store", "load_run"),
+    "Monitor": ("eoskit.monitor", "Monitor"),
     **{name: ("eoskit.orbits", name) for name in (
         "find_orbit", "find_minimum", "floquet_multipliers", "orbit_checks",
         "reduce_at_fixed_point", "half_amplitude_coefficient", "bifurcation_sweep")},
