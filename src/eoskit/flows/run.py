@@ -195,10 +195,17 @@ def _costs(tracks: dict) -> dict:
 
 
 def summarize_flows(rows: list[dict], threshold: float, status: str) -> dict:
-    """Post-onset medians per flow (onset: GD's sharpness first ≥ 0.95 · 2/η)."""
+    """Post-onset medians per flow.
+
+    Onset: the first recorded step where GD's sharpness is ≥ 0.95 · 2/η and, when
+    the central flow runs, its X is active (an initial sharpness near 2/η that
+    GD's early transient pulls back down is not yet the Edge of Stability).
+    """
     gd = {r["step"]: r for r in rows if r["flow"] == "gd"}
+    active = {r["step"]: (r["trace_sigma"] or 0) > 0 for r in rows if r["flow"] == "central"}
     onset = next((t for t, r in sorted(gd.items())
-                  if r["sharpness"] >= ONSET_FRACTION * threshold), None)
+                  if r["sharpness"] >= ONSET_FRACTION * threshold and active.get(t, True)),
+                 None)
     last = max(gd) if gd else None
     out = {"status": status, "threshold": threshold, "eos_onset_step": onset,
            "last_step": last, "flows": {}}
