@@ -1,0 +1,134 @@
+"""``eoskit flow``: GD beside gradient flow and the central flow, from one start.
+
+Examples::
+
+    eoskit flow --config examples/flow_mnist_small.toml --steps 300 --every 2 --out runs/flows
+    eoskit flow --objective my_loss.py:loss --x0 0.1,0.2 --lr 0.5 --steps 200 --out DIR
+    eoskit flow --resume DIR
+
+``--config`` is a TOML file with a ``[run]`` table as ``eoskit run`` reads it
+(optimizer gd); ``--objective`` is a built-in, ``FILE.py:NAME`` or
+``package.module:NAME`` as ``eoskit orbits`` takes it. Time is in GD steps.
+The central flow of RMSProp is not available (eoskit has no adaptive
+optimisers yet).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from eoskit.cli import app
+from eoskit.cli._common import UsageError, handle_errors
+
+_O = typer.Option
+
+
+def _problem(source: dict, lr: float | None, steps: int | None):
+    """(objective, x0, lr, steps, source) from a resolved source description."""
+    if source["kind"] == "config":
+        from eoskit.config import RunConfig
+        from eoskit.problem import build_problem
+
+        cfg = RunConfig(**source["run"])
+        if cfg.optimizer != "gd":
+            raise UsageError(f"eoskit flow follows GD; the configuration has optimizer "
+                             f"{cfg.optimizer!r}")
+        problem = build_problem(cfg)
+        return problem.train, problem.x0, lr or cfg.lr, steps or cfg.steps
+    from eoskit.testfns import load_objective
+
+    problem = load_objective(source["objective"], source.get("x0"))
+    if lr is None:
+        raise UsageError("--lr is required with --objective")
+    return problem.objective, problem.x0.to(problem.objective.dtype), lr, steps or 200
+
+
+def _source(config: Path | None, objective: str | None, x0: str | None, lr, steps) -> dict:
+    if (config is None) == (objective is None):
+        raise UsageError("give exactly one of --config or --objective (or --resume DIR)")
+    if config is not None:
+        if x0 is not None:
+            raise UsageError("--x0 is for --objective; a configuration starts at its model's "
+                             "initialisation")
+        from eoskit.config import run_config_from
+
+        cfg = run_config_from(config, {"lr": lr, "steps": steps})
+        return {"kind": "config", "run": cfg.model_dump(mode="json")}
+    return {"kind": "objective", "objective": objective, "x0": x0}
+
+
+@app.command("flow")
+@handle_errors
+def flow_cmd(
+    out: Optional[Path] = _O(None, "--out", help="Folder for flows.csv, summary.json, plots/."),
+    config: Optional[Path] = _O(None, "--config", help="TOML file with a [run] table (gd)."),
+    objective: Optional[str] = _O(None, "--objective", help="Built-in, FILE.py:NAME or "
+                                  "package.module:NAME."),
+    x0: Optional[str] = _O(None, "--x0", help="Start for --objective: comma-separated numbers "
+                           "or an .npy file."),
+    lr: Optional[float] = _O(None, "--lr", help="Learning rate η (default: the config's)."),
+    steps: Optional[int] = _O(None, "--steps", help="GD steps = flow time (default: the "
+                              "config's, 200 for --objective)."),
+    every: int = _O(1, "--every", help="Record every M steps."),
+    flows: str = _O("gradient,central", "--flows", help="Comma-separated: gradient, central."),
+    substeps: int = _O(4, "--substeps", help="Central flow: Euler substeps K per GD step."),
+    fraction: float = _O(0.75, "--fraction", help="Central flow: eigenvalues ≥ fraction·2/η "
+                         "enter the X solve."),
+    neigs: int = _O(3, "--neigs", help="Central flow: top-k eigenvalues tracked."),
+    eig_tol: float = _O(1e-5, "--eig-tol", help="Eigen-residual tolerance of the trackers."),
+    window: int = _O(21, "--window", help="GD's centred moving average (odd, in steps)."),
+    method: str = _O("RK45", "--method", help="Gradient flow: RK45, DOP853 or RK23."),
+    rtol: float = _O(1e-6, "--rtol", help="Gradient flow: relative tolerance."),
+    atol: float = _O(1e-9, "--atol", help="Gradient flow: absolute tolerance."),
+    checkpoint_every: int = _O(0, "--checkpoint-every", help="Checkpoint every N steps "
+                               "(a multiple of --every; 0: never)."),
+    resume: Optional[Path] = _O(None, "--resume", help="Continue the flows run in this folder."),
+    json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Run GD and integrate gradient flow and the central flow from the same start."""
+    from eoskit import store
+    from eoskit.flows.run import FlowSettings, run_flows
+    from eoskit.plots.flows import plot_flows
+
+    if resume is not None:
+        if any(v is not None for v in (out, config, objective, x0, lr, steps)):
+            raise UsageError("--resume takes everything from the folder; give nothing else")
+        if not (resume / "flow_config.json").is_file():
+            raise UsageError(f"cannot resume: {resume} has no flow_config.json")
+        stored = store.read_json(resume / "flow_config.json")
+        settings = FlowSettings.from_dict(stored["settings"])
+        source, out = stored["source"], resume
+        obj, x_start, _, _ = _problem(source, settings.lr, settings.steps)
+    else:
+        if out is None:
+            raise UsageError("--out DIR is required (or --resume DIR)")
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} exists and is not a directory")
+        source = _source(config, objective, x0, lr, steps)
+        obj, x_start, lr, steps = _problem(source, lr, steps)
+        names = tuple(f.strip() for f in flows.split(",") if f.strip())
+        settings = FlowSettings(lr=lr, steps=steps, every=every, flows=names, substeps=substeps,
+                                fraction=fraction, neigs=neigs, eig_tol=eig_tol, window=window,
+                                method=method, rtol=rtol, atol=atol,
+                                checkpoint_every=checkpoint_every)
+    summary = run_flows(obj, x_start, settings, out, source=source, resume=resume is not None)
+    plot_flows(out)
+    if json_out:
+        typer.echo(json.dumps(store.clean_json(summary), indent=2))
+        return
+    typer.echo(f"flows: {out}  (status {summary['status']}, onset step "
+               f"{summary['eos_onset_step']})")
+    for name, s in summary["flows"].items():
+        rel = _fmt(s["median_rel_loss_error_after_onset"])
+        dist = _fmt(s["median_dist_to_gd_after_onset"])
+        sharp = _fmt(s["median_sharpness_over_threshold_after_onset"])
+        typer.echo(f"  {name:9s} median rel. loss error {rel}  median dist to GD {dist}"
+                   f"  sharpness/(2/η) {sharp}")
+
+
+def _fmt(v) -> str:
+    return "—" if v is None else f"{v:.4g}"

@@ -1,0 +1,238 @@
+"""``eoskit flow``'s driver: GD, gradient flow and the central flow from one start.
+
+Time is in units of GD steps (flow time t ↔ t steps of size η). Every
+``every`` steps one row per trajectory goes to ``flows.csv`` (columns
+``FLOW_COLUMNS``); ``summary.json`` holds the post-onset medians
+(:func:`summarize_flows`) and the costs; ``flow_config.json`` the settings;
+``checkpoints/`` the state every ``checkpoint_every`` steps, so
+``resume=True`` continues a killed run and writes the same rows. Everything
+is written through :mod:`eoskit.store`; the rows a summary needs travel in
+the checkpoint, so nothing is read back from the CSV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import Tensor
+
+from eoskit import store
+from eoskit.flows.central import DEFAULT_FRACTION, CentralFlow
+from eoskit.flows.gradient import ATOL, RTOL, GradientFlowSettings
+from eoskit.flows.tracks import CentralTrack, GDTrack, GradientTrack
+from eoskit.objective import Objective
+from eoskit.summary import ONSET_FRACTION
+
+FLOWS = ("gradient", "central")
+FLOW_COLUMNS = ["step", "flow", "loss", "predicted_loss", "grad_norm_sq",
+                "predicted_grad_norm_sq", "sharpness", "n_constrained", "trace_sigma",
+                "dist_to_gd", "hvps", "d3_calls", "sigma_top", "half_amplitude_sq"]
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """Everything that determines a flows run besides the objective and its start."""
+
+    lr: float
+    steps: int
+    every: int = 1
+    flows: tuple[str, ...] = FLOWS
+    substeps: int = 4
+    fraction: float = DEFAULT_FRACTION
+    neigs: int = 3
+    eig_tol: float = 1e-5
+    window: int = 21  # GD's centred moving average: odd number of steps
+    method: str = "RK45"
+    rtol: float = RTOL
+    atol: float = ATOL
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+
+    def __post_init__(self):
+        _check(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}")
+        _check(self.steps >= 1 and self.every >= 1, "steps and every must be at least 1")
+        _check(self.steps % self.every == 0,
+               f"steps ({self.steps}) must be a multiple of every ({self.every})")
+        _check(bool(self.flows) and set(self.flows) <= set(FLOWS),
+               f"flows must be a non-empty subset of {','.join(FLOWS)}, got {self.flows}")
+        _check(self.substeps >= 1, f"substeps must be at least 1, got {self.substeps}")
+        _check(0 < self.fraction <= 1, f"fraction must be in (0, 1], got {self.fraction}")
+        _check(self.neigs >= 1, f"neigs must be at least 1, got {self.neigs}")
+        _check(0 < self.eig_tol < 1, f"eig_tol must be in (0, 1), got {self.eig_tol}")
+        _check(self.window >= 1 and self.window % 2 == 1,
+               f"window must be an odd number of steps, got {self.window}")
+        _check(self.checkpoint_every >= 0 and (self.checkpoint_every % self.every == 0),
+               "checkpoint_every must be a multiple of every (0: never)")
+        GradientFlowSettings(self.method, self.rtol, self.atol)
+
+    @property
+    def threshold(self) -> float:
+        return 2.0 / self.lr
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FlowSettings:
+        return cls(**{**d, "flows": tuple(d["flows"])})
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
+    tracks = {"gd": GDTrack(obj, x0, s.lr, s.eig_tol, s.window // 2)}
+    if "gradient" in s.flows:
+        tracks["gradient"] = GradientTrack(obj, x0, s.lr, s.eig_tol,
+                                           GradientFlowSettings(s.method, s.rtol, s.atol))
+    if "central" in s.flows:
+        flow = CentralFlow(s.lr, s.substeps, s.fraction, min(s.neigs, obj.dim), s.eig_tol)
+        tracks["central"] = CentralTrack(obj, x0, flow)
+    return tracks
+
+
+def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Path, *,
+              source: dict | None = None, resume: bool = False,
+              stop_at: int | None = None) -> dict:
+    """Run GD and the flows into ``out``; returns the summary.
+
+    ``stop_at`` stops (status ``interrupted``, resumable) once that step's rows
+    are written, as a kill would.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tracks = _tracks(obj, x0.detach().to(obj.dtype), settings)
+    rows: list[dict] = []
+    step = _restore(out, tracks, rows) if resume else None
+    restored = step is not None
+    if not restored:
+        step, rows = 0, []
+        store.write_json(out / "flow_config.json", {
+            "settings": settings.to_dict(), "source": source or {}, "n_params": obj.dim,
+            "threshold": settings.threshold, "columns": FLOW_COLUMNS})
+        store.write_json(out / "summary.json", {"status": "running"})
+    log = store.CsvLog(out / "flows.csv", FLOW_COLUMNS, keep_below=step if restored else None)
+    status = "completed"
+    try:
+        while True:
+            if settings.checkpoint_every and step % settings.checkpoint_every == 0 and step:
+                log.sync()
+                _checkpoint(out, step, tracks, rows, settings.keep_checkpoints)
+            new = _record(step, tracks)
+            for r in new:
+                log.write(r)
+            rows.extend(new)
+            if not all(math.isfinite(r["loss"]) for r in new):
+                status = "diverged"
+                break
+            if step >= settings.steps:
+                break
+            if stop_at is not None and step >= stop_at:
+                status = "interrupted"
+                break
+            for t in tracks.values():
+                t.advance(settings.every)
+            step += settings.every
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        log.close()
+    summary = summarize_flows(rows, settings.threshold, status)
+    summary["cost"] = _costs(tracks)
+    summary["settings"] = settings.to_dict()
+    store.write_json(out / "summary.json", summary)
+    return summary
+
+
+def _record(step: int, tracks: dict) -> list[dict]:
+    gd = tracks["gd"]
+    rows = [gd.row()]
+    rows += [t.row(gd.x) for name, t in tracks.items() if name != "gd"]
+    return [{"step": step, **r} for r in rows]
+
+
+def _checkpoint(out: Path, step: int, tracks: dict, rows: list[dict], keep: int) -> None:
+    state = {"step": step, "rows": list(rows),
+             "tracks": {name: t.state_dict() for name, t in tracks.items()}}
+    store.save_checkpoint(out / "checkpoints", step, state, keep=keep)
+
+
+def _restore(out: Path, tracks: dict, rows: list[dict]) -> int | None:
+    latest = store.load_latest_checkpoint(out / "checkpoints")
+    if latest is None:
+        return None
+    state, _ = latest
+    if set(state["tracks"]) != set(tracks):
+        raise ValueError(f"cannot resume: the checkpoint has flows {sorted(state['tracks'])}")
+    device = next(iter(tracks.values())).obj.device
+    for name, t in tracks.items():
+        t.load_state_dict(state["tracks"][name], device)
+    rows[:] = [r for r in state["rows"] if r["step"] < state["step"]]
+    return int(state["step"])
+
+
+def _costs(tracks: dict) -> dict:
+    """Per track: totals, and seconds per unit of time relative to a GD step."""
+    gd = tracks["gd"].cost
+    gd_step = gd["seconds"] / max(gd["grads"], 1)
+    out = {}
+    for name, t in tracks.items():
+        c = dict(t.cost)
+        per_unit = c["seconds"] / c["time"] if c["time"] else None
+        if name == "gd":
+            per_unit = gd_step  # GD runs a window ahead: its gradients are its steps
+        c["seconds_per_unit_time"] = per_unit
+        c["cost_in_gd_steps"] = None if per_unit is None or not gd_step else per_unit / gd_step
+        c["grads_per_unit_time"] = c["grads"] / c["time"] if c["time"] else None
+        out[name] = c
+    return out
+
+
+def summarize_flows(rows: list[dict], threshold: float, status: str) -> dict:
+    """Post-onset medians per flow.
+
+    Onset: the first recorded step where GD's sharpness is ≥ 0.95 · 2/η and, when
+    the central flow runs, its X is active (an initial sharpness near 2/η that
+    GD's early transient pulls back down is not yet the Edge of Stability).
+    """
+    gd = {r["step"]: r for r in rows if r["flow"] == "gd"}
+    active = {r["step"]: (r["trace_sigma"] or 0) > 0 for r in rows if r["flow"] == "central"}
+    onset = next((t for t, r in sorted(gd.items())
+                  if r["sharpness"] >= ONSET_FRACTION * threshold and active.get(t, True)),
+                 None)
+    last = max(gd) if gd else None
+    out = {"status": status, "threshold": threshold, "eos_onset_step": onset,
+           "last_step": last, "flows": {}}
+    for name in sorted({r["flow"] for r in rows}):
+        mine = [r for r in rows if r["flow"] == name and r["step"] in gd]
+        after = [r for r in mine if onset is not None and r["step"] >= onset]
+        rel = [abs(r["predicted_loss"] - gd[r["step"]]["predicted_loss"])
+               / gd[r["step"]]["predicted_loss"] for r in after]
+        out["flows"][name] = {
+            "median_rel_loss_error_after_onset": _median(rel),
+            "median_dist_to_gd_after_onset": _median([r["dist_to_gd"] for r in after]),
+            "final_dist_to_gd": mine[-1]["dist_to_gd"] if mine else None,
+            "median_sharpness_over_threshold_after_onset":
+                _median([r["sharpness"] / threshold for r in after]),
+            "max_sharpness_over_threshold_after_onset":
+                max((r["sharpness"] / threshold for r in after), default=None),
+        }
+    central = [r for r in rows if r["flow"] == "central" and r["step"] in gd
+               and onset is not None and r["step"] >= onset]
+    if central:
+        out["flows"]["central"]["median_sigma_top_after_onset"] = _median(
+            [r["sigma_top"] for r in central])
+        out["flows"]["gd"]["median_half_amplitude_sq_after_onset"] = _median(
+            [gd[r["step"]]["half_amplitude_sq"] for r in central])
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.median(vals) if vals else None

@@ -1,0 +1,179 @@
+"""Reference flows: gradient flow, the central flow of GD, and ``eoskit flow`` (float64, tiny)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from typer.testing import CliRunner
+
+import eoskit.cli.flow  # noqa: F401  (registers the command)
+from eoskit import store
+from eoskit.cli import app
+from eoskit.flows.central import CentralFlow, pair_gradients
+from eoskit.flows.complementarity import closed_form, residuals, solve_cvxpy
+from eoskit.flows.gradient import GradientFlowSettings, integrate
+from eoskit.flows.run import FlowSettings, run_flows
+from eoskit.objective import FunctionObjective
+
+F64 = torch.float64
+
+
+def _quadratic(seed=0, d=4, top=3.0):
+    gen = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(d, d, dtype=F64, generator=gen))
+    A = Q @ torch.diag(torch.linspace(0.5, top, d, dtype=F64)) @ Q.T
+    x0 = torch.randn(d, dtype=F64, generator=gen)
+    return FunctionObjective(lambda x: 0.5 * x @ A @ x, d), A, x0
+
+
+def _exact(A, x0, lr, t):
+    return torch.as_tensor(scipy.linalg.expm(-t * lr * A.numpy()) @ x0.numpy())
+
+
+def _tanh_mlp(n=8, d_in=3, hidden=6, seed=0):
+    """A 3-6-1 tanh net on 8 synthetic points (31 parameters): at η = 0.8 GD reaches the
+    edge within a few steps and stays there (measured ratio λ/(2/η) ≈ 0.98 to 1.02)."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d_in, generator=gen, dtype=F64)
+    y = torch.sin(2 * X[:, 0]) + X[:, 1] * X[:, 2]
+    a, b = d_in * hidden, d_in * hidden + hidden
+
+    def loss(x):
+        h = torch.tanh(X @ x[:a].reshape(hidden, d_in).T + x[a:b])
+        return 0.5 * ((h @ x[b:b + hidden] + x[-1] - y) ** 2).mean()
+
+    d = b + hidden + 1
+    return FunctionObjective(loss, d), torch.randn(d, generator=gen, dtype=F64) * 0.5
+
+
+# ---------------------------------------------------------------- gradient flow
+@pytest.mark.parametrize("method,rtol,tol", [("RK45", 1e-6, 2e-6), ("DOP853", 1e-10, 1e-9)])
+def test_gradient_flow_on_a_quadratic_is_the_matrix_exponential(method, rtol, tol):
+    obj, A, x0 = _quadratic()
+    lr, t = 0.3, 5.0
+    x, info = integrate(obj, x0, lr, t, GradientFlowSettings(method, rtol, rtol * 1e-3))
+    err = float((x - _exact(A, x0, lr, t)).norm() / x0.norm())
+    assert err < tol, err
+    assert info["grads"] > 0
+
+
+# ---------------------------------------------------------------- central flow
+def _central(obj, x, lr, substeps, duration, **kw):
+    flow = CentralFlow(lr, substeps=substeps, k=2, **kw)
+    points = []
+    for _ in range(duration):
+        x, p = flow.advance(obj, x)
+        points += p
+    return x, points
+
+
+def test_central_flow_with_nothing_constrained_is_gradient_flow():
+    obj, A, x0 = _quadratic(top=3.0)
+    lr, t = 0.1, 3  # 2/η = 20 ≫ λ_max = 3: nothing reaches fraction·2/η
+    ends, errors = [], []
+    exact = _exact(A, x0, lr, t)
+    for k in (8, 16):
+        x, points = _central(obj, x0, lr, k, t)
+        assert all(p.n_constrained == 0 and p.trace_sigma == 0 for p in points)
+        ends.append(x)
+        errors.append(float((x - exact).norm() / x0.norm()))
+    # explicit Euler: first order in dt = 1/K (measured 6.5e-3, 3.3e-3) ...
+    assert errors[1] < 4e-3
+    assert errors[0] / errors[1] == pytest.approx(2.0, rel=0.05)
+    # ... so its Richardson extrapolation is gradient flow to second order (measured ~1e-5)
+    extrapolated = 2 * ends[1] - ends[0]
+    assert float((extrapolated - exact).norm() / x0.norm()) < 1e-4
+
+
+def test_closed_form_X_agrees_with_cvxpy_on_one_constrained_eigenvalue():
+    # λ₁ = 3 + x₂ along e₁ (one constrained direction at η = 0.8, 2/η = 2.5)
+    obj = FunctionObjective(lambda x: 0.5 * (3 + x[1]) * x[0] ** 2 + 0.5 * x[1] ** 2, 2)
+    x = torch.tensor([0.0, 0.2], dtype=F64)
+    lr, dt = 0.8, 0.25
+    lam = float(torch.linalg.eigvalsh(obj.hessian(x))[-1])
+    u = torch.tensor([[1.0], [0.0]], dtype=F64)
+    J = pair_gradients(obj, x, u)  # (1, 2): ∇(uᵀHu) = ∇λ₁ = (0, 1)
+    assert J[0].tolist() == pytest.approx([0.0, 1.0])
+    g = obj.grad(x)
+    alpha = np.array([[2 / lr - lam + dt * lr * float(J[0] @ g)]])
+    gram = np.array([[dt * lr / 2 * float(J[0] @ J[0])]])
+    X_closed = closed_form(alpha[0, 0], gram[0, 0])
+    X_cvx = solve_cvxpy(alpha, gram)
+    assert X_closed > 0
+    assert X_cvx[0, 0] == pytest.approx(X_closed, rel=1e-7)
+    r = residuals(alpha, gram, np.array([[X_closed]]))
+    assert abs(r["gap"]) < 1e-12 and r["z_min_eig"] > -1e-12
+
+
+def test_central_flow_holds_the_edge_where_gd_reaches_it():
+    obj, x0 = _tanh_mlp()
+    lr = 0.8
+    _, points = _central(obj, x0, lr, 2, 16, eig_tol=1e-6)
+    ratios = np.array([p.eigenvalues[0] * lr / 2 for p in points])
+    active = np.array([p.trace_sigma > 0 for p in points])
+    assert active[6:].all()  # the edge is reached within three steps and held
+    # measured: λ₁η/2 climbs 0.998, 0.9996 on the first active substeps, then stays
+    # within 4.4e-5 of 1 (eig_tol 1e-6, K = 2)
+    assert np.abs(ratios[10:] - 1).max() < 1e-4
+    # without the oscillation term this would be gradient flow, which sharpens past the edge
+    x_gf, _ = integrate(obj, x0, lr, 16)
+    lam_gf = float(torch.linalg.eigvalsh(obj.hessian(x_gf))[-1])
+    assert lam_gf * lr / 2 > 1.1
+
+
+# ---------------------------------------------------------------- driver and resume
+def _settings(**kw):
+    base = dict(lr=0.8, steps=8, every=2, substeps=1, neigs=2, window=5, checkpoint_every=4)
+    return FlowSettings(**{**base, **kw})
+
+
+def test_resumed_rows_equal_uninterrupted_ones(tmp_path):
+    obj, x0 = _tanh_mlp()
+    full = run_flows(obj, x0, _settings(), tmp_path / "full")
+    part = run_flows(obj, x0, _settings(), tmp_path / "part", stop_at=4)
+    assert part["status"] == "interrupted"
+    resumed = run_flows(obj, x0, _settings(), tmp_path / "part", resume=True)
+    assert resumed["status"] == "completed"
+    a, b = store.read_csv(tmp_path / "full" / "flows.csv"), store.read_csv(
+        tmp_path / "part" / "flows.csv")
+    assert len(a) == 5 * 3 and a == b
+    assert full["flows"] == resumed["flows"]
+
+
+# ---------------------------------------------------------------- CLI
+runner = CliRunner()
+
+
+def test_flow_cli_end_to_end_on_a_function_objective(tmp_path):
+    src = tmp_path / "loss.py"
+    src.write_text("def loss(x):\n    return ((x[0] ** 2 - 1) ** 2 / 4 + x[1] ** 2 / 2)\n")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["flow", "--objective", f"{src}:loss", "--x0", "1.3,0.5",
+                            "--lr", "0.9", "--steps", "12", "--every", "2", "--substeps", "2",
+                            "--neigs", "1", "--window", "3", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    for name in ("flows.csv", "summary.json", "flow_config.json", "plots/flows_loss.png",
+                 "plots/flows_sharpness.png", "plots/flows_distance.png"):
+        assert (out / name).is_file(), name
+    rows = store.read_rows(out / "flows.csv")
+    assert {r["flow"] for r in rows} == {"gd", "gradient", "central"}
+    assert [r["step"] for r in rows if r["flow"] == "gd"] == list(range(0, 13, 2))
+    summary = store.read_json(out / "summary.json")
+    assert summary["status"] == "completed" and set(summary["flows"]) == {"gd", "gradient",
+                                                                          "central"}
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--objective", "double-well", "--lr", "-1"], "lr must be positive"),
+    (["--objective", "double-well", "--lr", "1", "--flows", "rmsprop"], "flows must be"),
+    (["--objective", "double-well", "--lr", "1", "--steps", "5", "--every", "2"], "multiple"),
+    (["--lr", "1"], "exactly one of"),
+    (["--objective", "no-such-builtin", "--lr", "1"], "unknown objective"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, args, needle):
+    r = runner.invoke(app, ["flow", *args, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert needle in r.stderr
+    assert r.stderr.strip().count("\n") == 0
