@@ -7,7 +7,7 @@ from eoskit.cli.app import app
 
 def _register() -> None:
     # each sub-module adds its commands to `app`
-    from eoskit.cli import bench, orbits, report, run, sweep  # noqa: F401
+    from eoskit.cli import bench, flow, orbits, report, run, sweep  # noqa: F401
 
 
 def main() -> None:

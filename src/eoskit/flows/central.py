@@ -13,7 +13,7 @@ must stay at or below 2/η, X is non-zero only where it is at the edge.
 ``∇⟨H, Σ⟩`` at fixed Σ is ``Σ_ij X_ij ∇(u_iᵀ H u_j)``, eoskit's third-derivative
 contraction ``Objective.d3(w, u_i, u_j)``.
 
-Discretisation (docs/theory.md, "central flow"): K explicit Euler substeps of
+Discretisation (docs/theory.md §7): K explicit Euler substeps of
 dt = 1/K per GD step, X chosen at each substep so that the *next* substep's
 block is at the edge, ``(2/η)I − S(w + dt·ẇ) ⪰ 0`` to first order in dt:
 
