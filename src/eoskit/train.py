@@ -42,7 +42,7 @@ from eoskit.config import RunConfig
 from eoskit.diagnostics import ForcingTracker
 from eoskit.eigs import EigResult, SharpnessTracker
 from eoskit.objective import Objective
-from eoskit.optim import UpdateRule, rule_class
+from eoskit.optim import rule_class, rule_for
 from eoskit.problem import Problem, build_problem, torch_dtype  # noqa: F401 (re-exported)
 from eoskit.progress import progress_bar
 from eoskit.store import FINAL_STATUSES
@@ -145,7 +145,7 @@ class Trainer:
         self.out = out
         self.progress = progress
         self.obj = problem.train
-        self.rule = UpdateRule(cfg.optimizer, cfg.lr, cfg.beta)
+        self.rule = rule_for(cfg)
         self.tracker = SharpnessTracker(cfg.neigs, cfg.eig_tol, cfg.eig_restart_every,
                                         mode=cfg.eig_mode, criterion=cfg.eig_criterion)
         self.forcing = ForcingTracker(cfg.lr)
@@ -273,7 +273,7 @@ class Trainer:
     def _take_step(self, t: int, ev: Evaluation, row: dict) -> None:
         """``x_{t+1} = x_t + s_t``; row ``t`` (and its diagnostics) wait for ``L(x_{t+1})``."""
         s, rule = self.state, self.rule
-        step_vec = rule.step(ev.grad)
+        step_vec = rule.step(ev.grad, s.x)
         row["step_norm"] = float(step_vec.norm())
         row.update(rule.curvature_terms(ev.grad, step_vec))
         if rule.samples_batch:
