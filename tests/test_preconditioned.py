@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
+from eoskit import diagnostics as D
 from eoskit import store
 from eoskit.config import RunConfig
+from eoskit.diagnostics import preconditioned as P
 from eoskit.eigs.preconditioned import preconditioned_matvec
 from eoskit.optim import UpdateRule, rule_for
 from eoskit.problem import build_problem
 from eoskit.train import train
+from tests.test_diagnostics import random_polynomial
 
 F64 = torch.float64
 
@@ -112,3 +118,93 @@ def test_freeze_at_a_later_step_holds_p_and_moves_x():
     back = UpdateRule("adam", 0.05, freeze_preconditioner_at=5)
     back.load_state_dict(rule.state_dict())
     assert torch.equal(back.preconditioner(h * x, x), ps[5])
+
+
+# ---------------------------------------------------------------- docs/theory.md §6 identities
+def _random_p(seed, d, dense):
+    rng = np.random.default_rng(seed + 11)
+    if not dense:
+        return torch.tensor(rng.uniform(0.3, 3.0, d), dtype=F64)  # (d,)
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return torch.tensor((Q * rng.uniform(0.3, 3.0, d)) @ Q.T, dtype=F64)  # (d, d) SPD
+
+
+def _p_steps(obj, x, p, step_len, n):
+    """x_0..x_n of preconditioned GD with η chosen so that |s_0| = step_len."""
+    lr = step_len / float(P.p_solve(p, obj.grad(x)).norm())
+    xs = [x]
+    for _ in range(n):
+        xs.append(P.preconditioned_step(obj, xs[-1], lr, p))
+    return lr, xs
+
+
+RESIDUALS: dict[str, float] = {}
+
+
+def _check(name, value, bound=1e-12):
+    RESIDUALS[name] = max(RESIDUALS.get(name, 0.0), float(value))
+    assert value <= bound, (name, value)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(seed=st.integers(0, 2**32 - 1), d=st.integers(2, 5), step_len=st.floats(0.02, 0.4),
+       dense=st.booleans())
+def test_preconditioned_identities_on_random_polynomials(seed, d, step_len, dense):
+    obj, x = random_polynomial(seed, d)
+    p = _random_p(seed, d, dense)
+    assume(float(obj.grad(x).norm()) > 1e-2)
+    lr, xs = _p_steps(obj, x, p, step_len, 4)
+    steps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+    losses = [float(obj.value(z)) for z in xs]
+    assume(all(float(s.norm()) > 1e-3 * step_len for s in steps))
+    # the loss formulas difference two losses: keep their rounding floor well below 1e-12
+    dls = [abs(b - a) for a, b in zip(losses, losses[1:], strict=False)]
+    scale = max(abs(v) for v in losses)
+    assume(min(dls) > 1e-3 * scale)
+    # §6.1: the P-step is the critical point of A^P in x
+    gx, _ = P.preconditioned_edge_coupling_grads(obj, xs[0], xs[1], lr, p)
+    _check("grad_x", float(gx.norm()) / float(obj.grad(xs[0]).norm()))
+    _check("pair", P.preconditioned_pair_residual(obj, xs[0], xs[1], lr, p))
+    kappas, sq_p = [], []
+    for t, s in enumerate(steps):
+        quad = D.segment_quadrature(obj, xs[t], s)
+        if t + 1 < len(steps):  # §6.2 the recurrence with H̄ by (exact) quadrature
+            _check("recurrence",
+                   P.preconditioned_recurrence_residual(s, steps[t + 1], quad.hbar_s, lr, p))
+        q = P.p_norm_sq(s, p)
+        k_quad = P.preconditioned_curvature(quad, q)  # §6.3 sᵀH̃s/|s|²_P ...
+        k_loss = P.preconditioned_effective_curvature(losses[t], losses[t + 1], q, lr)
+        k_any = P.preconditioned_effective_curvature(losses[t], losses[t + 1], q, lr,
+                                                     g_dot_s=float(obj.grad(xs[t]) @ s))
+        _check("kappa_quad_vs_loss", abs(k_quad - k_loss) / max(abs(k_loss), 2 / lr))
+        _check("kappa_general_form", abs(k_any - k_loss) / max(abs(k_loss), 2 / lr))
+        kappas.append(k_quad)
+        sq_p.append(q)
+    lhs, rhs = P.preconditioned_forcing(losses, sq_p, kappas, lr)  # telescoping
+    _check("telescoping", abs(lhs - rhs) / abs(rhs))
+    # §6.4 localisation: φ^P(τ̃) = κ^P and κ^P ≤ λ₁(P^{-1/2}H(x+τ̃s)P^{-1/2}) (dense check)
+    loc = P.preconditioned_localisation(obj, xs[0], steps[0], p)
+    assert 0.0 <= loc.tau_tilde <= 1.0 and loc.bound_holds
+    _check("phi_at_tau_tilde", abs(loc.phi_at_tau_tilde - loc.kappa) / max(1.0, abs(loc.kappa)),
+           1e-11)
+    H = obj.hessian(xs[0] + loc.tau_tilde * steps[0])
+    w, Q = torch.linalg.eigh(p) if dense else (p, None)
+    R = (Q * w.rsqrt()) @ Q.T if dense else torch.diag(p.rsqrt())
+    lam = float(torch.linalg.eigvalsh(R @ H @ R)[-1])
+    _check("sharpness_vs_dense", abs(loc.sharpness_at_tau_tilde - lam) / max(1.0, abs(lam)), 1e-8)
+    assert loc.kappa <= lam + 1e-10 * max(1.0, abs(lam))
+
+
+def test_preconditioner_drift_is_the_whole_fixed_p_residual():
+    # RMSProp-form steps s_t = −ηP_t⁻¹g_t with P_t changing: the fixed-P_t recurrence misses
+    # exactly η(P_t⁻¹ − P_{t+1}⁻¹)g_{t+1}
+    obj, x = random_polynomial(5, 4)
+    lr, p0, p1 = 0.05, _random_p(1, 4, False), _random_p(2, 4, False)
+    s0 = -lr * P.p_solve(p0, obj.grad(x))
+    g1 = obj.grad(x + s0)
+    s1 = -lr * P.p_solve(p1, g1)
+    hbar = D.segment_quadrature(obj, x, s0).hbar_s
+    fixed = P.preconditioned_recurrence_residual(s0, s1, hbar, lr, p0)
+    drift = P.preconditioner_drift(g1, s1, lr, p0, p1)
+    assert fixed > 1e-2 and abs(fixed - drift) <= 1e-12 * fixed
+    assert P.preconditioned_recurrence_residual(s0, -lr * P.p_solve(p0, g1), hbar, lr, p0) < 1e-12
