@@ -50,4 +50,4 @@ def test_bad_rule():
     with pytest.raises(ValueError, match="learning rate must be positive"):
         UpdateRule("gd", 0.0)
     with pytest.raises(ValueError, match="unknown optimizer"):
-        UpdateRule("adam", 0.1)
+        UpdateRule("lion", 0.1)

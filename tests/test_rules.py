@@ -12,8 +12,11 @@ from eoskit.optim import (
     OPTIMIZERS,
     RULES,
     SGD,
+    Adam,
+    AdamW,
     Nesterov,
     Polyak,
+    RMSprop,
     UpdateRule,
     rule_class,
     stability_threshold,
@@ -101,19 +104,24 @@ def test_curvature_terms_only_for_momentum():
 
 
 def test_registry_is_the_one_list_of_optimisers():
-    assert OPTIMIZERS == tuple(RULES) == ("gd", "polyak", "nesterov", "sgd")
+    assert OPTIMIZERS == tuple(RULES) == ("gd", "polyak", "nesterov", "sgd", "adam", "adamw",
+                                          "rmsprop")
     assert RunConfig.model_fields["optimizer"].annotation.__args__ == OPTIMIZERS
     assert {n: type(UpdateRule(n, LR, 0.5)) for n in RULES} == {
-        "gd": GD, "polyak": Polyak, "nesterov": Nesterov, "sgd": SGD}
+        "gd": GD, "polyak": Polyak, "nesterov": Nesterov, "sgd": SGD, "adam": Adam,
+        "adamw": AdamW, "rmsprop": RMSprop}
     assert isinstance(UpdateRule(name="polyak", lr=LR, beta=BETA), Polyak)
     assert type(Polyak(LR, BETA)) is Polyak
     facts = {n: (r.samples_batch, r.momentum, r.edge_coupling) for n, r in RULES.items()}
     assert facts == {"gd": (False, False, True), "sgd": (True, False, True),
-                     "polyak": (False, True, False), "nesterov": (False, True, False)}
+                     "polyak": (False, True, False), "nesterov": (False, True, False),
+                     "adam": (False, False, False), "adamw": (False, False, False),
+                     "rmsprop": (False, False, False)}
     assert {n: r.threshold_formula for n, r in RULES.items()} == {
-        "gd": "2/η", "sgd": "2/η", "polyak": "(2+2β)/η", "nesterov": "(2+2β)/((1+2β)η)"}
-    with pytest.raises(ValueError, match="unknown optimizer 'adam'; choose one of gd, polyak"):
-        stability_threshold("adam", LR)
+        "gd": "2/η", "sgd": "2/η", "polyak": "(2+2β)/η", "nesterov": "(2+2β)/((1+2β)η)",
+        "adam": "(2+2β₁)/((1−β₁)η)", "adamw": "(2+2β₁)/((1−β₁)η)", "rmsprop": "2/η"}
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'; choose one of gd, polyak"):
+        stability_threshold("lion", LR)
 
 
 def test_a_new_rule_is_one_class_and_one_entry(monkeypatch):

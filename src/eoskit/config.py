@@ -16,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from eoskit.data import DATASETS
 from eoskit.models import MODELS
-from eoskit.optim import OPTIMIZERS, RULES, rule_class, stability_threshold
+from eoskit.optim import (
+    HYPERPARAMETERS,
+    OPTIMIZERS,
+    RULES,
+    rule_class,
+    rule_hyperparameters,
+    stability_threshold,
+)
 
 __all__ = ["OPTIMIZERS", "RunConfig", "load_toml", "run_config_from", "stability_threshold"]
 
@@ -48,6 +55,21 @@ class RunConfig(BaseModel):
     lr: float = Field(0.05, gt=0, description="Learning rate η.")
     beta: float = Field(0.0, ge=0, lt=1, description="Momentum (polyak, nesterov).")
     batch_size: int | None = Field(None, gt=0, description="Mini-batch size (sgd).")
+    # adaptive optimisers (None: torch's default for the optimizer; others must leave None)
+    beta1: float | None = Field(None, ge=0, lt=1,
+                                description="First-moment decay β₁ (adam, adamw; 0.9).")
+    beta2: float | None = Field(None, ge=0, lt=1,
+                                description="Second-moment decay β₂ (adam, adamw; 0.999).")
+    alpha: float | None = Field(None, ge=0, lt=1,
+                                description="Second-moment decay α (rmsprop; 0.99).")
+    eps: float | None = Field(None, ge=0, description="ε added to √v̂ (adam, adamw, "
+                              "rmsprop; 1e-8).")
+    weight_decay: float | None = Field(
+        None, ge=0, description="Weight decay λ (adam, rmsprop: L2 in the gradient, 0; "
+        "adamw: decoupled, 0.01).")
+    freeze_preconditioner_at: int | None = Field(
+        None, ge=0, description="Hold the preconditioner P fixed from this step on "
+        "(adam, adamw, rmsprop).")
     steps: int = Field(1000, gt=0, description="Optimiser steps.")
     # numerics
     dtype: Literal["float32", "float64"] = Field("float32", description="float32 or float64.")
@@ -109,6 +131,16 @@ class RunConfig(BaseModel):
             raise ValueError(f"device {v!r} is not supported (use cpu, cuda or cuda:N)")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _rule_defaults(cls, data):
+        """Fill the optimizer's unset hyperparameters with its (torch's) defaults."""
+        if isinstance(data, dict) and data.get("optimizer", "gd") in RULES:
+            hyper = rule_class(data.get("optimizer", "gd")).hyperparameters
+            data = {**{k: v for k, v in hyper.items() if v is not None},
+                    **{k: v for k, v in data.items() if not (k in hyper and v is None)}}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
         name, rule = self.optimizer, rule_class(self.optimizer)
@@ -123,6 +155,10 @@ class RunConfig(BaseModel):
             raise ValueError(f"optimizer {name!r} needs beta > 0 (momentum)")
         if not rule.momentum and self.beta != 0:
             raise ValueError(f"beta is only used by {_names('momentum')}, not {name!r}")
+        unused = [h for h in HYPERPARAMETERS
+                  if h not in rule.hyperparameters and getattr(self, h) is not None]
+        if unused:
+            raise ValueError(f"{', '.join(unused)}: not used by optimizer {name!r}")
         if self.diagnose_every and not rule.edge_coupling:
             raise ValueError("diagnose_every: the edge-coupling identities are for "
                              f"{_names('edge_coupling')} steps")
@@ -131,7 +167,8 @@ class RunConfig(BaseModel):
     @property
     def threshold(self) -> float:
         """The optimiser's stability threshold on sharpness."""
-        return stability_threshold(self.optimizer, self.lr, self.beta)
+        return stability_threshold(self.optimizer, self.lr, self.beta,
+                                   **rule_hyperparameters(self))
 
 
 def _one_of(kind: str, name: str, registry) -> str:

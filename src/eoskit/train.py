@@ -41,10 +41,12 @@ from eoskit.checkpointing import RunState, restore_run_state, save_run_state, te
 from eoskit.config import RunConfig
 from eoskit.diagnostics import ForcingTracker
 from eoskit.eigs import EigResult, SharpnessTracker
+from eoskit.eigs.preconditioned import preconditioned_matvec
 from eoskit.objective import Objective
-from eoskit.optim import UpdateRule, rule_class
+from eoskit.optim import rule_class, rule_for
 from eoskit.problem import Problem, build_problem, torch_dtype  # noqa: F401 (re-exported)
 from eoskit.progress import progress_bar
+from eoskit.series import precond_cells, precond_columns, precond_tracker, rows_of_series
 from eoskit.store import FINAL_STATUSES
 from eoskit.summary import (  # noqa: F401 (summarize, ONSET_FRACTION re-exported)
     ONSET_FRACTION,
@@ -70,7 +72,7 @@ def metric_columns(cfg: RunConfig) -> list[str]:
         cols += [f"eig_{i + 1}" for i in range(cfg.neigs)]
     if rule_class(cfg.optimizer).samples_batch:
         cols += ["full_loss"]  # the full-batch loss beside the batch's
-    return cols
+    return cols + precond_columns(rule_class(cfg.optimizer), cfg.neigs)
 
 
 @contextmanager
@@ -136,6 +138,7 @@ class Evaluation(NamedTuple):
     aux: Tensor | None  # the objective's by-product (correct predictions), if any
     eig: EigResult | None
     hvps: int
+    precond_eig: EigResult | None = None  # λ(P^{-1/2} H P^{-1/2}), for a rule with P
 
 
 class Trainer:
@@ -145,9 +148,10 @@ class Trainer:
         self.out = out
         self.progress = progress
         self.obj = problem.train
-        self.rule = UpdateRule(cfg.optimizer, cfg.lr, cfg.beta)
+        self.rule = rule_for(cfg)
         self.tracker = SharpnessTracker(cfg.neigs, cfg.eig_tol, cfg.eig_restart_every,
                                         mode=cfg.eig_mode, criterion=cfg.eig_criterion)
+        self.precond_tracker = precond_tracker(cfg, self.rule)  # None for a rule without P
         self.forcing = ForcingTracker(cfg.lr)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed + 7919)
         self.columns = metric_columns(cfg)
@@ -155,6 +159,8 @@ class Trainer:
         (out / "plots").mkdir(exist_ok=True)
         restored = self._restore() if resume else None
         self.state = restored if restored is not None else RunState(0, problem.x0)
+        if restored is not None and self.precond_tracker is not None:
+            self.precond_tracker.load_state_dict(restored.extra["precond_tracker"], cfg.device)
         if restored is None:
             self._write_config()
         keep = None
@@ -190,6 +196,8 @@ class Trainer:
                     batch_gen=self.batch_gen)
 
     def _checkpoint(self) -> None:
+        if self.precond_tracker is not None:
+            self.state.extra["precond_tracker"] = self.precond_tracker.state_dict()
         self.metrics.sync()
         if self.diag_log is not None:
             self.diag_log.sync()
@@ -256,7 +264,7 @@ class Trainer:
         if self.rule.samples_batch:
             idx = torch.randperm(obj.n, generator=self.batch_gen)[: cfg.batch_size]
             obj = self.obj.subset(idx.to(self.obj.inputs.device))
-        eig = None
+        eig = precond_eig = None
         hvps_before = self.obj.hvp_count
         if measure:
             point = self.obj.at(x)
@@ -265,15 +273,20 @@ class Trainer:
             else:
                 loss, g, aux = obj.value_grad_aux(x)
             eig = self.tracker.measure(point.hvp, self.obj.dim, x.dtype, x.device)
+            p = self.rule.preconditioner(g, x)  # P_t of the step from x_t (d,), or None
+            if p is not None:
+                precond_eig = self.precond_tracker.measure(
+                    preconditioned_matvec(point.hvp, p), self.obj.dim, x.dtype, x.device)
             point.release()
         else:
             loss, g, aux = obj.value_grad_aux(x)
-        return Evaluation(obj, float(loss), g, aux, eig, self.obj.hvp_count - hvps_before)
+        return Evaluation(obj, float(loss), g, aux, eig, self.obj.hvp_count - hvps_before,
+                          precond_eig)
 
     def _take_step(self, t: int, ev: Evaluation, row: dict) -> None:
         """``x_{t+1} = x_t + s_t``; row ``t`` (and its diagnostics) wait for ``L(x_{t+1})``."""
         s, rule = self.state, self.rule
-        step_vec = rule.step(ev.grad)
+        step_vec = rule.step(ev.grad, s.x)
         row["step_norm"] = float(step_vec.norm())
         row.update(rule.curvature_terms(ev.grad, step_vec))
         if rule.samples_batch:
@@ -350,6 +363,8 @@ class Trainer:
             if cfg.neigs > 1:
                 for i, ev_i in enumerate(values):
                     row[f"eig_{i + 1}"] = float(ev_i)
+        if ev.precond_eig is not None:
+            row.update(precond_cells(ev.precond_eig, cfg.neigs))
         due = cfg.eval_every and (t % cfg.eval_every == 0 or t == cfg.steps - 1)
         if self.p.test is not None and due:
             row["test_loss"], row["test_accuracy"] = self.p.test.loss_and_accuracy(self.state.x)
@@ -360,7 +375,8 @@ class Trainer:
     # ---- results
     def _summary(self, status: str) -> dict:
         rows = store.read_rows(self.out / "metrics.csv")
-        out = summarize(rows, self.rule.threshold, status)
+        series_rows, series = rows_of_series(rows, type(self.rule))
+        out = {**summarize(series_rows, self.rule.threshold, status), "sharpness_series": series}
         out.update(forcing_summary(self.forcing))
         out.update({"hvps_total": self.state.hvps_total, "wall_time": self.state.elapsed})
         if self.diag_log is not None and (self.out / "diagnostics.csv").exists():

@@ -12,6 +12,8 @@ One function per quantity, each taking an :class:`~eoskit.objective.Objective`:
 * :mod:`~eoskit.diagnostics.localisation`: §4 mean-value points τ̄, τ̃
   (:func:`localisation_points`)
 * :mod:`~eoskit.diagnostics.forcing`: the forcing identity over a run (:class:`ForcingTracker`)
+* :mod:`~eoskit.diagnostics.preconditioned`: §6 every identity with a fixed preconditioner P
+  (A^P_η, the P-step recurrence, κ^P, the telescoping identity, the localisation bound)
 * :mod:`~eoskit.diagnostics.diagnose`: one CSV row per step (:func:`diagnose_step`,
   :data:`DIAGNOSTIC_COLUMNS`)
 
@@ -42,6 +44,21 @@ from eoskit.diagnostics.identities import (
     step_recurrence_residual,
 )
 from eoskit.diagnostics.localisation import Localisation, localisation_points
+from eoskit.diagnostics.preconditioned import (
+    PreconditionedLocalisation,
+    p_norm_sq,
+    preconditioned_curvature,
+    preconditioned_edge_coupling,
+    preconditioned_edge_coupling_grads,
+    preconditioned_effective_curvature,
+    preconditioned_forcing,
+    preconditioned_localisation,
+    preconditioned_pair_residual,
+    preconditioned_recurrence_residual,
+    preconditioned_sharpness,
+    preconditioned_step,
+    preconditioner_drift,
+)
 from eoskit.diagnostics.quadrature import (
     DEFAULT_NODES,
     SegmentQuadrature,
@@ -75,6 +92,20 @@ __all__ = [
     "localisation_points",
     # the forcing identity over a run
     "ForcingTracker",
+    # §6 with a fixed preconditioner P
+    "p_norm_sq",
+    "preconditioned_edge_coupling",
+    "preconditioned_edge_coupling_grads",
+    "preconditioned_step",
+    "preconditioned_pair_residual",
+    "preconditioned_recurrence_residual",
+    "preconditioner_drift",
+    "preconditioned_effective_curvature",
+    "preconditioned_curvature",
+    "preconditioned_forcing",
+    "PreconditionedLocalisation",
+    "preconditioned_localisation",
+    "preconditioned_sharpness",
     # one row per step
     "DIAGNOSTIC_COLUMNS",
     "diagnose_step",
