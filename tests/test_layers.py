@@ -20,8 +20,16 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from eoskit.objective import FunctionObjective, ModelObjective
 from eoskit.objective.model import BatchNormChunkingWarning
 
-torch.set_default_dtype(torch.float64)
 TOL = 1e-6  # the goal for every comparison with finite differences
+
+
+@pytest.fixture(autouse=True)
+def _float64_default():
+    """Build this file's models in float64, and leave the default as it was for others."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
 
 
 class Tokens(nn.Module):

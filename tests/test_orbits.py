@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eoskit import store
 from eoskit.objective import FunctionObjective
 from eoskit.orbits import (
     bifurcation_sweep,
@@ -325,7 +326,11 @@ def test_sweep_csv_and_plot(tmp_path, theory):
     p, red = theory
     sw = bifurcation_sweep(p.objective, red, list(np.linspace(0.98, 1.04, 7)))
     assert {r.kind for r in sw.rows} == {"none", "period_two"}
-    csv_path = sw.to_csv(tmp_path / "b.csv")
+    csv_path = tmp_path / "b.csv"
+    log = store.CsvLog(csv_path, list(sw.table()[0]))  # as `eoskit bifurcation` writes it
+    for row in sw.table():
+        log.write(row)
+    log.close()
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("lr,eta_minus_eta_c,predicted_half_amplitude") and len(lines) == 8
     png = plot_bifurcation(sw, tmp_path / "b.png")
