@@ -30,6 +30,11 @@ Data sets (``DATASETS``)
 ``synthetic-chebyshev`` (or ``synthetic-chebyshev-K``)
     Regression in 1-D: ``x ~ U[-1, 1]``, target ``T_K(x)``, the Chebyshev
     polynomial of degree K (default 4). Nothing else: no noise, no bias.
+``sorting``, ``copying`` (or ``sorting-L-V``, ``copying-L-V``)
+    Sequence tasks, one classification per position: int64 tokens ``(n, P)``,
+    targets ``(n, P)`` class ids (ce) or ``(n, P, V)`` one-hot (mse). Sorting:
+    L uniform tokens -> the sorted sequence. Copying: L tokens, a delimiter
+    and blanks -> blanks, then the L tokens. See :mod:`eoskit.data.sequences`.
 
 Selection
 ---------
@@ -46,9 +51,9 @@ Images: pixel values are scaled to [0, 1] (/255; /16 for digits), then each
 feature (pixel x channel) is centred by its mean over the *training subset*
 and everything is divided by one scalar, the training subset's global std
 (after centring), roughly as in Cohen et al. (2021). The test set uses the
-training statistics. Synthetic data are used as drawn. Tensors are float32
-(convert with :meth:`Dataset.to`), and the same arguments give bit-identical
-tensors.
+training statistics. Synthetic data and token sequences are used as drawn.
+Tensors are float32, tokens int64 (convert with :meth:`Dataset.to`, which
+leaves integers alone), and the same arguments give bit-identical tensors.
 
 Example
 -------
@@ -62,14 +67,15 @@ Modules
 (load_dataset), ``locations`` (default folders, how to get missing files),
 ``idx`` (IDX files: mnist, fashion-mnist), ``cifar`` (CIFAR-10 batches),
 ``builtin`` (mnist-5k, digits), ``preprocess`` (stratified selection,
-standardisation, targets), ``synthetic`` (teacher-student, Chebyshev).
+standardisation, targets), ``synthetic`` (teacher-student, Chebyshev),
+``sequences`` (sorting, copying).
 """
 
 from __future__ import annotations
 
-from eoskit.data.dataset import DATASETS, DataError, Dataset
+from eoskit.data.dataset import DataError, Dataset
 from eoskit.data.idx import parse_idx, read_idx
-from eoskit.data.load import load_dataset
+from eoskit.data.load import DATASETS, load_dataset
 from eoskit.data.locations import FASHION_MNIST_DIR, FILE_DATASET_DIRS
 from eoskit.data.preprocess import stratified_order
 

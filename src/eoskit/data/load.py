@@ -12,8 +12,8 @@ import torch
 
 from eoskit.data.builtin import load_digits_pool, load_mnist5k_pool
 from eoskit.data.cifar import load_cifar10_split
+from eoskit.data.dataset import DATASETS as FILE_AND_SYNTHETIC_DATASETS
 from eoskit.data.dataset import (
-    DATASETS,
     DataError,
     Dataset,
     RawImages,
@@ -28,7 +28,11 @@ from eoskit.data.preprocess import (
     standardise,
     targets,
 )
+from eoskit.data.sequences import SEQUENCE_DATASETS, is_sequence_name, load_sequences
 from eoskit.data.synthetic import chebyshev_degree, load_synthetic
+
+# every data set name load_dataset accepts (besides the -K / -L-V variants)
+DATASETS: tuple[str, ...] = FILE_AND_SYNTHETIC_DATASETS + SEQUENCE_DATASETS
 
 # classification data sets: (name, data_dir) -> unprocessed images
 IMAGE_LOADERS: dict[str, Callable[[str, str | Path | None], RawImages]] = {
@@ -71,6 +75,11 @@ def load_dataset(
         if loss != "mse":
             raise DataError(f"{name!r} is a regression data set; use loss='mse', not {loss!r}")
         return load_synthetic(name, n_train, n_test, seed)
+    if is_sequence_name(name):
+        if classes is not None:
+            raise DataError(f"{name!r} is a sequence task over its whole vocabulary; "
+                            "classes must be None")
+        return load_sequences(name, n_train, n_test, seed, loss)
     if name not in IMAGE_LOADERS:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     raw = IMAGE_LOADERS[name](name, data_dir)
