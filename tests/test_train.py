@@ -124,7 +124,7 @@ def test_cli_diverged_exit_3_keeps_metrics(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--lr", "-0.1"], "lr"),
     (["--lr", "0"], "lr"),
-    (["--model", "resnet"], "unknown model 'resnet'"),
+    (["--model", "resnet-50"], "unknown model 'resnet-50'"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--neigs", "100000"], "exceeds the number of parameters"),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "/nonexistent"),

@@ -47,7 +47,11 @@ class RunConfig(BaseModel):
     # model and loss
     model: str = Field("fc-tanh", description=f"{', '.join(MODELS)}.")
     width: int = Field(200, gt=0, description="Hidden width (channels for cnn-*).")
-    depth: int = Field(2, gt=0, description="Hidden layers.")
+    depth: int = Field(2, gt=0, description="Hidden layers (blocks of transformer/resnet).")
+    heads: int = Field(2, gt=0, description="Attention heads of the transformer models.")
+    norm: Literal["none", "batch", "group", "layer"] = Field(
+        "none", description="Normalisation of the resnet models: BatchNorm2d (each chunk's own "
+        "statistics), GroupNorm(gcd(width, 8)), or GroupNorm(1) for layer.")
     loss: Literal["mse", "ce"] = Field("mse", description="mse or ce.")
     seed: int = Field(0, ge=0, description="Seed of the initialisation (and of SGD's batches).")
     # optimiser
@@ -143,6 +147,12 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
+        if self.norm != "none" and not self.model.startswith("resnet"):
+            raise ValueError(f"norm {self.norm!r} is an option of the resnet models, "
+                             f"not {self.model!r}")
+        if self.model.startswith("transformer") and self.width % self.heads:
+            raise ValueError(f"width {self.width} (d_model) must be a multiple of heads "
+                             f"{self.heads}")
         name, rule = self.optimizer, rule_class(self.optimizer)
         if rule.samples_batch and self.batch_size is None:
             raise ValueError(f"optimizer {name!r} needs batch_size")

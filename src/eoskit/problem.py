@@ -51,8 +51,8 @@ def build_problem(cfg: RunConfig) -> Problem:
         raise ValueError(f"loss 'ce' needs a classification dataset; {cfg.dataset!r} is regression")
     # heads and norm: RunConfig fields to come; the defaults are build_model's
     model = build_model(cfg.model, data.input_shape, data.n_outputs, width=cfg.width,
-                        depth=cfg.depth, seed=cfg.seed, heads=getattr(cfg, "heads", 2),
-                        norm=getattr(cfg, "norm", "none"))
+                        depth=cfg.depth, seed=cfg.seed, heads=cfg.heads,
+                        norm=cfg.norm)
     kw = dict(physical_batch=cfg.physical_batch, dtype=dtype, device=cfg.device,
               hvp_method=cfg.hvp_method)
     train_obj = ModelObjective(model, cfg.loss, data.x_train, data.y_train, **kw)

@@ -131,21 +131,23 @@ class ModelObjective(Objective):
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if len(inputs) != len(targets) or len(inputs) == 0:
             raise ValueError("inputs and targets must be non-empty and of equal length")
-        self.dtype = dtype or inputs.dtype
+        self.dtype = dtype or (inputs.dtype if inputs.is_floating_point()
+                               else torch.get_default_dtype())  # token inputs are integers
         self.device = torch.device(device) if device is not None else inputs.device
         self.model = _in_dtype(model, self.dtype, self.device)
         self.layout = layout_of(self.model)
         self.dim = self.layout.dim
         self.loss_name = loss
         self.loss_sum = LOSS_SUMS[loss]
-        self.inputs = inputs.to(device=self.device, dtype=self.dtype)
+        self.inputs = inputs.to(device=self.device,
+                                dtype=self.dtype if inputs.is_floating_point() else None)
         self.targets = targets.to(device=self.device)
         if self.targets.is_floating_point():
             self.targets = self.targets.to(self.dtype)
         self.n = len(inputs)
         self.physical_batch = physical_batch
         self.bounds = chunk_bounds(self.n, physical_batch)
-        self.count_correct = count_correct and (loss == "ce" or self.targets.ndim == 2)
+        self.count_correct = count_correct and (loss == "ce" or self.targets.ndim >= 2)
         if len(self.bounds) > 1 and _batch_norm_in_training(self.model):
             warnings.warn("the model has BatchNorm in training mode: each physical chunk is "
                           "normalised by its own statistics, so physical_batch changes the "
