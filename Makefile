@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp-install
 OUT    ?= runs/mnist-demo
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench mutation venv clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
 	$(VENV)/bin/eoskit bench sharpness --json runs/bench-sharpness.json
+
+# mutation testing of the numerical core (not in CI: hours on 2 cores); see benchmarks/results/mutation.md
+mutation: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[mutation]'
+	VENV=$(VENV) scripts/mutation.sh
 
 clean:
 	rm -rf $(VENV) runs
