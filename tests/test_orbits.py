@@ -10,8 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eoskit import store
 from eoskit.objective import FunctionObjective
 from eoskit.orbits import (
+    BifurcationRow,
     bifurcation_sweep,
     find_minimum,
     find_orbit,
@@ -325,7 +327,11 @@ def test_sweep_csv_and_plot(tmp_path, theory):
     p, red = theory
     sw = bifurcation_sweep(p.objective, red, list(np.linspace(0.98, 1.04, 7)))
     assert {r.kind for r in sw.rows} == {"none", "period_two"}
-    csv_path = sw.to_csv(tmp_path / "b.csv")
+    csv_path = tmp_path / "b.csv"
+    log = store.CsvLog(csv_path, list(BifurcationRow.FIELDS))  # as `eoskit bifurcation` does
+    for row in sw.table():
+        log.write(row)
+    log.close()
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("lr,eta_minus_eta_c,predicted_half_amplitude") and len(lines) == 8
     png = plot_bifurcation(sw, tmp_path / "b.png")
