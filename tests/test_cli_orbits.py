@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -53,10 +54,73 @@ def test_orbits_json_gd_start_and_point_start():
     assert json.loads(r.stdout)["kind"] == "period_two"
 
 
-def test_orbits_human_output():
-    r = invoke("orbits", "--objective", "supercritical-1d", "--lr", "1.02", "--predict")
+def _field(text: str, label: str) -> str:
+    """The value printed after ``label`` on its line of the human output."""
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith(label))
+    return line.strip()[len(label):].split()[0].rstrip(",")
+
+
+@pytest.mark.parametrize("args,kind,stable", [
+    # supercritical: a stable orbit above η_c
+    (["--objective", "supercritical-1d", "--lr", "1.02", "--predict"], "period_two", True),
+    # subcritical: the orbit below η_c is unstable
+    (["--objective", "subcritical-1d", "--lr", "0.99", "--predict"], "period_two", False),
+    # the fixed point past η_c is unstable
+    (["--objective", "theory-example", "--lr", "1.03", "--x0", "0.01,0"], "fixed_point", False),
+])
+def test_orbits_human_output_says_what_the_json_says(args, kind, stable):
+    human, js = invoke("orbits", *args), invoke("orbits", *args, "--json")
+    assert human.exit_code == 0 and js.exit_code == 0, human.output + js.output
+    out = json.loads(js.stdout)
+    assert out["kind"] == kind and out["stable"] is stable
+    assert _field(human.stdout, "kind") == kind
+    assert _field(human.stdout, "stable") == str(stable)
+    # the half-amplitude a = |x − y|/2 itself (not a²), to the 10 digits printed
+    x, y = np.array(out["x"]), np.array(out["y"])
+    a = float(np.linalg.norm(x - y)) / 2
+    assert float(_field(human.stdout, "half-amplitude")) == pytest.approx(a, rel=1e-9, abs=1e-12)
+    assert out["half_amplitude"] == pytest.approx(a, rel=1e-12)
+
+
+def test_bifurcation_human_output_amplitude():
+    args = ["--objective", "theory-example", "--x-star", "0,0", "--lr", "1.01"]
+    human, js = invoke("bifurcation", *args), invoke("bifurcation", *args, "--json")
+    d0 = json.loads(js.stdout)["directions"][0]
+    line = next(ln for ln in human.stdout.splitlines() if ln.strip().startswith("[0]"))
+    a = float(line.split("a = ")[1].split()[0])
+    # a = √((2/η − λ)/(2Q)) with λ = 2, Q = −3.13 (docs/theory.md worked check)
+    assert a == pytest.approx(((2 / 1.01 - 2) / (2 * -3.13)) ** 0.5, rel=1e-5)
+    assert a == pytest.approx(d0["predicted_half_amplitude"], rel=1e-5)
+    assert "supports orbit at lr=1.01: True" in line
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny digits run whose final parameters are far from its initial ones."""
+    from eoskit.config import RunConfig
+    from eoskit.train import train
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(RunConfig(dataset="digits", n_train=24, n_test=0, width=3, depth=1, steps=20, lr=0.5,
+                    dtype="float64", checkpoint_every=0, sharpness_every=0), out,
+          progress=False)
+    return out
+
+
+def test_bifurcation_run_reduces_at_the_final_parameters(trained_run):
+    import torch
+
+    from eoskit.problem import build_problem
+    from eoskit.store import load_run
+
+    final = torch.load(trained_run / "params_final.pt")
+    initial = build_problem(load_run(trained_run).config).x0
+    assert float((final - initial).norm()) > 1e-2 * float(initial.norm())
+    r = invoke("bifurcation", "--run", str(trained_run), "--json")
     assert r.exit_code == 0, r.output
-    assert "period_two" in r.stdout and "stable" in r.stdout
+    out = json.loads(r.stdout)
+    assert out["x_star_source"] == "run final parameters"
+    assert np.array_equal(np.array(out["x_star"]), final.numpy())
 
 
 def test_bifurcation_json_theory_example():
@@ -142,8 +206,8 @@ def test_bad_input_exit_2_one_message(args, needle):
     r = invoke(*args)
     assert r.exit_code == 2, r.output
     assert needle in r.stderr
-    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception,
-                                                                             SystemExit)
+    assert "Traceback" not in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
     assert r.stderr.strip().count("\n") == 0  # one line
     assert r.stderr.startswith("eoskit: error:")
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from eoskit import store
 from eoskit.objective import FunctionObjective
 from eoskit.orbits import (
+    BifurcationRow,
     bifurcation_sweep,
     find_minimum,
     find_orbit,
@@ -327,7 +328,7 @@ def test_sweep_csv_and_plot(tmp_path, theory):
     sw = bifurcation_sweep(p.objective, red, list(np.linspace(0.98, 1.04, 7)))
     assert {r.kind for r in sw.rows} == {"none", "period_two"}
     csv_path = tmp_path / "b.csv"
-    log = store.CsvLog(csv_path, list(sw.table()[0]))  # as `eoskit bifurcation` writes it
+    log = store.CsvLog(csv_path, list(BifurcationRow.FIELDS))  # as `eoskit bifurcation` does
     for row in sw.table():
         log.write(row)
     log.close()

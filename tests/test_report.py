@@ -77,13 +77,30 @@ def test_run_report_is_self_contained_with_identities(run_dir):
     assert path == run_dir / "report.html"
     html = path.read_text()
     p = _check_self_contained(html)
-    assert len(p.imgs) >= 6  # loss, sharpness, κ + the diagnostics figures
+    assert len(p.imgs) >= 7  # loss, sharpness, κ, forcing gap + the diagnostics figures
     assert p.tables >= 4
+    assert (run_dir / "plots" / "forcing_gap.png").read_bytes()[:4] == b"\x89PNG"
     summary = store.read_json(run_dir / "summary.json")
     for needle in ("Summary", "Configuration", "Identities checked", "recurrence_residual",
-                   "kappa_mismatch", "Telescoping forcing identity", "fc-tanh",
+                   "kappa_mismatch", "bound_holds", "Hessian quadrature", "fc-tanh",
+                   "forcing gap", "fitted log–log slope", "equal by construction",
                    f"{summary['final_loss']:.6g}"):
         assert needle in html, needle
+    # only checks that can fail are in the identities table: not the forcing identity's
+    # two sides, not the update rule restated
+    table = html.split("Identities checked", 1)[1].split("<h2>", 1)[0]
+    for restated in ("grad_x_residual", "loss_change_residual", "Telescoping"):
+        assert restated not in table, restated
+
+
+def test_run_without_diagnostics_says_nothing_was_checked(tmp_path):
+    out = tmp_path / "run"
+    train(RunConfig(**TINY), out, progress=False)
+    html = write_report(out).read_text()
+    table = html.split("Identities checked", 1)[1].split("<h2>", 1)[0]
+    assert "No identity that can fail was checked in this run" in table
+    assert "diagnostics.csv" in table and "<table>" not in table
+    assert html.count("<img ") >= 4  # the forcing gap figure is there all the same
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 Pure functions of rows (as :func:`eoskit.store.read_rows` returns them): the
 Edge-of-Stability onset, the plateau statistics after it, the post-onset
 weighted mean of the effective curvature, and the worst diagnostic residuals;
-and the whole run's forcing identity (docs/theory.md §3) from its tracker.
+and the whole run's forcing identity (docs/theory.md §3) from its tracker, with the
+forcing gap curve and its log–log slope (the part of it that carries content).
 
 Example:
     >>> rows = [{"step": t, "loss": 1.0, "sharpness": v} for t, v in enumerate([1.0, 9.6, 9.8])]
@@ -56,19 +57,87 @@ def summarize(rows: list[dict], threshold: float, status: str) -> dict:
     }
 
 
-def forcing_summary(forcing) -> dict:
-    """The forcing identity's two sides over the run, from a :class:`ForcingTracker`.
+def forcing_summary(forcing, rows: list[dict] | None = None) -> dict:
+    """The forcing identity over the run, from a :class:`ForcingTracker` (and the rows).
+
+    ``forcing_weighted_gap`` is Σ w_t (2/η − κ_t) with w_t = |s_t|²/S_T and
+    ``forcing_loss_drop_ratio`` is 2 (L_0 − L_T)/S_T. κ_t is *defined* from the
+    loss change, so the two agree by algebra: ``forcing_bookkeeping_error``
+    checks the arithmetic, not the theory. What carries content is how the
+    ratio falls as S_T grows (L is bounded below, so it goes like 1/S_T and
+    the weighted mean of κ is forced to 2/η): ``forcing_gap_slope``, the
+    log–log slope of :func:`forcing_gap_curve` (None without ``rows``).
+    ``forcing_lhs``/``forcing_rhs``/``forcing_relative_error`` are the previous
+    names of the first three (deprecated; written for one more release).
 
     The weighted mean of κ is also given relative to ``2/η``, the identity's
     reference for every update rule (not the rule's own threshold).
     """
     kappa = forcing.weighted_mean_kappa
+    gap, ratio = forcing.lhs, forcing.rhs
+    error = _relative_gap(gap, ratio)
+    slope = forcing_gap_slope(*forcing_gap_curve(rows)) if rows is not None else None
     return {
         "eff_curvature_weighted_mean": kappa,
         "eff_curvature_weighted_mean_over_threshold": kappa / (2 / forcing.lr),
-        "forcing_lhs": forcing.lhs, "forcing_rhs": forcing.rhs,
-        "forcing_relative_error": _relative_gap(forcing.lhs, forcing.rhs),
+        "forcing_weighted_gap": gap, "forcing_loss_drop_ratio": ratio,
+        "forcing_bookkeeping_error": error, "forcing_gap_slope": slope,
+        # deprecated names (one release)
+        "forcing_lhs": gap, "forcing_rhs": ratio, "forcing_relative_error": error,
     }
+
+
+def forcing_gap_curve(rows: list[dict]) -> tuple[list[float], list[float]]:
+    """``(S_T, 2 (L_0 − L_T)/S_T)`` for T = 1, 2, … from ``metrics.csv`` rows.
+
+    Row t holds ``loss`` = L_t and ``step_norm`` = |s_t|, so L_T is row T's loss
+    and S_T = Σ_{t<T} |s_t|². The curve stops at the first row without a finite
+    loss or step (a diverged run's tail).
+
+    >>> rows = [{"loss": 1.0, "step_norm": 1.0}, {"loss": 0.5, "step_norm": 1.0},
+    ...         {"loss": 0.5, "step_norm": 2.0}]
+    >>> forcing_gap_curve(rows)
+    ([1.0, 2.0], [1.0, 0.5])
+    """
+    total, sq, gap = 0.0, [], []
+    loss_0 = None
+    for prev, row in zip(rows, rows[1:], strict=False):  # row T after row T − 1
+        s, loss_T = prev.get("step_norm"), row.get("loss")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v)
+                   for v in (s, loss_T, prev.get("loss"))):
+            break
+        loss_0 = float(prev["loss"]) if loss_0 is None else loss_0
+        total += float(s) ** 2
+        if total > 0:
+            sq.append(total)
+            gap.append(2.0 * (loss_0 - float(loss_T)) / total)
+    return sq, gap
+
+
+def forcing_gap_fit_range(sq: list[float], gap: list[float]) -> list[int]:
+    """Indices of the curve the slope is fitted on: the later half of T, positive gaps only
+    (before that the loss is still falling fast and L_0 − L_T is far from its limit)."""
+    return [i for i in range(len(sq) // 2, len(sq)) if gap[i] > 0]
+
+
+def forcing_gap_slope(sq: list[float], gap: list[float]) -> float | None:
+    """Least-squares slope of ``log gap`` on ``log S_T`` over :func:`forcing_gap_fit_range`;
+    None with fewer than 3 points or no spread in S_T. −1 once the loss has levelled off.
+
+    >>> s = [float(t) for t in range(1, 41)]
+    >>> round(forcing_gap_slope(s, [3.0 / v for v in s]), 12)
+    -1.0
+    """
+    idx = forcing_gap_fit_range(sq, gap)
+    if len(idx) < 3:
+        return None
+    xs = [math.log(sq[i]) for i in idx]
+    ys = [math.log(gap[i]) for i in idx]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx <= 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
 
 
 def _relative_gap(a: float, b: float) -> float:

@@ -26,6 +26,7 @@ from eoskit import store
 from eoskit.cli._common import UsageError, handle_errors
 from eoskit.cli.app import app
 from eoskit.store import dumps_json
+from eoskit.testfns.failures import at_step
 
 _O = typer.Option
 
@@ -54,10 +55,13 @@ def _load_problem(objective: str | None, run: Path | None, x0: str | None,
             raise FileNotFoundError(f"run directory not found: {run}")
         loaded = load_run(run)
         obj = loaded.objective
-        xf = loaded.x_final.detach().to(obj.dtype)
-        start = parse_vector(x0, obj.dim) if x0 is not None else None
-        start = xf if start is None else start.to(obj.dtype)
-        return ObjectiveProblem(f"run:{run}", obj, start, None, f"run {run}"), loaded
+        start = parse_vector(x0 if x0 is not None else x_star, obj.dim,
+                             what="x0" if x0 is not None else "x-star")
+        if start is None and loaded.x_final is None:
+            raise UsageError(f"run {run} has no parameters yet (no params_final.pt, no "
+                             "checkpoint): resume it, or give --x0/--x-star")
+        start = loaded.x_final.detach() if start is None else start
+        return ObjectiveProblem(f"run:{run}", obj, start.to(obj.dtype), None, f"run {run}"), loaded
     if x0 is None and x_star is not None and objective.strip() not in BUILTINS:
         # --x-star alone fixes a plain callable's dimension (and is then also its start)
         return load_objective(objective, x_star, what="x-star"), None
@@ -97,7 +101,8 @@ def _resolve_x_star(problem, x_star: str | None, find_min: bool, from_run: bool)
         raise UsageError(f"{problem.name} has no known fixed point: give --x-star, or "
                          "--find-minimum to converge to one from --x0")
     if find_min:
-        res = find_minimum(obj, start)
+        with at_step("--find-minimum"):
+            res = find_minimum(obj, start)
         if not res.converged:
             typer.echo(f"eoskit: warning: --find-minimum stopped at |grad| = {res.grad_norm:.3g}",
                        err=True)
@@ -159,7 +164,8 @@ def _orbit_start(problem, lr: float, *, y0, gd_steps: int, predict: bool, x_star
         xs, src = _resolve_x_star(problem, x_star, find_min, from_run)
         if direction < 0 or direction + 1 > obj.dim:
             raise UsageError(f"--direction must be between 0 and {obj.dim - 1}")
-        red = reduce_at_fixed_point(obj, xs, k=direction + 1)
+        with at_step("the reduction at x*"):
+            red = reduce_at_fixed_point(obj, xs, k=direction + 1)
         return (*red.predicted_orbit(lr, direction), f"predicted (x* {src})")
     if gd_steps > 0:
         return (*gd_iterates(obj, problem.x0, lr, gd_steps), f"gd {gd_steps} steps")
@@ -213,11 +219,12 @@ def orbits_cmd(
     problem, run_obj = _load_problem(objective, run, x0, x_star if predict else None)
     lr = _check_lr(lr, run_obj)
     _check_orbit_args(y0, gd_steps, predict, x_star, find_min, tol, max_iter, nfloquet)
-    xa, xb, start_note = _orbit_start(problem, lr, y0=y0, gd_steps=gd_steps, predict=predict,
-                                      x_star=x_star, find_min=find_min, direction=direction,
-                                      from_run=run is not None)
-    res = find_orbit(problem.objective, lr, xa, xb, tol=tol, max_iter=max_iter, deflate=deflate,
-                     n_floquet=nfloquet)
+    with at_step(None, objective=problem.name):  # a failing objective: one line, exit 2
+        xa, xb, start_note = _orbit_start(problem, lr, y0=y0, gd_steps=gd_steps,
+                                          predict=predict, x_star=x_star, find_min=find_min,
+                                          direction=direction, from_run=run is not None)
+        res = find_orbit(problem.objective, lr, xa, xb, tol=tol, max_iter=max_iter,
+                         deflate=deflate, n_floquet=nfloquet)
     if json_out:
         _emit_json({**res.to_dict(), "start": start_note, "objective": problem.name})
     else:
@@ -306,14 +313,17 @@ def bifurcation_cmd(
     if lr is not None:
         lr = _check_lr(lr)
     _check_bifurcation_args(problem.objective.dim, neigs, direction, sweep, out)
-    xs, source = _resolve_x_star(problem, x_star, find_min, run is not None)
-    red = reduce_at_fixed_point(problem.objective, xs, k=neigs, lr=lr)
-    payload = {**red.to_dict(lr), "x_star_source": source, "objective": problem.name}
-    if not red.is_fixed_point:
-        typer.echo(f"eoskit: warning: |grad L(x*)| = {red.grad_norm:.3g}: x* is not a fixed "
-                   "point, the reduction does not apply (try --find-minimum)", err=True)
-    if sweep is not None:
-        _write_sweep(problem, red, sweep, direction, out, payload)
+    with at_step(None, objective=problem.name):  # a failing objective: one line, exit 2
+        xs, source = _resolve_x_star(problem, x_star, find_min, run is not None)
+        with at_step("the reduction at x*"):
+            red = reduce_at_fixed_point(problem.objective, xs, k=neigs, lr=lr)
+        payload = {**red.to_dict(lr), "x_star_source": source, "objective": problem.name}
+        if not red.is_fixed_point:
+            typer.echo(f"eoskit: warning: |grad L(x*)| = {red.grad_norm:.3g}: x* is not a "
+                       "fixed point, the reduction does not apply (try --find-minimum)",
+                       err=True)
+        if sweep is not None:
+            _write_sweep(problem, red, sweep, direction, out, payload)
     if json_out:
         _emit_json(payload)
     else:

@@ -3,7 +3,8 @@
 :func:`bifurcation_sweep` continues the branch of one direction of a
 :class:`~eoskit.orbits.reduction.Reduction` over a grid of learning rates,
 from the prediction nearest ``η_c`` outward, each solve started from the
-previous solution. :meth:`BifurcationSweep.to_csv` writes its rows and
+previous solution. :meth:`BifurcationSweep.table` gives its rows (``eoskit bifurcation`` writes
+them with :class:`eoskit.store.CsvLog`) and
 :func:`eoskit.plots.bifurcation.plot_bifurcation` draws the diagram.
 
 Example (``L = x² + x³ + x⁴/2``, supercritical: orbits for ``η > η_c = 1``):
@@ -29,6 +30,7 @@ from eoskit.objective import Objective
 from eoskit.orbits._numeric import finite_or_none
 from eoskit.orbits.orbit import OrbitResult, find_orbit
 from eoskit.orbits.reduction import DirectionReduction, Reduction
+from eoskit.testfns.failures import at_step
 
 __all__ = ["BifurcationRow", "BifurcationSweep", "Sweep", "SweepRow", "bifurcation_sweep"]
 
@@ -102,6 +104,18 @@ def _is_orbit(res: OrbitResult | None) -> bool:
     return res is not None and res.converged and res.kind == "period_two"
 
 
+def _orbit_on_branch(objective: Objective, reduction: Reduction, lr: float, direction: int,
+                     prev: OrbitResult | None, orbit_kw: dict) -> OrbitResult:
+    """The orbit at ``lr`` continued from ``prev``, else from the reduction's prediction."""
+    res = find_orbit(objective, lr, prev.x, prev.y, **orbit_kw) if _is_orbit(prev) else None
+    if not _is_orbit(res):
+        predicted = find_orbit(objective, lr, *reduction.predicted_orbit(lr, direction),
+                               **orbit_kw)
+        if res is None or _is_orbit(predicted):
+            res = predicted
+    return res
+
+
 def _continue_branch(objective: Objective, reduction: Reduction, lrs: list[float],
                      direction: int, **orbit_kw) -> dict[int, OrbitResult]:
     """Orbits at the supported learning rates (by index), nearest ``η_c`` first."""
@@ -111,13 +125,8 @@ def _continue_branch(objective: Objective, reduction: Reduction, lrs: list[float
     results: dict[int, OrbitResult] = {}
     prev: OrbitResult | None = None
     for i in supported:
-        lr = lrs[i]
-        res = find_orbit(objective, lr, prev.x, prev.y, **orbit_kw) if _is_orbit(prev) else None
-        if not _is_orbit(res):
-            predicted = find_orbit(objective, lr, *reduction.predicted_orbit(lr, direction),
-                                   **orbit_kw)
-            if res is None or _is_orbit(predicted):
-                res = predicted
+        with at_step(f"the sweep's orbit at lr={lrs[i]:g}"):
+            res = _orbit_on_branch(objective, reduction, lrs[i], direction, prev, orbit_kw)
         results[i] = res
         prev = res
     return results

@@ -37,6 +37,7 @@ from eoskit._threads import limit_blas_threads
 from eoskit.diagnostics import effective_curvature, segment_quadrature
 from eoskit.objective import Objective, PointObjective
 from eoskit.orbits._numeric import dense_hessian, to_numpy, to_torch
+from eoskit.testfns.failures import ObjectiveError
 
 __all__ = ["floquet_multipliers", "multiplier_stability", "orbit_checks", "empty_checks"]
 
@@ -85,6 +86,8 @@ def _dense_multipliers(px: PointObjective, py: PointObjective, x: Tensor,
     """All eigenvalues of the (d, d) matrix M."""
     eye = np.eye(x.numel())
     M = (eye - lr * dense_hessian(py, x)) @ (eye - lr * dense_hessian(px, x))
+    if not np.isfinite(M).all():
+        raise ObjectiveError("its Hessian is not finite at the pair (x, y)")
     return np.linalg.eigvals(M)
 
 
@@ -119,6 +122,8 @@ def floquet_multipliers(objective: Objective, x: Tensor, y: Tensor, lr: float, k
         mu = (_dense_multipliers(px, py, x, lr) if dense
               else _arpack_multipliers(px, py, x, lr, k, tol))
     mu = np.asarray(mu, dtype=np.complex128)
+    if not np.isfinite(mu).all():
+        raise ObjectiveError("its Hessian is not finite at the pair (x, y)")
     order = np.lexsort((-mu.real, -np.abs(mu)))
     return mu[order] if all_dense and d <= dense_max else mu[order][:k]
 

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from eoskit.objective import Objective, PointObjective
 from eoskit.orbits._numeric import minres, to_numpy, to_torch
+from eoskit.testfns.failures import ObjectiveError, at_step
 
 __all__ = ["NewtonOutcome", "solve_coupling"]
 
@@ -121,6 +122,15 @@ def _descent_step(objective, it: _Iterate, jac, lr: float, deflate: bool) -> _It
     return _backtrack(objective, it, -gF, lr, deflate, alpha, tries=30, armijo=False)
 
 
+def _next_iterate(objective, it: _Iterate, lr: float, deflate: bool,
+                  mr_max: int) -> _Iterate | None:
+    """The Newton step with backtracking, else the descent step; None when neither helps."""
+    jac = _jacobian(it, lr)
+    step = _newton_step(it, jac, mr_max)
+    nxt = _backtrack(objective, it, step, lr, deflate, 1.0, tries=12, armijo=True)
+    return nxt if nxt is not None else _descent_step(objective, it, jac, lr, deflate)
+
+
 @dataclass
 class NewtonOutcome:
     """The last accepted pair of :func:`solve_coupling` and how it got there."""
@@ -140,17 +150,19 @@ def solve_coupling(objective: Objective, lr: float, x0: Tensor, y0: Tensor, *, t
     Stops early (not converged) when neither the Newton step nor the descent
     step lowers the merit.
     """
-    it = _evaluate(objective, x0.clone(), y0.clone(), lr, deflate)
+    with at_step("the start pair of the Newton solve"):
+        it = _evaluate(objective, x0.clone(), y0.clone(), lr, deflate)
+        if not bool(torch.isfinite(it.F).all()):
+            it.release()
+            # before any Hessian product: they would fail far from the cause
+            raise ObjectiveError("its gradient is not finite at the start pair (x, y)")
     history = [float(it.F.norm())]
     n = 0
     converged = history[0] <= tol
     while not converged and n < max_iter:
         n += 1
-        jac = _jacobian(it, lr)
-        step = _newton_step(it, jac, mr_max)
-        nxt = _backtrack(objective, it, step, lr, deflate, 1.0, tries=12, armijo=True)
-        if nxt is None:
-            nxt = _descent_step(objective, it, jac, lr, deflate)
+        with at_step(f"Newton iteration {n} (of at most {max_iter})"):
+            nxt = _next_iterate(objective, it, lr, deflate, mr_max)
         if nxt is None:
             break  # stagnation: no decrease along either direction
         it.release()

@@ -38,6 +38,7 @@ from eoskit.orbits.floquet import (
     orbit_checks,
 )
 from eoskit.orbits.newton import solve_coupling
+from eoskit.testfns.failures import ObjectiveError, at_step
 
 __all__ = ["OrbitResult", "find_orbit", "find_orbit_from_gd", "gd_iterates"]
 
@@ -94,11 +95,19 @@ def gd_iterates(objective: Objective, x0: Tensor, lr: float, steps: int) -> tupl
         raise ValueError("steps must be at least 1")
     x = x0.detach().clone()
     prev = x
-    for _ in range(steps):
-        g = objective.grad(x)
+    for t in range(steps):
+        step = f"GD step {t} of {steps}"
+        try:
+            g = objective.grad(x)
+        except ObjectiveError as err:
+            raise err.where(step=step) from None
+        if not torch.isfinite(g).all():
+            # x_t is finite (checked below): the objective, not GD, produced the NaN/inf
+            raise ObjectiveError("its gradient is not finite at a finite point", step=step)
         prev, x = x, x - lr * g
         if not torch.isfinite(x).all():
-            raise ValueError(f"GD diverged at lr={lr} within {steps} steps")
+            raise ValueError(f"GD diverged at lr={lr:g} at step {t} of {steps} (the iterate "
+                             "overflowed)")
     return prev, x
 
 
@@ -111,7 +120,8 @@ def _start(objective: Objective, lr: float, x0: Tensor, y0: Tensor | None) -> tu
     if x0.numel() != d:
         raise ValueError(f"x0 has length {x0.numel()} but the objective has dimension {d}")
     if y0 is None:
-        y0 = x0 - lr * objective.grad(x0)
+        with at_step("the start y0 = x0 − η∇L(x0)"):
+            y0 = x0 - lr * objective.grad(x0)
     y0 = y0.detach().to(objective.dtype)
     if y0.numel() != d:
         raise ValueError(f"y0 has length {y0.numel()} but the objective has dimension {d}")
@@ -154,11 +164,13 @@ def find_orbit(
     if kind == "fixed_point":
         mid = (x + y) / 2
         x, y = mid, mid.clone()
-    mu_all = floquet_multipliers(objective, x, y, lr, k=n_floquet, dense_max=dense_max,
-                                 all_dense=True)
+    with at_step(f"the Floquet multipliers of the {kind.replace('_', '-')} found"):
+        mu_all = floquet_multipliers(objective, x, y, lr, k=n_floquet, dense_max=dense_max,
+                                     all_dense=True)
     stable, n_neutral, max_non_neutral = multiplier_stability(mu_all, neutral_tol)
-    chk = (orbit_checks(objective, x, y, lr, quad_nodes) if checks and kind == "period_two"
-           else empty_checks(quad_nodes))
+    with at_step("the orbit checks"):
+        chk = (orbit_checks(objective, x, y, lr, quad_nodes) if checks and kind == "period_two"
+               else empty_checks(quad_nodes))
     return OrbitResult(
         x=x, y=y, lr=float(lr), kind=kind, half_amplitude=float((x - y).norm()) / 2,
         residual=sol.residual, converged=sol.converged, iterations=sol.iterations,

@@ -42,6 +42,7 @@ from eoskit._threads import limit_blas_threads
 from eoskit.eigs import lanczos, top_eigenpairs
 from eoskit.objective import Objective, PointObjective
 from eoskit.orbits._numeric import finite_or_none, hessian_operator, minres, to_numpy, to_torch
+from eoskit.testfns.failures import ObjectiveError
 
 __all__ = [
     "DirectionReduction",
@@ -292,8 +293,13 @@ def reduce_at_fixed_point(
         raise ValueError(f"x_star has length {d} but the objective has dimension {objective.dim}")
     if not 1 <= k <= d:
         raise ValueError(f"k must be between 1 and {d}, got {k}")
+    with objective.at(x_star) as point:
+        if not (math.isfinite(float(point.value)) and bool(torch.isfinite(point.grad).all())):
+            raise ObjectiveError("its value or gradient is not finite at x*")
     eig = top_eigenpairs(objective, x_star, min(k + 1, d), tol=eig_tol)
     vals = np.asarray(eig.eigenvalues, dtype=float)
+    if not np.isfinite(vals).all():
+        raise ObjectiveError("its Hessian at x* has non-finite eigenvalues")
     with objective.at(x_star) as point:
         grad_norm = float(point.grad.norm())
         lam1 = float(vals[0])

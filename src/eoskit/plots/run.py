@@ -1,4 +1,5 @@
-"""Figures of a run: loss, sharpness against its threshold, effective curvature."""
+"""Figures of a run: loss, sharpness against its threshold, effective curvature, and the
+forcing gap 2(L_0 − L_T)/S_T against S_T (docs/theory.md §3)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from eoskit import store  # noqa: E402
 from eoskit.optim import rule_class  # noqa: E402
+from eoskit.summary import (  # noqa: E402
+    forcing_gap_curve,
+    forcing_gap_fit_range,
+    forcing_gap_slope,
+)
 
 
 def _series(rows, name):
@@ -21,7 +27,8 @@ def _series(rows, name):
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
-    """Write ``plots/loss.png``, ``plots/sharpness.png``, ``plots/eff_curvature.png``."""
+    """Write ``plots/loss.png``, ``plots/sharpness.png``, ``plots/eff_curvature.png`` and
+    ``plots/forcing_gap.png``."""
     run_dir = Path(run_dir)
     rows = store.read_rows(run_dir / "metrics.csv")
     cfg = store.read_json(run_dir / "config.json")
@@ -67,7 +74,39 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     ax.set(xlabel="step", ylabel="curvature", title=title)
     ax.legend(fontsize=8)
     written.append(_save(fig, folder / "eff_curvature.png"))
+    written.append(_save(forcing_gap_figure(rows, title), folder / "forcing_gap.png"))
     return written
+
+
+def forcing_gap_figure(rows: list[dict], title: str):
+    """2(L_0 − L_T)/S_T against S_T = Σ_{t<T} |s_t|², log–log, with its fitted slope.
+
+    The weighted mean of κ equals 2/η minus this gap by algebra; that the gap
+    falls like 1/S_T (slope −1) because L is bounded below is the content.
+    """
+    sq, gap = forcing_gap_curve(rows)
+    pos = [i for i, g in enumerate(gap) if g > 0]
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    ax.loglog([sq[i] for i in pos], [gap[i] for i in pos], ".", ms=3,
+              label="2(L₀ − L_T)/S_T" + (" (T with L_T ≥ L₀ omitted)" if len(pos) < len(gap)
+                                         else ""))
+    slope = forcing_gap_slope(sq, gap)
+    if slope is not None:
+        fit = forcing_gap_fit_range(sq, gap)
+        lx = [math.log(sq[i]) for i in fit]
+        ly = [math.log(gap[i]) for i in fit]
+        x0, y0 = sum(lx) / len(lx), sum(ly) / len(ly)
+        ends = [sq[fit[0]], sq[fit[-1]]]
+        ax.loglog(ends, [math.exp(y0 + slope * (math.log(e) - x0)) for e in ends], "-", lw=2,
+                  label=f"fit on the later half: slope {slope:.3f}")
+        ax.loglog(ends, [math.exp(y0 - (math.log(e) - x0)) for e in ends], "k--", lw=1,
+                  label="slope −1 (L bounded below)")
+    ax.set(xlabel="S_T = Σ|s_t|²", ylabel="2/η − weighted mean κ", title=title)
+    if pos:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no T with L_T < L₀ yet", ha="center", transform=ax.transAxes)
+    return fig
 
 
 def _save(fig, path: Path) -> Path:

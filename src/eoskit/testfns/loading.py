@@ -1,0 +1,143 @@
+"""Start vectors and user objectives: :func:`parse_vector`, :func:`load_objective`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from eoskit.objective import FunctionObjective, Objective
+from eoskit.testfns.failures import ObjectiveError, checked_callable
+from eoskit.testfns.problems import BUILTINS, DTYPE, ObjectiveProblem, builtin
+
+
+def parse_vector(spec: str | Path | Tensor | np.ndarray | None, dim: int | None = None,
+                 what: str = "x0") -> Tensor | None:
+    """A float64 1-D tensor from comma-separated numbers, an ``.npy`` file, or an array.
+
+    ``dim``, when given, is the length the vector must have.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, Tensor):
+        vec = spec.detach().to(DTYPE).reshape(-1).clone()
+    elif isinstance(spec, np.ndarray):
+        vec = torch.as_tensor(spec, dtype=DTYPE).reshape(-1).clone()
+    else:
+        text = str(spec).strip()
+        if text.endswith(".npy"):
+            path = Path(text)
+            if not path.is_file():
+                raise FileNotFoundError(f"{what}: no such file: {text}")
+            try:
+                arr = np.load(path, allow_pickle=False)
+            except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
+                raise ObjectiveError(f"{what}: cannot read {text}: {err}") from err
+            if not np.issubdtype(arr.dtype, np.number):
+                raise ObjectiveError(f"{what}: {text} does not hold numbers")
+            vec = torch.as_tensor(arr.astype(np.float64)).reshape(-1)
+        else:
+            parts = [p.strip() for p in text.split(",")]
+            try:
+                vals = [float(p) for p in parts if p != ""]
+            except ValueError as err:
+                raise ObjectiveError(f"{what}: cannot parse {text!r} as comma-separated "
+                                     "numbers or an .npy file") from err
+            if not vals:
+                raise ObjectiveError(f"{what}: empty vector {text!r}")
+            vec = torch.tensor(vals, dtype=DTYPE)
+    if vec.numel() == 0:
+        raise ObjectiveError(f"{what}: empty vector")
+    if not torch.isfinite(vec).all():
+        raise ObjectiveError(f"{what}: contains non-finite values")
+    if dim is not None and vec.numel() != dim:
+        raise ObjectiveError(f"{what} has length {vec.numel()} but the objective has "
+                             f"dimension {dim}")
+    return vec
+
+
+def _import_target(spec: str):
+    if ":" not in spec:
+        raise ObjectiveError(f"unknown objective {spec!r}; built-ins are {', '.join(BUILTINS)}, "
+                             "or give FILE.py:NAME or package.module:NAME")
+    where, name = spec.rsplit(":", 1)
+    if not name.isidentifier():
+        raise ObjectiveError(f"objective {spec!r}: {name!r} is not a Python name")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where)
+        if not path.is_file():
+            raise FileNotFoundError(f"objective file not found: {where}")
+        mod_name = f"_eoskit_user_objective_{abs(hash(str(path.resolve())))}"
+        module_spec = importlib.util.spec_from_file_location(mod_name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ObjectiveError(f"cannot import {where}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[mod_name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:  # noqa: BLE001 - user code: report, do not trace
+            sys.modules.pop(mod_name, None)
+            raise ObjectiveError(f"importing {where} failed: {type(err).__name__}: {err}") from err
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as err:
+            raise ObjectiveError(f"cannot import module {where!r}: {err}") from err
+    if not hasattr(module, name):
+        raise ObjectiveError(f"{where} has no attribute {name!r}")
+    return getattr(module, name)
+
+
+def load_objective(spec: str, x0: str | Path | Tensor | np.ndarray | None = None,
+                   what: str = "x0") -> ObjectiveProblem:
+    """Resolve ``spec`` (built-in name, ``FILE.py:NAME``, ``package.module:NAME``) to a problem.
+
+    ``x0`` (comma-separated numbers, an ``.npy`` path, or an array) overrides the
+    default start and fixes the dimension of a plain callable; ``what`` names it
+    in error messages.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ObjectiveError("give an objective: a built-in name, FILE.py:NAME or "
+                             "package.module:NAME")
+    spec = spec.strip()
+    if spec in BUILTINS:
+        problem = builtin(spec)
+        if x0 is not None:
+            problem.x0 = parse_vector(x0, problem.objective.dim, what)
+        return problem
+    target = _import_target(spec)
+    if isinstance(target, Objective):
+        x = parse_vector(x0, target.dim, what)
+        if x is None:
+            x = target.x0() if hasattr(target, "x0") and callable(target.x0) else torch.zeros(
+                target.dim, dtype=target.dtype)
+        return ObjectiveProblem(spec, target, x.to(target.dtype), None, f"objective {spec}")
+    if not callable(target):
+        raise ObjectiveError(f"{spec} is neither callable nor an Objective")
+    dim_attr = getattr(target, "dim", None)
+    if dim_attr is not None and (not isinstance(dim_attr, int) or dim_attr <= 0):
+        raise ObjectiveError(f"{spec}: attribute dim must be a positive integer, got {dim_attr!r}")
+    x = parse_vector(x0, dim_attr, what)
+    if x is None:
+        default = getattr(target, "x0", None)
+        if default is not None:
+            x = parse_vector(torch.as_tensor(np.asarray(default, dtype=np.float64)), dim_attr)
+        elif dim_attr is not None:
+            x = torch.zeros(dim_attr, dtype=DTYPE)
+        else:
+            raise ObjectiveError(f"{spec}: give {what} (its length sets the dimension) or an "
+                                 "attribute dim on the callable")
+    loss = checked_callable(target, spec)
+    try:
+        val = float(loss(x.clone()))
+    except ObjectiveError as err:
+        raise err.where(step=what) from None
+    if not math.isfinite(val):
+        raise ObjectiveError(f"its value {val} is not finite", objective=spec, step=what)
+    return ObjectiveProblem(spec, FunctionObjective(loss, x.numel()), x, None, f"callable {spec}")
