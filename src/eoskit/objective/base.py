@@ -109,6 +109,8 @@ class PointObjective:
             raise RuntimeError("this PointObjective was released; take a new one with at(x)")
         k = 1 if v.ndim == 1 else v.shape[1]
         self.parent.hvp_count += k
+        if not self._graph_grad.requires_grad:  # ∇L does not depend on x: H = 0
+            return torch.zeros_like(v)
         if v.ndim == 1:
             (hv,) = torch.autograd.grad(self._graph_grad, self.x, v, retain_graph=True)
             return hv
@@ -222,6 +224,8 @@ class Objective:
         out = torch.zeros(v.shape, dtype=x.dtype, device=x.device)
         for fn in self.term_fns():
             (g,) = torch.autograd.grad(fn(xr), xr, create_graph=True)
+            if not g.requires_grad:  # this term is linear in x
+                continue
             if v.ndim == 1:
                 (hv,) = torch.autograd.grad(g, xr, v)
                 out = out + hv
