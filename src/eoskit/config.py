@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from eoskit.data import DATASETS
+from eoskit.data import DATASETS, FILE_DATASET_DIRS
 from eoskit.models import MODELS
 from eoskit.optim import OPTIMIZERS, RULES, rule_class, stability_threshold
 
@@ -45,7 +45,8 @@ class RunConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of the initialisation (and of SGD's batches).")
     # optimiser
     optimizer: Literal[OPTIMIZERS] = Field("gd", description=f"{', '.join(OPTIMIZERS)}.")
-    lr: float = Field(0.05, gt=0, description="Learning rate η.")
+    # an infinite η is bad input, not a divergence: no step can be taken with it
+    lr: float = Field(0.05, gt=0, allow_inf_nan=False, description="Learning rate η.")
     beta: float = Field(0.0, ge=0, lt=1, description="Momentum (polyak, nesterov).")
     batch_size: int | None = Field(None, gt=0, description="Mini-batch size (sgd).")
     steps: int = Field(1000, gt=0, description="Optimiser steps.")
@@ -123,6 +124,9 @@ class RunConfig(BaseModel):
             raise ValueError(f"optimizer {name!r} needs beta > 0 (momentum)")
         if not rule.momentum and self.beta != 0:
             raise ValueError(f"beta is only used by {_names('momentum')}, not {name!r}")
+        if self.data_dir is not None and self.dataset not in FILE_DATASET_DIRS:
+            raise ValueError(f"data_dir: dataset {self.dataset!r} reads no files (only "
+                             f"{', '.join(FILE_DATASET_DIRS)} take a data_dir)")
         if self.diagnose_every and not rule.edge_coupling:
             raise ValueError("diagnose_every: the edge-coupling identities are for "
                              f"{_names('edge_coupling')} steps")
