@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/eoskit run --config examples/mnist_demo.toml --out $(OUT)
+	$(VENV)/bin/eoskit run --config examples/mnist_demo.toml --out $(OUT) --overwrite
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from eoskit.data import DATASETS
+from eoskit.data import DATASETS, FILE_DATASET_DIRS
 from eoskit.models import MODELS
 from eoskit.optim import (
     HYPERPARAMETERS,
@@ -56,7 +56,8 @@ class RunConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of the initialisation (and of SGD's batches).")
     # optimiser
     optimizer: Literal[OPTIMIZERS] = Field("gd", description=f"{', '.join(OPTIMIZERS)}.")
-    lr: float = Field(0.05, gt=0, description="Learning rate η.")
+    # an infinite η is bad input, not a divergence: no step can be taken with it
+    lr: float = Field(0.05, gt=0, allow_inf_nan=False, description="Learning rate η.")
     beta: float = Field(0.0, ge=0, lt=1, description="Momentum (polyak, nesterov).")
     batch_size: int | None = Field(None, gt=0, description="Mini-batch size (sgd).")
     # adaptive optimisers (None: torch's default for the optimizer; others must leave None)
@@ -169,6 +170,9 @@ class RunConfig(BaseModel):
                   if h not in rule.hyperparameters and getattr(self, h) is not None]
         if unused:
             raise ValueError(f"{', '.join(unused)}: not used by optimizer {name!r}")
+        if self.data_dir is not None and self.dataset not in FILE_DATASET_DIRS:
+            raise ValueError(f"data_dir: dataset {self.dataset!r} reads no files (only "
+                             f"{', '.join(FILE_DATASET_DIRS)} take a data_dir)")
         if self.diagnose_every and not rule.edge_coupling:
             raise ValueError("diagnose_every: the edge-coupling identities are for "
                              f"{_names('edge_coupling')} steps")

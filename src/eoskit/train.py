@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import math
 import platform
-import signal
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,17 +35,25 @@ from torch import Tensor
 
 from eoskit import store
 from eoskit._version import __version__
-from eoskit.checkpointing import RunState, restore_run_state, save_run_state, tensor_bytes
+from eoskit.checkpointing import (
+    RunState,
+    open_tables,
+    restore_run_state,
+    save_run_state,
+    stored_config,
+    tensor_bytes,
+)
+from eoskit.columns import BASE_COLUMNS, metric_columns  # noqa: F401 (re-exported)
 from eoskit.config import RunConfig
-from eoskit.diagnostics import ForcingTracker
+from eoskit.diagnostics import DIAGNOSTIC_COLUMNS, ForcingTracker, diagnose_step
 from eoskit.eigs import EigResult, SharpnessTracker
 from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.interrupts import sigterm_as_interrupt
 from eoskit.objective import Objective
-from eoskit.optim import rule_class, rule_for
+from eoskit.optim import rule_for
 from eoskit.problem import Problem, build_problem, torch_dtype  # noqa: F401 (re-exported)
 from eoskit.progress import progress_bar
-from eoskit.series import precond_cells, precond_columns, precond_tracker, rows_of_series
-from eoskit.store import FINAL_STATUSES
+from eoskit.series import precond_cells, precond_tracker, rows_of_series
 from eoskit.summary import (  # noqa: F401 (summarize, ONSET_FRACTION re-exported)
     ONSET_FRACTION,
     forcing_summary,
@@ -55,78 +61,41 @@ from eoskit.summary import (  # noqa: F401 (summarize, ONSET_FRACTION re-exporte
     summarize_diagnostics,
 )
 
-BASE_COLUMNS = [
-    "step", "loss", "accuracy", "test_loss", "test_accuracy", "grad_norm", "step_norm",
-    "eff_curvature", "eff_curvature_mean", "sharpness", "threshold", "eig_residual", "hvps",
-    "wall_time",
-]
-
-
-class Diverged(Exception):
-    pass
-
-
-def metric_columns(cfg: RunConfig) -> list[str]:
-    cols = list(BASE_COLUMNS)
-    if cfg.neigs > 1:
-        cols += [f"eig_{i + 1}" for i in range(cfg.neigs)]
-    if rule_class(cfg.optimizer).samples_batch:
-        cols += ["full_loss"]  # the full-batch loss beside the batch's
-    return cols + precond_columns(rule_class(cfg.optimizer), cfg.neigs)
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler stopping the job) ends the run like Ctrl-C: status 'interrupted'."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. a Ray worker thread)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
 
 def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True) -> dict:
+          progress: bool = True, overwrite: bool = False) -> dict:
     """Run (or resume) a training run into ``out_dir``; returns the summary dict.
 
     ``resume=True`` reads the configuration from ``out_dir/config.json`` (a
     ``cfg`` given too must equal it), restores the newest good checkpoint and
     continues; a run that already finished (completed or diverged: both are
-    final) is left as it is and its summary returned.
+    final) is left as it is and its summary returned. A new run refuses a
+    directory that holds one (:class:`eoskit.store.RunDirError`) unless
+    ``overwrite`` (the old files go first). The directory is locked while the
+    run lasts; an I/O failure (an ``OSError``, re-raised) leaves status ``failed``.
     """
     out = Path(out_dir)
+    if resume and overwrite:
+        raise ValueError("resume continues the run in the directory; overwrite replaces it")
     if resume:
-        cfg = _stored_config(out, cfg)
-        summary_path = out / "summary.json"
-        if summary_path.exists():
-            summary = store.read_json(summary_path)
-            if summary.get("status") in FINAL_STATUSES:
-                return summary
+        cfg = stored_config(out, cfg)
+        if (finished := store.finished_summary(out)) is not None:
+            return finished  # read-only: no lock taken, nothing touched
     elif cfg is None:
         raise ValueError("a configuration is needed unless resuming")
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-    problem = build_problem(cfg)
-    return Trainer(problem, out, resume=resume, progress=progress).run()
-
-
-def _stored_config(out: Path, cfg: RunConfig | None) -> RunConfig:
-    """The configuration of the run in ``out``; a given ``cfg`` must be the same."""
-    if not (out / "config.json").exists():
-        raise ValueError(f"cannot resume: {out} has no config.json")
-    stored = RunConfig(**store.read_json(out / "config.json")["config"])
-    if cfg is not None and cfg != stored:
-        diff = [k for k in RunConfig.model_fields if getattr(cfg, k) != getattr(stored, k)]
-        raise ValueError(f"cannot resume: the run in {out} has a different configuration "
-                         f"({', '.join(diff)})")
-    return stored
+    with store.RunLock(out):
+        if resume and (finished := store.finished_summary(out)) is not None:
+            return finished  # another process finished it meanwhile
+        if not resume:
+            store.claim_run(out, overwrite)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        problem = build_problem(cfg)
+        try:
+            return Trainer(problem, out, resume=resume, progress=progress).run()
+        except OSError as err:
+            store.mark_failed(out, err)
+            raise
 
 
 class Evaluation(NamedTuple):
@@ -138,6 +107,7 @@ class Evaluation(NamedTuple):
     aux: Tensor | None  # the objective's by-product (correct predictions), if any
     eig: EigResult | None
     hvps: int
+    sound: bool  # loss, gradient and x finite, loss below --diverge-loss
     precond_eig: EigResult | None = None  # λ(P^{-1/2} H P^{-1/2}), for a rule with P
 
 
@@ -163,17 +133,11 @@ class Trainer:
             self.precond_tracker.load_state_dict(restored.extra["precond_tracker"], cfg.device)
         if restored is None:
             self._write_config()
-        keep = None
-        if restored is not None:
-            keep = restored.step if restored.pending_row is None else restored.step - 1
-        self.metrics = store.CsvLog(out / "metrics.csv", self.columns, keep_below=keep)
-        self.diag_log = None
+        tables = {"metrics.csv": self.columns}
         if cfg.diagnose_every:
-            from eoskit.diagnostics import DIAGNOSTIC_COLUMNS
-
-            dkeep = None if restored is None else restored.extra.get("diag_keep_below")
-            self.diag_log = store.CsvLog(out / "diagnostics.csv", list(DIAGNOSTIC_COLUMNS),
-                                         keep_below=dkeep)
+            tables["diagnostics.csv"] = list(DIAGNOSTIC_COLUMNS)
+        logs = open_tables(out, tables, restored)
+        self.metrics, self.diag_log = logs["metrics.csv"], logs.get("diagnostics.csv")
 
     # ---- bookkeeping
     def _write_config(self) -> None:
@@ -198,20 +162,22 @@ class Trainer:
     def _checkpoint(self) -> None:
         if self.precond_tracker is not None:
             self.state.extra["precond_tracker"] = self.precond_tracker.state_dict()
-        self.metrics.sync()
-        if self.diag_log is not None:
-            self.diag_log.sync()
+        logs = [self.metrics] + ([self.diag_log] if self.diag_log is not None else [])
+        for log in logs:
+            log.sync()
         save_run_state(self.out / "checkpoints", self.state, keep=self.cfg.keep_checkpoints,
-                       **self._parts())
+                       config=self.cfg.model_dump(mode="json"),
+                       tables=[log.path for log in logs], **self._parts())
 
     def _restore(self) -> RunState | None:
-        return restore_run_state(self.out / "checkpoints", self.cfg.device, **self._parts())
+        return restore_run_state(self.out / "checkpoints", self.cfg.device,
+                                 config=self.cfg.model_dump(mode="json"), **self._parts())
 
     # ---- the loop
     def run(self) -> dict:
         status = "interrupted"
         try:
-            with _sigterm_as_interrupt(), \
+            with sigterm_as_interrupt(), \
                     progress_bar(self.cfg.steps, self.state.step, self.progress) as update:
                 status = self._loop(update)
         except KeyboardInterrupt:
@@ -235,26 +201,43 @@ class Trainer:
         while s.step < cfg.steps:
             t = s.step
             ev = self._evaluate(t, s.x)
+            if not ev.sound:
+                s.pending_diag = None  # no diagnostics (eigensolvers) towards a blown-up point
             self._finish_pending(ev.loss, ev.grad)
             row = self._row(t, ev, time.perf_counter() - t0)
-            if not math.isfinite(ev.loss) or ev.loss > cfg.diverge_loss:
+            if not ev.sound:
                 self.metrics.write(row)
                 return "diverged"
             self._take_step(t, ev, row)
             update(s.step, ev.loss, row.get("sharpness"))
             if cfg.stop_loss is not None and ev.loss <= cfg.stop_loss:
-                self._finish_pending(self._final_loss(s.x), None)
-                return "completed"
+                return self._end(with_grad=False)
             s.elapsed = time.perf_counter() - t0
             if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
                 self._checkpoint()
-        if s.pending_diag is not None:
-            # the last diagnosed step's recurrence needs s_T = −η g(x_T)
+        # the last diagnosed step's recurrence needs s_T = −η g(x_T)
+        return self._end(with_grad=s.pending_diag is not None)
+
+    def _end(self, with_grad: bool) -> str:
+        """Complete the last row with ``L(x_T)``: 'completed', or 'diverged' if x_T blew up."""
+        s = self.state
+        if with_grad:
             loss, g = self.obj.value_and_grad(s.x)
-            self._finish_pending(float(loss), g)
+            loss = float(loss)
         else:
-            self._finish_pending(self._final_loss(s.x), None)
+            loss, g = self._final_loss(s.x), None
+        if not self._sound(loss, g, s.x):
+            s.pending_diag = None
+            self._finish_pending(loss, None)
+            return "diverged"
+        self._finish_pending(loss, g)
         return "completed"
+
+    def _sound(self, loss: float, g: Tensor | None, x: Tensor) -> bool:
+        """Finite loss (below --diverge-loss), gradient and parameters: safe to go on measuring."""
+        if not math.isfinite(loss) or loss > self.cfg.diverge_loss:
+            return False
+        return bool(torch.isfinite(x).all()) and (g is None or bool(torch.isfinite(g).all()))
 
     def _evaluate(self, t: int, x: Tensor) -> Evaluation:
         """Loss and gradient at ``x_t`` (of a fresh batch for a batch rule), sharpness if due."""
@@ -272,16 +255,20 @@ class Trainer:
                 loss, g, aux = point.value, point.grad, point.aux
             else:
                 loss, g, aux = obj.value_grad_aux(x)
-            eig = self.tracker.measure(point.hvp, self.obj.dim, x.dtype, x.device)
-            p = self.rule.preconditioner(g, x)  # P_t of the step from x_t (d,), or None
-            if p is not None:
-                precond_eig = self.precond_tracker.measure(
-                    preconditioned_matvec(point.hvp, p), self.obj.dim, x.dtype, x.device)
+            sound = self._sound(float(loss), g, x) and (
+                obj is self.obj or self._sound(float(point.value), point.grad, x))
+            if sound:  # an eigensolver on non-finite HVPs would only raise
+                eig = self.tracker.measure(point.hvp, self.obj.dim, x.dtype, x.device)
+                p = self.rule.preconditioner(g, x)  # P_t of the step from x_t (d,), or None
+                if p is not None:
+                    precond_eig = self.precond_tracker.measure(
+                        preconditioned_matvec(point.hvp, p), self.obj.dim, x.dtype, x.device)
             point.release()
         else:
             loss, g, aux = obj.value_grad_aux(x)
+            sound = self._sound(float(loss), g, x)
         return Evaluation(obj, float(loss), g, aux, eig, self.obj.hvp_count - hvps_before,
-                          precond_eig)
+                          sound, precond_eig)
 
     def _take_step(self, t: int, ev: Evaluation, row: dict) -> None:
         """``x_{t+1} = x_t + s_t``; row ``t`` (and its diagnostics) wait for ``L(x_{t+1})``."""
@@ -341,8 +328,6 @@ class Trainer:
             self._diagnose(batch_obj, t, x, step_vec, None, loss, next_loss)
 
     def _diagnose(self, obj, t, x, s_t, s_next, loss_t, loss_next) -> None:
-        from eoskit.diagnostics import diagnose_step
-
         warm = None if self.tracker.warm is None else self.tracker.warm[:, 0]
         diag = diagnose_step(obj, x, s_t, s_next, self.cfg.lr, loss_t, loss_next,
                              nodes=self.cfg.diagnose_nodes, sharpness_v0=warm)
@@ -377,7 +362,7 @@ class Trainer:
         rows = store.read_rows(self.out / "metrics.csv")
         series_rows, series = rows_of_series(rows, type(self.rule))
         out = {**summarize(series_rows, self.rule.threshold, status), "sharpness_series": series}
-        out.update(forcing_summary(self.forcing))
+        out.update(forcing_summary(self.forcing, rows))
         out.update({"hvps_total": self.state.hvps_total, "wall_time": self.state.elapsed})
         if self.diag_log is not None and (self.out / "diagnostics.csv").exists():
             out["diagnostics"] = summarize_diagnostics(

@@ -1,18 +1,23 @@
-"""Shared CLI plumbing: one clear message and a fixed exit code for bad input, and a
-command's options generated from a pydantic model's fields.
+"""Shared CLI plumbing: one clear message and a fixed exit code for each way a command
+can fail, and a command's options generated from a pydantic model's fields.
+
+Exit codes: 0 completed, 1 some sweep runs failed, 2 bad input, 3 diverged,
+4 I/O failure (disk full, read-only folder), 130 interrupted (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
-import sys
 import types
 import typing
 
 import typer
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_FAILED = 0, 2, 3, 1
+from eoskit.cli import EXIT_INTERRUPTED, exit_interrupted  # noqa: F401 (one place for both)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_IO = 0, 1, 2, 3, 4
 
 
 class UsageError(ValueError):
@@ -33,8 +38,16 @@ def format_validation_error(err) -> str:
     return "; ".join(parts)
 
 
+def io_failure(err: OSError) -> str:
+    """An OSError as one line naming the path and the errno."""
+    code = errno.errorcode.get(err.errno, "?") if err.errno is not None else "?"
+    where = f"{err.filename}: " if err.filename is not None else ""
+    return f"I/O failure: {where}{err.strerror or err} (errno {err.errno}, {code})"
+
+
 def handle_errors(fn):
-    """Turn eoskit's known input errors into exit 2 with one message, never a traceback."""
+    """Known failures as one message and their exit code, never a traceback: bad input 2,
+    I/O failure 4, interrupted 130."""
     from pydantic import ValidationError
 
     @functools.wraps(fn)
@@ -50,9 +63,12 @@ def handle_errors(fn):
         except ValueError as err:
             # data/model/objective errors are ValueErrors raised on bad input
             fail(str(err))
+        except OSError as err:
+            if err.errno == errno.EPIPE:  # stdout closed early (`| head`): typer's to handle
+                raise
+            fail(io_failure(err), EXIT_IO)
         except KeyboardInterrupt:
-            typer.echo("eoskit: interrupted", err=True)
-            sys.exit(130)
+            exit_interrupted()
 
     return wrapper
 

@@ -11,8 +11,8 @@ import typer
 
 from eoskit.cli._common import (
     EXIT_DIVERGED,
-    EXIT_FAILED,
     UsageError,
+    exit_interrupted,
     handle_errors,
     option_values,
     plain_help,
@@ -32,6 +32,8 @@ def run_cmd(
     config: Optional[Path] = _O(None, "--config",
                                 help=plain_help("TOML file: a [run] table of options.")),
     resume: Optional[Path] = _O(None, "--resume", help="Continue the run in this directory."),
+    overwrite: bool = _O(False, "--overwrite",
+                         help="Replace the run already in --out (its checkpoints too)."),
     progress: bool = _O(sys.stderr.isatty(), help="Show a progress bar."),
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
     **fields,
@@ -40,7 +42,7 @@ def run_cmd(
 
     Every run-configuration field is an option; one given overrides --config's value.
 
-    Exit status: 0 completed, 2 bad input, 3 diverged.
+    Exit status: 0 completed, 2 bad input, 3 diverged, 4 I/O failure, 130 interrupted.
     """
     from eoskit.config import run_config_from
     from eoskit.train import train
@@ -48,6 +50,9 @@ def run_cmd(
     opts = option_values(RunConfig, fields)
     if resume is not None:
         given = [k for k, v in opts.items() if v is not None]
+        if overwrite:
+            raise UsageError("--resume continues the run in the directory; --overwrite "
+                             "replaces it: choose one")
         if given or config is not None:
             dropped = ", ".join("--" + g.replace("_", "-") for g in given) or "--config"
             raise UsageError("--resume takes the configuration from the run directory; "
@@ -58,13 +63,14 @@ def run_cmd(
         if out is None:
             raise UsageError("--out DIR is required (or --resume DIR)")
         cfg = run_config_from(config, opts)
-        summary = train(cfg, out, progress=progress)
+        summary = train(cfg, out, progress=progress, overwrite=overwrite)
         run_dir = out
+    if summary["status"] == "interrupted":
+        exit_interrupted(f"interrupted after {summary.get('steps')} steps; continue with "
+                         f"'eoskit run --resume {run_dir}'")
     _report(summary, run_dir, json_out)
     if summary["status"] == "diverged":
         raise typer.Exit(EXIT_DIVERGED)
-    if summary["status"] == "interrupted":
-        raise typer.Exit(EXIT_FAILED)
 
 
 def _report(summary: dict, run_dir: Path, json_out: bool) -> None:

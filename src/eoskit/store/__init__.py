@@ -5,14 +5,17 @@ Layout of ``--out DIR``::
     config.json       resolved configuration, package/torch versions, seed
     metrics.csv       one row per step, appended (and flushed) as the run goes
     diagnostics.csv   edge-coupling diagnostics every --diagnose-every steps
-    summary.json      status (running, completed, diverged, interrupted) and results
+    summary.json      status (running, completed, diverged, interrupted, failed) and results
     plots/            PNG figures
     checkpoints/      ckpt-<step>.pt + ckpt-<step>.json (sha256), the last few kept
     params_final.pt   final flat parameter vector
+    .eoskit.lock      advisory lock (flock) held by the process running the run
 
 JSON files and checkpoints are written atomically (temporary file, fsync,
 rename); checkpoints carry a SHA-256 checksum, so a corrupted or truncated
-one is detected and the previous good one is used.
+one is detected and the previous good one is used. Each checkpoint also
+records the configuration's digest and snapshots of the tables, so a resume
+refuses an edited config.json and puts the tables back to what it covers.
 """
 
 from eoskit.store.checkpoints import (
@@ -22,8 +25,23 @@ from eoskit.store.checkpoints import (
     save_checkpoint,
 )
 from eoskit.store.files import atomic_write_bytes, clean_json, dumps_json, read_json, write_json
-from eoskit.store.history import changed_keys, config_digest, restore_table, snapshot_table
-from eoskit.store.rundir import RunDirError, RunLock, clear_run, holds_run, run_files
+from eoskit.store.history import (
+    changed_keys,
+    check_config,
+    config_digest,
+    restore_table,
+    snapshot_table,
+)
+from eoskit.store.rundir import (
+    RunDirError,
+    RunLock,
+    claim_run,
+    clear_run,
+    finished_summary,
+    holds_run,
+    mark_failed,
+    run_files,
+)
 from eoskit.store.statuses import FINAL_STATUSES, STATUSES
 from eoskit.store.stored_run import StoredRun, load_run
 from eoskit.store.tables import CsvLog, column, format_cell, parse_cell, read_csv, read_rows
@@ -38,8 +56,9 @@ __all__ = [
     # checkpoints
     "save_checkpoint", "load_latest_checkpoint", "CheckpointError", "CheckpointWarning",
     # one owner, one history
-    "RunLock", "RunDirError", "run_files", "holds_run", "clear_run",
-    "config_digest", "changed_keys", "snapshot_table", "restore_table",
+    "RunLock", "RunDirError", "run_files", "holds_run", "clear_run", "claim_run", "mark_failed",
+    "finished_summary",
+    "config_digest", "changed_keys", "check_config", "snapshot_table", "restore_table",
     # a stored run
     "StoredRun", "load_run",
 ]

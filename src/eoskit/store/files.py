@@ -9,14 +9,32 @@ from pathlib import Path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` all at once; on any failure ``path`` is untouched and
+    no temporary file is left (an OSError names ``path``)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:  # a full disk, a read-only folder, Ctrl-C mid-write
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise named(err, path) from None
+        raise
     _fsync_dir(path.parent)
+
+
+def named(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` when it names no file (a failed write or fsync does not)."""
+    if err.filename is None:
+        err.filename = str(path)
+    return err
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -32,6 +32,7 @@ import zlib
 from pathlib import Path
 
 from eoskit.store.files import atomic_write_bytes
+from eoskit.store.rundir import RunDirError
 
 
 def config_digest(config: dict) -> str:
@@ -42,6 +43,16 @@ def config_digest(config: dict) -> str:
 def changed_keys(stored: dict, current: dict) -> list[str]:
     """Keys whose values differ between two configurations (sorted)."""
     return sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+
+
+def check_config(folder: Path, step: int, stored: dict, current: dict) -> None:
+    """Refuse (:class:`RunDirError`) when ``current`` is not the configuration of
+    checkpoint ``step`` (its ``stored`` copy), listing the keys that changed."""
+    if config_digest(stored) != config_digest(current):
+        keys = ", ".join(changed_keys(stored, current)) or "?"
+        raise RunDirError(f"cannot resume {folder}: config.json no longer matches the "
+                          f"checkpoint at step {step} (changed: {keys}); restore it, or "
+                          "start over with --overwrite")
 
 
 def snapshot_table(path: Path) -> dict:

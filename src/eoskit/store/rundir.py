@@ -21,6 +21,9 @@ import os
 import shutil
 from pathlib import Path
 
+from eoskit.store.files import read_json, write_json
+from eoskit.store.statuses import FINAL_STATUSES
+
 LOCK_NAME = ".eoskit.lock"
 # everything eoskit writes at the top of a run directory
 RUN_FILES = ("config.json", "summary.json", "metrics.csv", "diagnostics.csv", "params_final.pt",
@@ -56,6 +59,66 @@ def clear_run(folder: Path) -> list[str]:
         else:
             path.unlink()
     return removed
+
+
+def finished_summary(folder: Path) -> dict | None:
+    """The summary of a run that ended for good (completed or diverged), else None."""
+    path = Path(folder) / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = read_json(path)
+    except (ValueError, OSError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("status") in FINAL_STATUSES \
+        else None
+
+
+def claim_run(folder: Path, overwrite: bool) -> None:
+    """Make ``folder`` ready for a new run: refuse if it holds one, unless ``overwrite``.
+
+    Call it holding :class:`RunLock`; ``overwrite`` removes the old run's files
+    (checkpoints included), so nothing of it can be spliced into the new one.
+    """
+    folder = Path(folder)
+    present = holds_run(folder)
+    if present and not overwrite:
+        raise RunDirError(f"{folder} already holds an eoskit run ({_describe(folder, present)}); "
+                          f"continue it with 'eoskit run --resume {folder}' or replace it "
+                          "with --overwrite")
+    if overwrite:
+        clear_run(folder)
+
+
+def _describe(folder: Path, present: list[str]) -> str:
+    try:
+        summary = read_json(folder / "summary.json")
+        return f"status {summary['status']}, {summary['steps']} steps"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ", ".join(present)
+
+
+def mark_failed(folder: Path, err: OSError) -> None:
+    """Set the run's status to ``failed`` (naming ``err``) where the disk still allows.
+
+    Only a run that started (config.json or summary.json present) gets a
+    summary; a second failure while writing it is ignored: ``err`` is the news.
+    """
+    folder = Path(folder)
+    path = folder / "summary.json"
+    try:
+        if not (path.exists() or (folder / "config.json").exists()):
+            return
+        try:
+            summary = read_json(path)
+        except (OSError, ValueError):
+            summary = {}
+        if not isinstance(summary, dict):
+            summary = {}
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+        write_json(path, summary)
+    except OSError:
+        pass
 
 
 class RunLock:

@@ -9,7 +9,7 @@ import math
 import os
 from pathlib import Path
 
-from eoskit.store.files import atomic_write_bytes, clean_json
+from eoskit.store.files import atomic_write_bytes, clean_json, named
 
 
 def format_cell(v) -> str:
@@ -60,41 +60,59 @@ class CsvLog:
     """Append-only CSV with fixed columns; each row is flushed as it is written.
 
     Opening an existing file keeps its complete rows with ``step`` below
-    ``keep_below`` (a resumed run rewrites the rest) and drops a torn last line.
+    ``keep_below`` (a resumed run rewrites the rest) and drops a torn last line;
+    ``append=True`` continues the file as it is (a resumed table already put
+    back to its checkpoint's snapshot). A failed write names the file.
     """
 
-    def __init__(self, path: Path, columns: list[str], keep_below: int | None = None):
+    def __init__(self, path: Path, columns: list[str], keep_below: int | None = None,
+                 append: bool = False):
         self.path = Path(path)
         self.columns = list(columns)
-        rows = []
-        if keep_below is not None and self.path.exists():
-            rows = [r for r in read_csv(self.path) if int(r["step"]) < keep_below]
-        new = keep_below is None or not self.path.exists()
-        if not new:
-            # rewrite atomically: only the kept rows survive
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-            atomic_write_bytes(self.path, buf.getvalue().encode())
-        self._fh = open(self.path, "a" if not new else "w", newline="")
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if keep_below is not None and exists:
+            self._rewrite([r for r in read_csv(self.path) if int(r["step"]) < keep_below])
+        new = not exists or (keep_below is None and not append)
+        try:
+            self._fh = open(self.path, "w" if new else "a", newline="")
+        except OSError as err:
+            raise named(err, self.path) from None
         self._writer = csv.writer(self._fh)
         if new:
-            self._writer.writerow(self.columns)
+            self._guarded(self._writer.writerow, self.columns)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        # atomically: only the kept rows survive
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_bytes(self.path, buf.getvalue().encode())
+
+    def _guarded(self, write, *args) -> None:
+        try:
+            if write is not None:
+                write(*args)
             self._fh.flush()
+        except OSError as err:
+            raise named(err, self.path) from None
 
     def write(self, row: dict) -> None:
-        self._writer.writerow([format_cell(row.get(c)) for c in self.columns])
-        self._fh.flush()
+        self._guarded(self._writer.writerow, [format_cell(row.get(c)) for c in self.columns])
 
     def sync(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._guarded(None)
+        try:
+            os.fsync(self._fh.fileno())
+        except OSError as err:
+            raise named(err, self.path) from None
 
     def close(self) -> None:
         if not self._fh.closed:
-            self._fh.flush()
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:  # the write that failed has been reported already
+                pass
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

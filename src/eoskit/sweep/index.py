@@ -21,6 +21,7 @@ from pathlib import Path
 
 from eoskit import store
 from eoskit._version import __version__
+from eoskit.store import finished_summary  # noqa: F401 (one implementation, re-exported)
 from eoskit.sweep.spec import GridPoint, SweepError, SweepSpec, parse_sweep
 
 INDEX_COLUMNS = ["status", "eos_onset_step", "plateau_median_over_threshold",
@@ -72,18 +73,6 @@ def index_fields(summary: dict) -> dict:
         "final_loss": summary.get("final_loss"),
         "error": "",
     }
-
-
-def finished_summary(run_dir: Path) -> dict | None:
-    """The summary of a run that ended for good (completed or diverged), else None."""
-    path = Path(run_dir) / "summary.json"
-    if not path.exists():
-        return None
-    try:
-        summary = store.read_json(path)
-    except (ValueError, OSError):
-        return None
-    return summary if summary.get("status") in store.FINAL_STATUSES else None
 
 
 def prepare_out(spec: SweepSpec, out: Path, resume: bool) -> None:
