@@ -91,13 +91,15 @@ def _sigterm_as_interrupt():
 
 
 def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True) -> dict:
+          progress: bool = True, parallel=None) -> dict:
     """Run (or resume) a training run into ``out_dir``; returns the summary dict.
 
     ``resume=True`` reads the configuration from ``out_dir/config.json`` (a
     ``cfg`` given too must equal it), restores the newest good checkpoint and
     continues; a run that already finished (completed or diverged: both are
-    final) is left as it is and its summary returned.
+    final) is left as it is and its summary returned. ``parallel``: this
+    process's :class:`eoskit.distributed.RankGroup` in a distributed run (None:
+    the only process).
     """
     out = Path(out_dir)
     if resume:
@@ -112,7 +114,9 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     problem = build_problem(cfg)
-    return Trainer(problem, out, resume=resume, progress=progress).run()
+    if parallel is not None:
+        problem = parallel.wrap(problem)
+    return Trainer(problem, out, resume=resume, progress=progress, parallel=parallel).run()
 
 
 def _stored_config(out: Path, cfg: RunConfig | None) -> RunConfig:
@@ -127,6 +131,18 @@ def _stored_config(out: Path, cfg: RunConfig | None) -> RunConfig:
     return stored
 
 
+class _NoLog:
+    """A rank other than 0 computes every row and writes none."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def write(self, row: dict) -> None:
+        pass
+
+    sync = close = lambda self: None
+
+
 class Evaluation(NamedTuple):
     """One pass at ``x_t``: on the step's objective (the batch, for a batch rule)."""
 
@@ -139,8 +155,11 @@ class Evaluation(NamedTuple):
 
 
 class Trainer:
-    def __init__(self, problem: Problem, out: Path, *, resume: bool, progress: bool):
+    def __init__(self, problem: Problem, out: Path, *, resume: bool, progress: bool,
+                 parallel=None):
         self.p = problem
+        self.parallel = parallel
+        self.main = parallel is None or parallel.is_main  # the one rank that writes files
         self.cfg = cfg = problem.config
         self.out = out
         self.progress = progress
@@ -151,23 +170,25 @@ class Trainer:
         self.forcing = ForcingTracker(cfg.lr)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed + 7919)
         self.columns = metric_columns(cfg)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "plots").mkdir(exist_ok=True)
+        if self.main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "plots").mkdir(exist_ok=True)
         restored = self._restore() if resume else None
         self.state = restored if restored is not None else RunState(0, problem.x0)
-        if restored is None:
+        if restored is None and self.main:
             self._write_config()
         keep = None
         if restored is not None:
             keep = restored.step if restored.pending_row is None else restored.step - 1
-        self.metrics = store.CsvLog(out / "metrics.csv", self.columns, keep_below=keep)
+        log = store.CsvLog if self.main else _NoLog
+        self.metrics = log(out / "metrics.csv", self.columns, keep_below=keep)
         self.diag_log = None
         if cfg.diagnose_every:
             from eoskit.diagnostics import DIAGNOSTIC_COLUMNS
 
             dkeep = None if restored is None else restored.extra.get("diag_keep_below")
-            self.diag_log = store.CsvLog(out / "diagnostics.csv", list(DIAGNOSTIC_COLUMNS),
-                                         keep_below=dkeep)
+            self.diag_log = log(out / "diagnostics.csv", list(DIAGNOSTIC_COLUMNS),
+                                keep_below=dkeep)
 
     # ---- bookkeeping
     def _write_config(self) -> None:
@@ -190,6 +211,10 @@ class Trainer:
                     batch_gen=self.batch_gen)
 
     def _checkpoint(self) -> None:
+        if self.parallel is not None:
+            self.parallel.check(self.state.x, self.state.step)  # ranks took the same steps
+        if not self.main:
+            return
         self.metrics.sync()
         if self.diag_log is not None:
             self.diag_log.sync()
@@ -212,6 +237,8 @@ class Trainer:
             self.metrics.close()
             if self.diag_log is not None:
                 self.diag_log.close()
+        if not self.main:
+            return {"status": status, "steps": self.state.step}
         if status != "interrupted":
             store.atomic_write_bytes(self.out / "params_final.pt", tensor_bytes(self.state.x))
         summary = self._summary(status)
