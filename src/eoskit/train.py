@@ -131,18 +131,6 @@ def _stored_config(out: Path, cfg: RunConfig | None) -> RunConfig:
     return stored
 
 
-class _NoLog:
-    """A rank other than 0 computes every row and writes none."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def write(self, row: dict) -> None:
-        pass
-
-    sync = close = lambda self: None
-
-
 class Evaluation(NamedTuple):
     """One pass at ``x_t``: on the step's objective (the batch, for a batch rule)."""
 
@@ -180,7 +168,7 @@ class Trainer:
         keep = None
         if restored is not None:
             keep = restored.step if restored.pending_row is None else restored.step - 1
-        log = store.CsvLog if self.main else _NoLog
+        log = store.CsvLog if parallel is None else parallel.open_log  # rank 0's writes
         self.metrics = log(out / "metrics.csv", self.columns, keep_below=keep)
         self.diag_log = None
         if cfg.diagnose_every:

@@ -3,11 +3,10 @@
 Example (two ranks of a four-sample problem, built without a process group):
     >>> import torch
     >>> from eoskit.objective.model import ModelObjective
-from eoskit.optim import rule_class
     >>> model = torch.nn.Linear(3, 2).double()
     >>> X, Y = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
-    >>> part = shard_objective(ModelObjective(model, "mse", X, Y), rank=1, world=2,
-    ...                        reduce=lambda t: t.clone())
+    >>> whole = ModelObjective(model, "mse", X, Y)
+    >>> part = shard_objective(whole, rank=1, world=2, reduce=lambda t: t.clone())
     >>> part.n, part.local.n_local
     (4, 2)
 """

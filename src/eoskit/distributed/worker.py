@@ -37,6 +37,23 @@ class RankGroup:
     def check(self, x, step: int) -> None:
         assert_same_params(x, step)
 
+    def open_log(self, path: Path, columns: list[str], keep_below: int | None = None):
+        """The run's CSV log on rank 0; on the others a log that writes nothing."""
+        return store.CsvLog(path, columns, keep_below) if self.is_main else _NoLog()
+
+
+class _NoLog:
+    """A rank other than 0 computes every row and writes none."""
+
+    def write(self, row: dict) -> None:
+        pass
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
 
 def stored_device(out: Path) -> str:
     """The device of the run stored in ``out`` (a resume chooses its backend from it)."""
