@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,7 +64,7 @@ from eoskit.summary import (  # noqa: F401 (summarize, ONSET_FRACTION re-exporte
 
 
 def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True, overwrite: bool = False) -> dict:
+          progress: bool = True, overwrite: bool = False, parallel=None) -> dict:
     """Run (or resume) a training run into ``out_dir``; returns the summary dict.
 
     ``resume=True`` reads the configuration from ``out_dir/config.json`` (a
@@ -73,6 +74,7 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
     directory that holds one (:class:`eoskit.store.RunDirError`) unless
     ``overwrite`` (the old files go first). The directory is locked while the
     run lasts; an I/O failure (an ``OSError``, re-raised) leaves status ``failed``.
+    ``parallel``: this rank's :class:`eoskit.distributed.RankGroup` (rank 0 locks, writes).
     """
     out = Path(out_dir)
     if resume and overwrite:
@@ -83,18 +85,23 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
             return finished  # read-only: no lock taken, nothing touched
     elif cfg is None:
         raise ValueError("a configuration is needed unless resuming")
-    with store.RunLock(out):
-        if resume and (finished := store.finished_summary(out)) is not None:
+    main = parallel is None or parallel.is_main
+    with store.RunLock(out) if main else nullcontext():
+        if main and resume and (finished := store.finished_summary(out)) is not None:
             return finished  # another process finished it meanwhile
-        if not resume:
+        if main and not resume:
             store.claim_run(out, overwrite)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         problem = build_problem(cfg)
+        if parallel is not None:
+            problem = parallel.wrap(problem)
         try:
-            return Trainer(problem, out, resume=resume, progress=progress).run()
+            return Trainer(problem, out, resume=resume, progress=progress,
+                           parallel=parallel).run()
         except OSError as err:
-            store.mark_failed(out, err)
+            if main:
+                store.mark_failed(out, err)
             raise
 
 
@@ -112,8 +119,11 @@ class Evaluation(NamedTuple):
 
 
 class Trainer:
-    def __init__(self, problem: Problem, out: Path, *, resume: bool, progress: bool):
+    def __init__(self, problem: Problem, out: Path, *, resume: bool, progress: bool,
+                 parallel=None):
         self.p = problem
+        self.parallel = parallel
+        self.main = parallel is None or parallel.is_main  # the one rank that writes files
         self.cfg = cfg = problem.config
         self.out = out
         self.progress = progress
@@ -125,18 +135,20 @@ class Trainer:
         self.forcing = ForcingTracker(cfg.lr)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed + 7919)
         self.columns = metric_columns(cfg)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "plots").mkdir(exist_ok=True)
+        if self.main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "plots").mkdir(exist_ok=True)
         restored = self._restore() if resume else None
         self.state = restored if restored is not None else RunState(0, problem.x0)
         if restored is not None and self.precond_tracker is not None:
             self.precond_tracker.load_state_dict(restored.extra["precond_tracker"], cfg.device)
-        if restored is None:
+        if restored is None and self.main:
             self._write_config()
         tables = {"metrics.csv": self.columns}
         if cfg.diagnose_every:
             tables["diagnostics.csv"] = list(DIAGNOSTIC_COLUMNS)
-        logs = open_tables(out, tables, restored)
+        logs = (open_tables(out, tables, restored) if self.main  # rank 0 alone writes
+                else {name: parallel.open_log(out / name, cols) for name, cols in tables.items()})
         self.metrics, self.diag_log = logs["metrics.csv"], logs.get("diagnostics.csv")
 
     # ---- bookkeeping
@@ -162,6 +174,10 @@ class Trainer:
     def _checkpoint(self) -> None:
         if self.precond_tracker is not None:
             self.state.extra["precond_tracker"] = self.precond_tracker.state_dict()
+        if self.parallel is not None:
+            self.parallel.check(self.state.x, self.state.step)  # ranks took the same steps
+        if not self.main:
+            return
         logs = [self.metrics] + ([self.diag_log] if self.diag_log is not None else [])
         for log in logs:
             log.sync()
@@ -186,6 +202,8 @@ class Trainer:
             self.metrics.close()
             if self.diag_log is not None:
                 self.diag_log.close()
+        if not self.main:
+            return {"status": status, "steps": self.state.step}
         if status != "interrupted":
             store.atomic_write_bytes(self.out / "params_final.pt", tensor_bytes(self.state.x))
         summary = self._summary(status)

@@ -11,6 +11,7 @@ import typer
 
 from eoskit.cli._common import (
     EXIT_DIVERGED,
+    EXIT_FAILED,
     UsageError,
     exit_interrupted,
     handle_errors,
@@ -36,6 +37,8 @@ def run_cmd(
                          help="Replace the run already in --out (its checkpoints too)."),
     progress: bool = _O(sys.stderr.isatty(), help="Show a progress bar."),
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
+    nproc: int = _O(1, "--nproc", min=1, help="Worker processes for this one run "
+                    "(data-parallel; results do not depend on it). Under torchrun, leave it."),
     **fields,
 ) -> None:
     """Train with full-batch GD (or momentum/SGD), tracking sharpness; write a run directory.
@@ -45,7 +48,7 @@ def run_cmd(
     Exit status: 0 completed, 2 bad input, 3 diverged, 4 I/O failure, 130 interrupted.
     """
     from eoskit.config import run_config_from
-    from eoskit.train import train
+    from eoskit.distributed.launch import train_parallel
 
     opts = option_values(RunConfig, fields)
     if resume is not None:
@@ -57,20 +60,24 @@ def run_cmd(
             dropped = ", ".join("--" + g.replace("_", "-") for g in given) or "--config"
             raise UsageError("--resume takes the configuration from the run directory; "
                              f"drop {dropped}")
-        summary = train(None, resume, resume=True, progress=progress)
+        summary = train_parallel(None, resume, resume=True, progress=progress, nproc=nproc)
         run_dir = resume
     else:
         if out is None:
             raise UsageError("--out DIR is required (or --resume DIR)")
         cfg = run_config_from(config, opts)
-        summary = train(cfg, out, progress=progress, overwrite=overwrite)
+        summary = train_parallel(cfg, out, progress=progress, overwrite=overwrite, nproc=nproc)
         run_dir = out
+    if summary is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return
     if summary["status"] == "interrupted":
         exit_interrupted(f"interrupted after {summary.get('steps')} steps; continue with "
                          f"'eoskit run --resume {run_dir}'")
     _report(summary, run_dir, json_out)
     if summary["status"] == "diverged":
         raise typer.Exit(EXIT_DIVERGED)
+    if summary["status"] == "failed":
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _report(summary: dict, run_dir: Path, json_out: bool) -> None:
