@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp-install
 OUT    ?= runs/mnist-demo
 
-.PHONY: demo test lint bench mutation venv clean
+.PHONY: demo test lint bench bench-peers mutation venv clean
 
 venv: $(STAMP)
 
@@ -25,8 +25,13 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+# the peers (curvlinops via backpack) declare torchvision, whose PyPI build does not import
+# beside this CPU torch and breaks Lightning's import; none of them needs it at run time
+bench-peers: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+	$(PY) -m pip uninstall -y -q torchvision
+
+bench: bench-peers
 	$(VENV)/bin/eoskit bench sharpness --json runs/bench-sharpness.json
 
 # mutation testing of the numerical core (not in CI: hours on 2 cores); see benchmarks/results/mutation.md
