@@ -193,10 +193,10 @@ BAD_FILES = [
     ("no_data_dir", '[run]\ndataset = "mnist"\n[grid]\nlr = [0.1]\n',
      "{p}: invalid configuration at grid point lr=0.1: data_dir: dataset 'mnist' is read from "
      "files; give data_dir"),
-    ("unknown_model", RUN + '[grid]\nmodel = ["fc-tanh", "resnet"]\n',
-     "{p}: invalid configuration at grid point model=resnet: model (from [grid]): unknown model "
-     "'resnet'; choose one of fc-tanh, fc-relu, fc-elu, fc-gelu, fc-softplus, cnn-relu, "
-     "cnn-tanh"),
+    ("unknown_model", RUN + '[grid]\nmodel = ["fc-tanh", "resnet-50"]\n',
+     "{p}: invalid configuration at grid point model=resnet-50: model (from [grid]): unknown "
+     "model 'resnet-50'; choose one of fc-tanh, fc-relu, fc-elu, fc-gelu, fc-softplus, "
+     "cnn-relu, cnn-tanh, transformer, transformer-causal, resnet, resnet-relu, resnet-tanh"),
     ("sgd_without_batch", RUN + 'optimizer = "sgd"\n[grid]\nlr = [0.1]\n',
      "{p}: invalid configuration at grid point lr=0.1: optimizer 'sgd' needs batch_size"),
     ("bad_toml", '[run]\ndataset = "digits\n[grid]\nlr = [0.1]\n',
