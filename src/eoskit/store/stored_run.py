@@ -24,8 +24,23 @@ class StoredRun:
     objective: ModelObjective  # on the training data
 
     @property
-    def metrics(self) -> list[dict]:
-        """Rows of ``metrics.csv``, typed (see :func:`read_rows`)."""
+    def metrics(self):
+        """``metrics.csv`` as a pandas DataFrame: numbers as floats (``step`` as int),
+        empty cells as NaN, booleans as booleans."""
+        import pandas as pd
+
+        rows = self.metric_rows
+        columns = list(rows[0]) if rows else []
+        frame = pd.DataFrame(rows, columns=columns)
+        for name in columns:
+            if name != "step" and frame[name].map(lambda v: v is None or isinstance(v, (int, float))
+                                                  and not isinstance(v, bool)).all():
+                frame[name] = frame[name].astype(float)
+        return frame
+
+    @property
+    def metric_rows(self) -> list[dict]:
+        """Rows of ``metrics.csv`` as typed dicts (see :func:`read_rows`)."""
         return read_rows(self.path / "metrics.csv")
 
 
