@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import signal
-import sys
-from typing import NoReturn
 
-from eoskit.cli.app import app
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+from eoskit.cli.app import EXIT_INTERRUPTED, app, exit_interrupted  # noqa: F401 (re-exported)
 
 
 def _register() -> None:
     # each sub-module adds its commands to `app`
     from eoskit.cli import bench, flow, orbits, report, run, sweep  # noqa: F401
-
-
-def exit_interrupted(message: str = "interrupted") -> NoReturn:
-    """The one way a command ends on Ctrl-C or SIGTERM: one line, exit 130."""
-    print(f"eoskit: {message}", file=sys.stderr)
-    sys.exit(EXIT_INTERRUPTED)
 
 
 def main() -> None:

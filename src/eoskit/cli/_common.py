@@ -15,7 +15,7 @@ import typing
 
 import typer
 
-from eoskit.cli import EXIT_INTERRUPTED, exit_interrupted  # noqa: F401 (one place for both)
+from eoskit.cli.app import EXIT_INTERRUPTED, exit_interrupted  # noqa: F401 (one place for both)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_IO = 0, 1, 2, 3, 4
 

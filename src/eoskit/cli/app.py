@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
 import typer
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 app = typer.Typer(
     name="eoskit",
@@ -16,3 +21,9 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Edge of Stability toolkit: train, track sharpness, verify the edge-coupling theory."""
+
+
+def exit_interrupted(message: str = "interrupted") -> NoReturn:
+    """The one way a command ends on Ctrl-C or SIGTERM: one line, exit 130."""
+    print(f"eoskit: {message}", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)

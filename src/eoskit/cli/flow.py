@@ -21,8 +21,8 @@ from typing import Optional
 
 import typer
 
-from eoskit.cli import app
 from eoskit.cli._common import UsageError, handle_errors
+from eoskit.cli.app import app
 
 _O = typer.Option
 
