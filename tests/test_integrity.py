@@ -206,8 +206,8 @@ def test_non_finite_parameters_mid_run_diverge_before_any_eigensolver(tmp_path, 
 
     real_step, calls = GD.step, []
 
-    def step(self, g):  # step 4 overflows one parameter (as a momentum buffer might)
-        s = real_step(self, g)
+    def step(self, g, x=None):  # step 4 overflows one parameter (as a momentum buffer might)
+        s = real_step(self, g, x)
         calls.append(1)
         return s.index_fill(0, torch.tensor([0]), float("nan")) if len(calls) == 5 else s
 

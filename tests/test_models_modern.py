@@ -67,8 +67,9 @@ def _plain_loss(model, X, Y, loss):
 def _dense_hessian(f, x):
     x = x.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(f(x), x, create_graph=True)
-    eye = torch.eye(len(x), dtype=x.dtype)  # every column at once: a vmapped backward
-    return torch.autograd.grad(g, x, eye, is_grads_batched=True)[0]  # (d, d), symmetric
+    eye = torch.eye(len(x), dtype=x.dtype)
+    # one double-backward column at a time: fused group_norm's backward has no batching rule
+    return torch.stack([torch.autograd.grad(g, x, e, retain_graph=True)[0] for e in eye])
 
 
 def _flat(model):
@@ -302,7 +303,7 @@ def test_transformer_run_first_sharpness_is_dense_top_eigenvalue(tmp_path, loss,
     got = np.array([rows[0]["eig_1"], rows[0]["eig_2"]])
     assert np.max(np.abs(got - top) / np.abs(top)) <= 1e-8
     assert rows[0]["sharpness"] == got[0]
-    assert (rows[0]["accuracy"] is None) == (loss == "mse")  # mse: see ModelObjective
+    assert 0.0 <= rows[0]["accuracy"] <= 1.0  # exact-match accuracy, CE and one-hot MSE alike
 
 
 class UserTokens(nn.Module):
