@@ -46,7 +46,7 @@ def theory():
     return p, reduce_at_fixed_point(p.objective, p.x_star, k=2)
 
 
-# ---------------------------------------------------------------- 1. the worked check of docs/theory.md §5
+# ---------------------------------------------------------------- 1. docs/theory.md §5 worked check
 def test_theory_example_Q_and_eta_c(theory):
     p, red = theory
     d0 = red.directions[0]

@@ -6,15 +6,16 @@ import math
 
 import pandas as pd
 
-import eoskit
+from eoskit import load_run
 from eoskit.config import RunConfig
+from eoskit.train import train
 
 
 def test_load_run_metrics_is_a_typed_frame(tmp_path):
     cfg = RunConfig(dataset="digits", n_train=48, n_test=0, width=6, depth=1, steps=6,
                     dtype="float64", lr=0.1, sharpness_every=2, checkpoint_every=0)
-    eoskit.train(cfg, tmp_path, progress=False)
-    run = eoskit.load_run(tmp_path)
+    train(cfg, tmp_path, progress=False)
+    run = load_run(tmp_path)
     frame = run.metrics
     assert isinstance(frame, pd.DataFrame) and len(frame) == 6
     assert frame["step"].tolist() == list(range(6))

@@ -82,8 +82,16 @@ def init_from_env(device: str = "cpu", timeout_s: float = DEFAULT_TIMEOUT_S) -> 
 
 
 def shutdown() -> None:
-    """Leave the process group (a no-op when none was joined)."""
+    """Leave the process group (a no-op when none was joined).
+
+    Every rank first waits for the others at a barrier: a rank that tore its
+    transport down while a peer still used it could abort the peer at exit
+    (gloo: "terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer already died: leave anyway
+            pass
         dist.destroy_process_group()
 
 
