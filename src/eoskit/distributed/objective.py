@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from eoskit.distributed.group import all_reduce_sum
-from eoskit.objective.base import Objective
+from eoskit.objective.base import Objective, PointObjective
 from eoskit.objective.model import ModelObjective
 
 Reduce = Callable[[Tensor], Tensor]
@@ -47,9 +47,11 @@ class ShardModelObjective(ModelObjective):
         self.n = int(n_total)
 
 
-class ShardedPoint:
-    """:class:`~eoskit.objective.PointObjective`'s interface for a sharded objective:
-    the rank's own point (one retained graph), its products all-reduced."""
+class ShardedPoint(PointObjective):
+    """A :class:`~eoskit.objective.PointObjective` for a sharded objective: the rank's own
+    point (one retained graph), its value, gradient and products all-reduced. It keeps the
+    base's properties and context manager, not its constructor (which would build a graph
+    on this rank's shard without the reduction)."""
 
     def __init__(self, parent: ShardedObjective, x: Tensor):
         self.parent = parent
@@ -64,18 +66,6 @@ class ShardedPoint:
         return self._vga
 
     @property
-    def value(self) -> Tensor:
-        return self._value_grad_aux()[0]
-
-    @property
-    def grad(self) -> Tensor:
-        return self._value_grad_aux()[1]
-
-    @property
-    def aux(self) -> Tensor | None:
-        return self._value_grad_aux()[2]
-
-    @property
     def alive(self) -> bool:
         return self.local.alive
 
@@ -86,12 +76,6 @@ class ShardedPoint:
 
     def release(self) -> None:
         self.local.release()
-
-    def __enter__(self) -> ShardedPoint:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 class ShardedObjective(Objective):
