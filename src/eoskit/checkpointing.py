@@ -126,6 +126,11 @@ def stored_config(out: Path, cfg: RunConfig | None) -> RunConfig:
     return stored
 
 
+def recorded_components(out: Path) -> dict | None:
+    """The user components the run in ``out`` recorded (None for a run from before records)."""
+    return store.read_json(out / "config.json").get("components")
+
+
 def open_tables(out: Path, tables: dict[str, list[str]],
                 restored: RunState | None) -> dict[str, store.CsvLog]:
     """The run's live tables (name -> columns) as of ``restored`` (None: a new run).

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from eoskit.components import absolute_spec, is_spec
 from eoskit.data import DATASETS, FILE_DATASET_DIRS
 from eoskit.models import MODELS
 from eoskit.optim import (
@@ -37,7 +38,8 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # data
-    dataset: str = Field("mnist-5k", description=f"{', '.join(DATASETS)}.")
+    dataset: str = Field("mnist-5k", description=f"{', '.join(DATASETS)}, or FILE.py:NAME / "
+                         "package.module:NAME returning {x_train, y_train[, x_test, y_test]}.")
     data_dir: str | None = Field(None, description="Folder with IDX files or cifar-10-batches-py.")
     n_train: int = Field(1000, gt=0, description="Training examples.")
     n_test: int = Field(500, ge=0, description="Test examples (0: no test metrics).")
@@ -45,14 +47,16 @@ class RunConfig(BaseModel):
         None, description="Comma-separated class subset, e.g. 0,1,2.")
     data_seed: int = Field(0, ge=0, description="Seed of the data subset.")
     # model and loss
-    model: str = Field("fc-tanh", description=f"{', '.join(MODELS)}.")
+    model: str = Field("fc-tanh", description=f"{', '.join(MODELS)}, or FILE.py:NAME / "
+                       "package.module:NAME returning an nn.Module.")
     width: int = Field(200, gt=0, description="Hidden width (channels for cnn-*).")
     depth: int = Field(2, gt=0, description="Hidden layers (blocks of transformer/resnet).")
     heads: int = Field(2, gt=0, description="Attention heads of the transformer models.")
     norm: Literal["none", "batch", "group", "layer"] = Field(
         "none", description="Normalisation of the resnet models: BatchNorm2d (each chunk's own "
         "statistics), GroupNorm(gcd(width, 8)), or GroupNorm(1) for layer.")
-    loss: Literal["mse", "ce"] = Field("mse", description="mse or ce.")
+    loss: str = Field("mse", description="mse (½·sum over outputs, mean over samples), ce, or "
+                      "FILE.py:NAME / package.module:NAME: a mean loss fn(output, target).")
     seed: int = Field(0, ge=0, description="Seed of the initialisation (and of SGD's batches).")
     # optimiser
     optimizer: Literal[OPTIMIZERS] = Field("gd", description=f"{', '.join(OPTIMIZERS)}.")
@@ -121,6 +125,11 @@ class RunConfig(BaseModel):
     def _known_model(cls, v: str) -> str:
         return _one_of("model", v, MODELS)
 
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        return _one_of("loss", v, ("mse", "ce"))
+
     @field_validator("device")
     @classmethod
     def _known_device(cls, v: str) -> str:
@@ -170,6 +179,8 @@ class RunConfig(BaseModel):
                   if h not in rule.hyperparameters and getattr(self, h) is not None]
         if unused:
             raise ValueError(f"{', '.join(unused)}: not used by optimizer {name!r}")
+        if self.classes is not None and is_spec(self.dataset):
+            raise ValueError("classes: a user dataset is used as it is (select classes in it)")
         if self.data_dir is not None and self.dataset not in FILE_DATASET_DIRS:
             raise ValueError(f"data_dir: dataset {self.dataset!r} reads no files (only "
                              f"{', '.join(FILE_DATASET_DIRS)} take a data_dir)")
@@ -186,8 +197,12 @@ class RunConfig(BaseModel):
 
 
 def _one_of(kind: str, name: str, registry) -> str:
+    """A built-in name, or a user component's spec (a file's path made absolute)."""
+    if is_spec(name):
+        return absolute_spec(name)
     if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(registry)}")
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(registry)}, "
+                         "or give FILE.py:NAME or package.module:NAME")
     return name
 
 

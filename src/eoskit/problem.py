@@ -7,11 +7,21 @@ nothing above it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from eoskit.components import (
+    ComponentError,
+    check_unchanged,
+    is_spec,
+    record_of,
+    user_dataset,
+    user_loss,
+    user_model,
+)
 from eoskit.config import RunConfig
 from eoskit.data import Dataset, load_dataset
 from eoskit.models import build_model
@@ -38,26 +48,73 @@ class Problem:
     train: ModelObjective
     test: ModelObjective | None
     x0: Tensor
+    # user components (config.json's "components"): kind -> {"spec", "file", "sha256"}
+    components: dict = field(default_factory=dict)
 
 
-def build_problem(cfg: RunConfig) -> Problem:
-    """Data, model and objectives for a configuration (bad input raises ValueError)."""
-    dtype = torch_dtype(cfg.dtype)
-    data = load_dataset(
+def _dataset(cfg: RunConfig, components: dict) -> Dataset:
+    if is_spec(cfg.dataset):
+        data, imported = user_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test,
+                                      seed=cfg.data_seed, loss=cfg.loss)
+        components["dataset"] = record_of(imported)
+        return data
+    # a user loss sees class ids (the torch convention), as with "ce"
+    return load_dataset(
         cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, classes=cfg.classes,
-        seed=cfg.data_seed, data_dir=cfg.data_dir, loss=cfg.loss,
-    ).to(cfg.device, dtype)
+        seed=cfg.data_seed, data_dir=cfg.data_dir, loss="ce" if is_spec(cfg.loss) else cfg.loss,
+    )
+
+
+def _model(cfg: RunConfig, data: Dataset, components: dict) -> torch.nn.Module:
+    if is_spec(cfg.model):
+        model, imported = user_model(cfg.model, data.input_shape, data.n_outputs,
+                                     width=cfg.width, depth=cfg.depth, seed=cfg.seed)
+        components["model"] = record_of(imported)
+        return model
+    vocab = None
+    if is_spec(cfg.dataset) and not data.x_train.is_floating_point():  # user token ids
+        vocab = max(data.n_outputs, 1 + int(data.x_train.max()))
+    return build_model(cfg.model, data.input_shape, data.n_outputs, width=cfg.width,
+                       depth=cfg.depth, seed=cfg.seed, heads=cfg.heads, norm=cfg.norm,
+                       vocab=vocab)
+
+
+def _probe(obj: ModelObjective, cfg: RunConfig) -> None:
+    """A user component fails here, on two samples, with one message, not mid-run."""
+    try:
+        loss, _ = obj.subset(torch.arange(min(2, obj.n))).loss_and_accuracy(obj.x0())
+    except Exception as err:  # noqa: BLE001 - user code: report, do not trace
+        raise ComponentError(f"model {cfg.model} with loss {cfg.loss} failed on two training "
+                             f"samples: {type(err).__name__}: {err}") from err
+    if not math.isfinite(loss):
+        raise ComponentError(f"model {cfg.model} with loss {cfg.loss}: the loss at the "
+                             f"initial parameters is {loss}")
+
+
+def build_problem(cfg: RunConfig, recorded: dict | None = None) -> Problem:
+    """Data, model and objectives for a configuration (bad input raises ValueError).
+
+    ``recorded``: the ``components`` of the run being rebuilt; a user component
+    whose file changed since then raises :class:`eoskit.components.ComponentChanged`.
+    """
+    dtype = torch_dtype(cfg.dtype)
+    components: dict = {}
+    data = _dataset(cfg, components).to(cfg.device, dtype)
     if cfg.loss == "ce" and data.task != "classification":
         raise ValueError(f"loss 'ce' needs a classification dataset; {cfg.dataset!r} is regression")
-    # heads and norm: RunConfig fields to come; the defaults are build_model's
-    model = build_model(cfg.model, data.input_shape, data.n_outputs, width=cfg.width,
-                        depth=cfg.depth, seed=cfg.seed, heads=cfg.heads,
-                        norm=cfg.norm)
+    model = _model(cfg, data, components)
+    loss = cfg.loss
+    if is_spec(cfg.loss):
+        loss, imported = user_loss(cfg.loss)
+        components["loss"] = record_of(imported)
+    check_unchanged(recorded, components)  # before any work that the old files would change
     kw = dict(physical_batch=cfg.physical_batch, dtype=dtype, device=cfg.device,
               hvp_method=cfg.hvp_method)
-    train_obj = ModelObjective(model, cfg.loss, data.x_train, data.y_train, **kw)
+    train_obj = ModelObjective(model, loss, data.x_train, data.y_train, **kw)
+    if components:
+        _probe(train_obj, cfg)
     if cfg.neigs > train_obj.dim:
         raise ValueError(f"neigs={cfg.neigs} exceeds the number of parameters ({train_obj.dim})")
-    test_obj = (ModelObjective(model, cfg.loss, data.x_test, data.y_test, **kw)
+    test_obj = (ModelObjective(model, loss, data.x_test, data.y_test, **kw)
                 if len(data.x_test) else None)
-    return Problem(cfg, data, model, train_obj, test_obj, train_obj.x0())
+    return Problem(cfg, data, model, train_obj, test_obj, train_obj.x0(), components)

@@ -10,8 +10,7 @@ written at iteration ``t+1`` (the last one after a final loss evaluation).
 The loop never tests an optimiser's name: the update rule
 (:mod:`eoskit.optim`) says whether it samples a batch, whether the
 edge-coupling diagnostics apply, and how its effective curvature is read
-off the loss change. Checkpoints are :mod:`eoskit.checkpointing`'s, the
-progress bar :mod:`eoskit.progress`'s, summaries :mod:`eoskit.summary`'s.
+off the loss change.
 
 Example:
     >>> from eoskit.config import RunConfig
@@ -39,6 +38,7 @@ from eoskit._version import __version__
 from eoskit.checkpointing import (
     RunState,
     open_tables,
+    recorded_components,
     restore_run_state,
     save_run_state,
     stored_config,
@@ -67,13 +67,12 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
           progress: bool = True, overwrite: bool = False, parallel=None) -> dict:
     """Run (or resume) a training run into ``out_dir``; returns the summary dict.
 
-    ``resume=True`` reads the configuration from ``out_dir/config.json`` (a
-    ``cfg`` given too must equal it), restores the newest good checkpoint and
-    continues; a run that already finished (completed or diverged: both are
-    final) is left as it is and its summary returned. A new run refuses a
-    directory that holds one (:class:`eoskit.store.RunDirError`) unless
-    ``overwrite`` (the old files go first). The directory is locked while the
-    run lasts; an I/O failure (an ``OSError``, re-raised) leaves status ``failed``.
+    ``resume=True`` reads the configuration from ``out_dir/config.json`` (a ``cfg`` given
+    too must equal it; user component files must be unchanged), restores the newest good
+    checkpoint and continues; a run that already finished (completed or diverged: both are
+    final) is left as it is and its summary returned. A new run refuses a directory that
+    holds one (:class:`eoskit.store.RunDirError`) unless ``overwrite`` (the old files go
+    first). The directory is locked while the run lasts; an I/O failure (an ``OSError``, re-raised) leaves status ``failed``.
     ``parallel``: this rank's :class:`eoskit.distributed.RankGroup` (rank 0 locks, writes).
     """
     out = Path(out_dir)
@@ -93,7 +92,7 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
             store.claim_run(out, overwrite)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
-        problem = build_problem(cfg)
+        problem = build_problem(cfg, recorded_components(out) if resume else None)
         if parallel is not None:
             problem = parallel.wrap(problem)
         try:
@@ -163,6 +162,7 @@ class Trainer:
             "n_params": self.obj.dim,
             "n_train": self.obj.n,
             "preprocessing": self.p.dataset.preprocessing,
+            "components": self.p.components,
             "metrics_columns": self.columns,
         })
         store.write_json(self.out / "summary.json", {"status": "running", "steps": 0})

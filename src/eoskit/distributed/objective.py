@@ -85,7 +85,7 @@ class ShardedObjective(Objective):
         super().__init__(local.hvp_method)
         self.local = local
         self.reduce = reduce
-        for name in ("dim", "dtype", "device", "n", "model", "layout", "loss_name",
+        for name in ("dim", "dtype", "device", "n", "model", "layout", "loss", "loss_name",
                      "physical_batch", "count_correct"):
             setattr(self, name, getattr(local, name))
 

@@ -29,7 +29,7 @@ def shard_objective(obj: ModelObjective, rank: int, world: int,
     lo, hi, chunks = shard_samples(obj.n, obj.physical_batch, rank, world)
     # clones: the whole data set's tensors can be freed once every objective is sharded
     local = ShardModelObjective(
-        obj.model, obj.loss_name, obj.inputs[lo:hi].clone(), obj.targets[lo:hi].clone(),
+        obj.model, obj.loss, obj.inputs[lo:hi].clone(), obj.targets[lo:hi].clone(),
         n_total=obj.n, physical_batch=chunks, dtype=obj.dtype, device=obj.device,
         hvp_method=obj.hvp_method, count_correct=obj.count_correct,
     )

@@ -52,6 +52,40 @@ def ce_sum(out: Tensor, target: Tensor) -> Tensor:
 LOSS_SUMS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": mse_sum, "ce": ce_sum}
 
 
+class MeanLossSum:
+    """A user's *mean* loss ``fn(output, target)`` as a chunk sum: ``fn(chunk) · len(chunk)``.
+
+    The objective divides the sum over chunks by ``n``, so each chunk weighs by
+    its share of the samples and chunking never changes the mean.
+
+    >>> import torch
+    >>> out, y = torch.tensor([[1.0], [3.0]]), torch.zeros(2, 1)
+    >>> float(MeanLossSum(torch.nn.functional.mse_loss)(out, y))  # (1 + 9)/2 · 2
+    10.0
+    """
+
+    def __init__(self, fn: Callable[[Tensor, Tensor], Tensor]):
+        self.fn = fn
+        self.name = getattr(fn, "__name__", type(fn).__name__)
+
+    def __call__(self, out: Tensor, target: Tensor) -> Tensor:
+        value = self.fn(out, target)
+        if not isinstance(value, Tensor) or value.ndim != 0:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"loss {self.name} must return the mean loss over the samples "
+                             f"given (a scalar tensor), not {shape}")
+        return value * len(out)
+
+
+def loss_sum_of(loss: str | Callable[[Tensor, Tensor], Tensor]):
+    """The chunk-sum function of a built-in loss name or of a user's mean loss."""
+    if callable(loss):
+        return MeanLossSum(loss)
+    if loss not in LOSS_SUMS:
+        raise ValueError(f"loss must be one of {LOSSES} or a mean-loss callable, got {loss!r}")
+    return LOSS_SUMS[loss]
+
+
 def n_correct(out: Tensor, target: Tensor) -> Tensor:
     """Correct predictions in a chunk; targets are class ids or one-hot rows.
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from eoskit.objective.base import Objective
-from eoskit.objective.losses import LOSS_SUMS, LOSSES, n_correct
+from eoskit.objective.losses import loss_sum_of, n_correct
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class ModelObjective(Objective):
     def __init__(
         self,
         model: nn.Module,
-        loss: str,
+        loss: str | Callable[[Tensor, Tensor], Tensor],
         inputs: Tensor,
         targets: Tensor,
         *,
@@ -127,8 +127,7 @@ class ModelObjective(Objective):
         count_correct: bool = True,
     ):
         super().__init__(hvp_method)
-        if loss not in LOSS_SUMS:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        loss_sum = loss_sum_of(loss)  # checks the name first: bad input before any work
         if len(inputs) != len(targets) or len(inputs) == 0:
             raise ValueError("inputs and targets must be non-empty and of equal length")
         self.dtype = dtype or (inputs.dtype if inputs.is_floating_point()
@@ -137,8 +136,9 @@ class ModelObjective(Objective):
         self.model = _in_dtype(model, self.dtype, self.device)
         self.layout = layout_of(self.model)
         self.dim = self.layout.dim
-        self.loss_name = loss
-        self.loss_sum = LOSS_SUMS[loss]
+        self.loss = loss
+        self.loss_name = loss if isinstance(loss, str) else loss_sum.name
+        self.loss_sum = loss_sum
         self.inputs = inputs.to(device=self.device,
                                 dtype=self.dtype if inputs.is_floating_point() else None)
         self.targets = targets.to(device=self.device)
@@ -147,7 +147,10 @@ class ModelObjective(Objective):
         self.n = len(inputs)
         self.physical_batch = physical_batch
         self.bounds = chunk_bounds(self.n, physical_batch)
-        self.count_correct = count_correct and (loss == "ce" or self.targets.ndim >= 2)
+        # a user loss is counted on class ids only: its floating targets may be anything
+        countable = (not self.targets.is_floating_point() if callable(loss)
+                     else loss == "ce" or self.targets.ndim >= 2)
+        self.count_correct = count_correct and countable
         if len(self.bounds) > 1 and _batch_norm_in_training(self.model):
             warnings.warn("the model has BatchNorm in training mode: each physical chunk is "
                           "normalised by its own statistics, so physical_batch changes the "
@@ -179,7 +182,7 @@ class ModelObjective(Objective):
         """The same loss on a subset of the samples (a mini-batch), mean over that subset."""
         return ModelObjective(
             self.model,
-            self.loss_name,
+            self.loss,
             self.inputs[index],
             self.targets[index],
             physical_batch=self.physical_batch if isinstance(self.physical_batch, int) else None,

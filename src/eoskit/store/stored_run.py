@@ -54,7 +54,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> StoredRun:
     if device is not None:
         cfg = cfg.model_copy(update={"device": device})
     summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, raw.get("components"))
     x_final = None
     if (run_dir / "params_final.pt").exists():
         x_final = torch.load(run_dir / "params_final.pt", map_location=cfg.device)

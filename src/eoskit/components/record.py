@@ -1,0 +1,50 @@
+"""What a run records of its user components, and the check that they are unchanged.
+
+``config.json`` holds ``components``: for each of ``model``, ``dataset``,
+``loss`` given as an import spec, ``{"spec", "file", "sha256"}``. A run is
+rebuilt (``--resume``, :func:`eoskit.load_run`, ``report``, ``bifurcation
+--run``) only from the same bytes: a changed file would silently give other
+parameters (or none that fit the checkpoint).
+
+>>> from pathlib import Path
+>>> rec = {"model": {"spec": "m.py:Net", "file": "/m.py", "sha256": "ab" * 32}}
+>>> check_unchanged(rec, rec)
+>>> try:
+...     check_unchanged(rec, {"model": {**rec["model"], "sha256": "cd" * 32}})
+... except ComponentChanged as err:
+...     print(str(err)[:47])
+model file /m.py changed since the run started
+"""
+
+from __future__ import annotations
+
+from eoskit.components.imports import ComponentError, Imported
+
+
+class ComponentChanged(ComponentError):
+    """A user component's file differs from the one the run started with."""
+
+
+def record_of(imported: Imported) -> dict:
+    return {"spec": imported.spec, "file": str(imported.file) if imported.file else None,
+            "sha256": imported.sha256}
+
+
+def check_unchanged(recorded: dict | None, current: dict) -> None:
+    """Raise :class:`ComponentChanged` unless every recorded component has the same digest.
+
+    A run recorded before components were recorded (``recorded`` is None) passes.
+    """
+    if recorded is None:
+        return
+    for kind in sorted(set(recorded) | set(current)):
+        then, now = recorded.get(kind), current.get(kind)
+        if then is None or now is None:
+            raise ComponentChanged(f"{kind}: the run started with "
+                                   f"{then['spec'] if then else 'a built-in'}, now "
+                                   f"{now['spec'] if now else 'a built-in'} is configured")
+        if then.get("sha256") != now.get("sha256"):
+            raise ComponentChanged(
+                f"{kind} file {now.get('file') or then.get('file')} changed since the run started "
+                f"(sha256 {str(then.get('sha256'))[:12]}… then, {str(now.get('sha256'))[:12]}… "
+                "now); restore it, or start a new run")
