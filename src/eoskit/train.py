@@ -72,8 +72,8 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
     checkpoint and continues; a run that already finished (completed or diverged: both are
     final) is left as it is and its summary returned. A new run refuses a directory that
     holds one (:class:`eoskit.store.RunDirError`) unless ``overwrite`` (the old files go
-    first). The directory is locked while the run lasts; an I/O failure (an ``OSError``, re-raised) leaves status ``failed``.
-    ``parallel``: this rank's :class:`eoskit.distributed.RankGroup` (rank 0 locks, writes).
+    first). The directory is locked while the run lasts; an I/O failure (``OSError``,
+    re-raised) leaves status ``failed``. ``parallel``: a :class:`~eoskit.distributed.RankGroup`.
     """
     out = Path(out_dir)
     if resume and overwrite:

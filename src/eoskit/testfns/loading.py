@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from eoskit.components import import_target
 from eoskit.objective import FunctionObjective, Objective
 from eoskit.testfns.failures import ObjectiveError, checked_callable
 from eoskit.testfns.problems import BUILTINS, DTYPE, ObjectiveProblem, builtin
@@ -66,32 +64,7 @@ def _import_target(spec: str):
     if ":" not in spec:
         raise ObjectiveError(f"unknown objective {spec!r}; built-ins are {', '.join(BUILTINS)}, "
                              "or give FILE.py:NAME or package.module:NAME")
-    where, name = spec.rsplit(":", 1)
-    if not name.isidentifier():
-        raise ObjectiveError(f"objective {spec!r}: {name!r} is not a Python name")
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        path = Path(where)
-        if not path.is_file():
-            raise FileNotFoundError(f"objective file not found: {where}")
-        mod_name = f"_eoskit_user_objective_{abs(hash(str(path.resolve())))}"
-        module_spec = importlib.util.spec_from_file_location(mod_name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise ObjectiveError(f"cannot import {where}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[mod_name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as err:  # noqa: BLE001 - user code: report, do not trace
-            sys.modules.pop(mod_name, None)
-            raise ObjectiveError(f"importing {where} failed: {type(err).__name__}: {err}") from err
-    else:
-        try:
-            module = importlib.import_module(where)
-        except ImportError as err:
-            raise ObjectiveError(f"cannot import module {where!r}: {err}") from err
-    if not hasattr(module, name):
-        raise ObjectiveError(f"{where} has no attribute {name!r}")
-    return getattr(module, name)
+    return import_target(spec, "objective", ObjectiveError).target
 
 
 def load_objective(spec: str, x0: str | Path | Tensor | np.ndarray | None = None,
