@@ -82,7 +82,10 @@ def _model(cfg: RunConfig, data: Dataset, components: dict) -> torch.nn.Module:
 def _probe(obj: ModelObjective, cfg: RunConfig) -> None:
     """A user component fails here, on two samples, with one message, not mid-run."""
     try:
-        loss, _ = obj.subset(torch.arange(min(2, obj.n))).loss_and_accuracy(obj.x0())
+        x0, probe = obj.x0(), obj.subset(torch.arange(min(2, obj.n)))
+        loss, _ = probe.loss_and_accuracy(x0)
+        with probe.at(x0) as point:  # e.g. a loss without forward AD under hvp_method fwd-rev
+            point.hvp(torch.ones_like(x0))
     except Exception as err:  # noqa: BLE001 - user code: report, do not trace
         raise ComponentError(f"model {cfg.model} with loss {cfg.loss} failed on two training "
                              f"samples: {type(err).__name__}: {err}") from err

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from eoskit import store
+from eoskit.components import check_files
 
 # The page reports how many of its figures the browser decoded (a check that needs no network).
 _IMAGE_CHECK = """<script>
@@ -83,6 +84,8 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     if (d / "runs.csv").exists() or (d / "sweep.json").exists():
         page = sweep_html(d)
     elif (d / "config.json").exists():
+        # a run's report names its model/data/loss files: refuse if they are no longer those
+        check_files((_read_json(d / "config.json") or {}).get("components"))
         page = run_html(d)
     else:
         raise ValueError(f"{d} is neither an eoskit run directory (config.json) nor a sweep "

@@ -13,7 +13,7 @@ from eoskit.components.imports import (
     import_target,
     is_spec,
 )
-from eoskit.components.record import ComponentChanged, check_unchanged, record_of
+from eoskit.components.record import ComponentChanged, check_files, check_unchanged, record_of
 from eoskit.components.user import accepted_kwargs, user_dataset, user_loss, user_model
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "user_model",
     # recording
     "ComponentChanged",
+    "check_files",
     "check_unchanged",
     "record_of",
 ]

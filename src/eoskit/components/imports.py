@@ -21,7 +21,13 @@ from pathlib import Path
 
 
 class ComponentError(ValueError):
-    """A user component (model, data set, loss, objective) that cannot be loaded or used."""
+    """A user component (model, data set, loss, objective) that cannot be loaded or used.
+
+    Its message is one line, whatever the user's exception said (CLI errors are one line).
+    """
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
 
 
 @dataclass(frozen=True)

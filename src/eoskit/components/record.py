@@ -30,6 +30,23 @@ def record_of(imported: Imported) -> dict:
             "sha256": imported.sha256}
 
 
+def check_files(recorded: dict | None) -> None:
+    """:func:`check_unchanged` on the recorded files' bytes alone, importing nothing (for
+    readers of a run directory, such as ``eoskit report``, that rebuild no model)."""
+    from pathlib import Path
+
+    from eoskit.components.imports import file_sha256
+
+    current = {}
+    for kind, rec in (recorded or {}).items():
+        path = Path(rec["file"]) if rec.get("file") else None
+        if path is not None and not path.is_file():
+            raise ComponentChanged(f"{kind} file {path} no longer exists (the run started "
+                                   "with it); restore it, or start a new run")
+        current[kind] = {**rec, "sha256": file_sha256(path) if path else rec.get("sha256")}
+    check_unchanged(recorded, current)
+
+
 def check_unchanged(recorded: dict | None, current: dict) -> None:
     """Raise :class:`ComponentChanged` unless every recorded component has the same digest.
 
