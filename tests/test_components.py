@@ -180,7 +180,7 @@ def test_accepted_kwargs_and_module_specs():
     offered = dict(input_shape=(3,), n_outputs=2, width=8, depth=1, seed=4)
     assert accepted_kwargs(builder, offered) == dict(input_shape=(3,), n_outputs=2, seed=4)
     assert accepted_kwargs(lambda **kw: None, offered) == offered
-    imported = import_target("json:dumps")
+    imported = import_target("json:dumps")  # a package: its __init__.py is hashed
     assert imported.file is not None and imported.file.name == "__init__.py"
     assert len(imported.sha256) == 64
 
@@ -228,3 +228,18 @@ def re_escape(text):
     import re
 
     return re.escape(text)
+
+
+def test_a_module_spec_is_imported_from_the_current_folder_and_hashed(tmp_path, monkeypatch):
+    import hashlib
+    import sys
+
+    (tmp_path / "my_components_pkg").mkdir()
+    source = "def loss(out, y):\n    return ((out - y) ** 2).mean()\n"
+    (tmp_path / "my_components_pkg" / "losses.py").write_text(source)
+    (tmp_path / "my_components_pkg" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    imported = import_target("my_components_pkg.losses:loss")
+    assert imported.sha256 == hashlib.sha256(source.encode()).hexdigest()
+    assert imported.file == tmp_path / "my_components_pkg" / "losses.py"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ def import_target(spec: str, what: str = "component",
         module, digest = _exec_file(path.resolve(), what, error)
         file = path.resolve()
     else:
+        # the current folder first, as ``python -m`` has it (the ``eoskit`` script does not)
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(where)
         except Exception as err:  # noqa: BLE001 - ImportError, or the module's own failure
