@@ -193,3 +193,73 @@ def test_function_objective_attributes_and_derivatives():
     f32 = FunctionObjective(lambda z: z.sum(), dim=2.0, dtype=torch.float32)
     assert f32.dim == 2 and type(f32.dim) is int and f32.dtype == torch.float32
     assert f32.hvp_method == "retained"
+
+
+# ---- survivors of the 2026-12-02 run (benchmarks/results/mutation.md, eoskit.objective.base)
+class Bare(Objective):
+    dim, dtype, device = D, F64, torch.device("cpu")
+
+    def __init__(self):
+        super().__init__()  # the base class's own default
+
+    def terms(self):
+        yield lambda x: ((x ** 2).sum(), None)
+
+
+def test_the_default_hvp_method_is_retained():
+    assert Bare().hvp_method == "retained" and FunctionObjective(sum, 2).hvp_method == "retained"
+
+
+def test_the_released_message_names_the_point_objective():
+    point = TwoTerms("retained").at(X)
+    point.release()
+    with pytest.raises(RuntimeError, match=r"^this PointObjective was released; take a new one"):
+        point.hvp(torch.ones(D, dtype=F64))
+
+
+class LinearThenQuartic(TwoTerms):
+    """A term linear in x (no second derivative: double backward skips it) before a curved one."""
+
+    def terms(self):
+        yield lambda x: (B @ x, None)
+        yield lambda x: ((C * x ** 4).sum() / 12, None)
+
+
+@pytest.mark.parametrize("method", HVP_METHODS)
+def test_a_linear_term_before_a_curved_one_is_skipped_not_the_end(method):
+    obj, v = LinearThenQuartic(method), torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=F64)
+    expected = torch.diag(C * X ** 2) @ v
+    assert _close(obj.product(X, v), expected)
+    with obj.at(X) as point:
+        assert _close(point.hvp(v), expected)
+
+
+@pytest.mark.parametrize("method", HVP_METHODS)
+def test_a_linear_objective_at_a_point_has_zero_products(method):
+    obj = FunctionObjective(lambda x: B @ x, D, hvp_method=method)
+    with obj.at(X) as point:
+        assert torch.equal(point.hvp(torch.ones(D, dtype=F64)), torch.zeros(D, dtype=F64))
+        assert torch.equal(point.hvp(torch.ones(D, 2, dtype=F64)), torch.zeros(D, 2, dtype=F64))
+
+
+def test_batched_products_at_a_retained_point_can_be_repeated():
+    block = torch.eye(D, dtype=F64)[:, :3]
+    with TwoTerms("retained").at(X) as point:
+        first = point.hvp(block)
+        assert torch.equal(point.hvp(block), first)  # the graph survives a batched product
+        assert _close(point.hvp(block[:, 0]), _hessian(X) @ block[:, 0])
+
+
+def test_only_fwd_rev_uses_forward_mode():
+    # F.huber_loss has no forward-mode derivative of its backward in torch 2.13
+    x = torch.tensor([0.3, -1.5, 0.8, 2.0], dtype=F64)
+
+    def huber(z):
+        return torch.nn.functional.huber_loss(z, torch.zeros_like(z), reduction="sum")
+
+    v = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64)
+    for method in ("retained", "rev-rev"):  # reverse over reverse: no forward rule needed
+        obj = FunctionObjective(huber, D, hvp_method=method)
+        assert _close(obj.product(x, v), (x.abs() < 1).to(F64) * v)
+    with pytest.raises(NotImplementedError, match="forward AD"):
+        FunctionObjective(huber, D, hvp_method="fwd-rev").product(x, v)

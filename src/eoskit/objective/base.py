@@ -238,7 +238,9 @@ class Objective:
         out = torch.zeros(v.shape, dtype=x.dtype, device=x.device)
         for fn in self.term_fns():
             def hvp1(vec, fn=fn):
-                return jvp(grad(fn), (x,), (vec,))[1]
+                # + 0·vec: a term linear in x has a tangent that does not depend on vec,
+                # which vmap cannot batch (it raised for a block of vectors)
+                return jvp(grad(fn), (x,), (vec,))[1] + 0 * vec
 
             out = out + (hvp1(v) if v.ndim == 1 else vmap(hvp1, in_dims=1, out_dims=1)(v))
         return out
