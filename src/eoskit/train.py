@@ -11,7 +11,8 @@ The loop never tests an optimiser's name: the update rule
 (:mod:`eoskit.optim`) says whether it samples a batch, whether the
 edge-coupling diagnostics apply, and how its effective curvature is read
 off the loss change. Checkpoints are :mod:`eoskit.checkpointing`'s, the
-progress bar :mod:`eoskit.progress`'s, summaries :mod:`eoskit.summary`'s.
+progress bar :mod:`eoskit.progress`'s, summaries and figures
+:mod:`eoskit.run_results`'s.
 
 Example:
     >>> from eoskit.config import RunConfig
@@ -54,8 +55,10 @@ from eoskit.objective import Objective
 from eoskit.optim import rule_for
 from eoskit.problem import Problem, build_problem, torch_dtype  # noqa: F401 (re-exported)
 from eoskit.progress import progress_bar
-from eoskit.series import precond_cells, precond_tracker, rows_of_series
-from eoskit.summary import (  # noqa: F401 (summarize, ONSET_FRACTION re-exported)
+from eoskit.run_results import plot_results, run_summary
+from eoskit.run_rows import first_row
+from eoskit.series import precond_tracker
+from eoskit.summary import (  # noqa: F401 (re-exported)
     ONSET_FRACTION,
     forcing_summary,
     summarize,
@@ -353,48 +356,13 @@ class Trainer:
 
     def _row(self, t: int, ev: Evaluation, wall: float) -> dict:
         """Row ``t`` as far as ``x_t`` tells (the step's norm and κ come later)."""
-        cfg = self.cfg
         self.state.hvps_total += ev.hvps
-        row = {"step": t, "loss": ev.loss, "grad_norm": float(ev.grad.norm()),
-               "threshold": self.rule.threshold, "hvps": ev.hvps, "wall_time": wall}
-        if ev.aux is not None:
-            row["accuracy"] = int(ev.aux) / (cfg.batch_size or self.obj.n)
-        if ev.eig is not None:
-            values = ev.eig.eigenvalues
-            row["sharpness"] = float(values[0])
-            row["eig_residual"] = float(ev.eig.residuals[0] / max(abs(values[0]), 1e-300))
-            if cfg.neigs > 1:
-                for i, ev_i in enumerate(values):
-                    row[f"eig_{i + 1}"] = float(ev_i)
-        if ev.precond_eig is not None:
-            row.update(precond_cells(ev.precond_eig, cfg.neigs))
-        due = cfg.eval_every and (t % cfg.eval_every == 0 or t == cfg.steps - 1)
-        if self.p.test is not None and due:
-            row["test_loss"], row["test_accuracy"] = self.p.test.loss_and_accuracy(self.state.x)
-        if self.rule.samples_batch and due:
-            row["full_loss"], _ = self.obj.loss_and_accuracy(self.state.x)
-        return row
+        return first_row(t, ev, wall, self.p, self.rule, self.state.x)
 
     # ---- results
     def _summary(self, status: str) -> dict:
-        rows = store.read_rows(self.out / "metrics.csv")
-        series_rows, series = rows_of_series(rows, type(self.rule))
-        out = {**summarize(series_rows, self.rule.threshold, status), "sharpness_series": series}
-        out.update(forcing_summary(self.forcing, rows))
-        out.update({"hvps_total": self.state.hvps_total, "wall_time": self.state.elapsed})
-        if self.diag_log is not None and (self.out / "diagnostics.csv").exists():
-            out["diagnostics"] = summarize_diagnostics(
-                store.read_rows(self.out / "diagnostics.csv"))
-        return out
+        return run_summary(self.out, self.rule, self.forcing, self.state, status,
+                           self.diag_log is not None)
 
     def _plots(self) -> None:
-        from eoskit.plots import plot_run
-
-        try:
-            plot_run(self.out)
-            if (self.out / "diagnostics.csv").exists():
-                from eoskit.plots.diagnostics import plot_diagnostics
-
-                plot_diagnostics(self.out / "diagnostics.csv", self.out / "plots", self.cfg.lr)
-        except Exception as err:  # a figure must never lose a finished run
-            print(f"eoskit: warning: plotting failed: {err}")
+        plot_results(self.out, self.cfg.lr)
