@@ -50,6 +50,7 @@ from eoskit.config import RunConfig
 from eoskit.diagnostics import DIAGNOSTIC_COLUMNS, ForcingTracker, diagnose_step
 from eoskit.eigs import EigResult, SharpnessTracker
 from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.integrations.run_logging import LoggedTable, open_run_loggers
 from eoskit.interrupts import sigterm_as_interrupt
 from eoskit.objective import Objective
 from eoskit.optim import rule_for
@@ -67,7 +68,8 @@ from eoskit.summary import (  # noqa: F401 (re-exported)
 
 
 def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True, overwrite: bool = False, parallel=None) -> dict:
+          progress: bool = True, overwrite: bool = False, parallel=None,
+          log: dict | None = None) -> dict:
     """Run (or resume) a training run into ``out_dir``; returns the summary dict.
 
     ``resume=True`` reads the configuration from ``out_dir/config.json`` (a
@@ -78,6 +80,9 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
     ``overwrite`` (the old files go first). The directory is locked while the
     run lasts; an I/O failure (an ``OSError``, re-raised) leaves status ``failed``.
     ``parallel``: this rank's :class:`eoskit.distributed.RankGroup` (rank 0 locks, writes).
+    ``log``: ``{"loggers": ["tensorboard", "mlflow"], "mlflow_uri": None}`` (not part of
+    the run's config; a resume goes on with the stored choice, see
+    :mod:`eoskit.integrations.run_logging`).
     """
     out = Path(out_dir)
     if resume and overwrite:
@@ -101,7 +106,7 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
             problem = parallel.wrap(problem)
         try:
             return Trainer(problem, out, resume=resume, progress=progress,
-                           parallel=parallel).run()
+                           parallel=parallel, log=log).run()
         except OSError as err:
             if main:
                 store.mark_failed(out, err)
@@ -123,7 +128,7 @@ class Evaluation(NamedTuple):
 
 class Trainer:
     def __init__(self, problem: Problem, out: Path, *, resume: bool, progress: bool,
-                 parallel=None):
+                 parallel=None, log: dict | None = None):
         self.p = problem
         self.parallel = parallel
         self.main = parallel is None or parallel.is_main  # the one rank that writes files
@@ -153,6 +158,10 @@ class Trainer:
         logs = (open_tables(out, tables, restored) if self.main  # rank 0 alone writes
                 else {name: parallel.open_log(out / name, cols) for name, cols in tables.items()})
         self.metrics, self.diag_log = logs["metrics.csv"], logs.get("diagnostics.csv")
+        self.loggers = open_run_loggers(out, log, resumed=resume, cfg=cfg) \
+            if self.main else None
+        if self.loggers is not None:
+            self.metrics = LoggedTable(self.metrics, self.loggers)
 
     # ---- bookkeeping
     def _write_config(self) -> None:
@@ -187,6 +196,8 @@ class Trainer:
         save_run_state(self.out / "checkpoints", self.state, keep=self.cfg.keep_checkpoints,
                        config=self.cfg.model_dump(mode="json"),
                        tables=[log.path for log in logs], **self._parts())
+        if self.loggers is not None:
+            self.loggers.flush()  # its rows are durable now
 
     def _restore(self) -> RunState | None:
         return restore_run_state(self.out / "checkpoints", self.cfg.device,
@@ -213,6 +224,8 @@ class Trainer:
         store.write_json(self.out / "summary.json", summary)
         if status != "interrupted":
             self._plots()
+        if self.loggers is not None:
+            self.loggers.finish(status)
         return summary
 
     def _loop(self, update) -> str:
