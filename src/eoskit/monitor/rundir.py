@@ -6,9 +6,9 @@ name, the optimiser's kind and learning rate, the measurement settings;
 one row per measurement) and ``summary.json`` (``running`` until
 :meth:`MonitorRunDir.finish`, then ``completed`` or the status given, with
 :func:`eoskit.summary.summarize`'s fields). ``eoskit report DIR`` reads it.
-:func:`eoskit.load_run` cannot: it rebuilds a ``RunConfig`` and the problem
-from ``config.json``, and a user's model and data are not in it; read a
-Monitor run with :func:`load_monitor_run` instead.
+:func:`eoskit.load_run` reads it too, as a ``StoredRun`` whose ``objective`` and
+``x_final`` are None (a user's model and data are not in it) and whose
+``config`` is the dict below; :func:`load_monitor_run` reads the same.
 """
 
 from __future__ import annotations
