@@ -102,6 +102,8 @@ class Monitor:
     (``"residual"`` asks ``‖Hv − λv‖ ≤ tol·|λ|``, stricter and ~1.5x the products).
     ``restart_every``: a cold probe every that many measurements (0: never).
     ``curvature=False`` skips the extra forward pass that ``eff_curvature`` costs.
+    ``mode``: the tracker (:data:`eoskit.eigs.tracker.TRACKER_MODES`: ``"lanczos"``, or
+    ``"streaming"``, about one product per measurement once the vectors settle).
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class Monitor:
         restart_every: int = 50,
         criterion: str = "eigenvalue",
         curvature: bool = True,
+        mode: str = "lanczos",
     ):
         if every < 1 or neigs < 1:
             raise ValueError(f"every and neigs must be at least 1, got {every} and {neigs}")
@@ -132,10 +135,11 @@ class Monitor:
         inputs, targets = measurement_set(data, probe_size, seed)
         self.objective = LossFnObjective(model, loss_fn, inputs, targets, dtype=dtype,
                                          physical_batch=physical_batch, hvp_method=hvp_method)
-        self.tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion)
+        self.tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion,
+                                        mode=mode)
         # P changes between measurements: its own tracker, warm-started from its own vectors
-        self.precond_tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion) \
-            if adaptive(optimizer) else None
+        self.precond_tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion,
+                                                mode=mode) if adaptive(optimizer) else None
         self.columns = metric_columns(self.k, self.precond_tracker is not None)
         self.rows: list[dict] = []  # every measurement so far, completed or pending
         self.hvps_total = 0
