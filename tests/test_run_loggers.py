@@ -122,3 +122,24 @@ def test_cli_log_option_and_toml_table(tmp_path):
     res = CliRunner().invoke(app, ["run", "--config", str(toml), "--out", str(tmp_path / "b"),
                                    "--log", "wandb"])
     assert res.exit_code == 2 and "unknown logger 'wandb'" in res.output
+
+
+def test_a_logger_added_at_resume_gets_every_row(tmp_path, monkeypatch):
+    from eoskit import train as train_mod
+
+    run = tmp_path / "r"
+    real = train_mod.Trainer._take_step
+
+    def crash_at_5(self, t, ev, row):
+        if t == 5:
+            raise KeyboardInterrupt
+        return real(self, t, ev, row)
+
+    monkeypatch.setattr(train_mod.Trainer, "_take_step", crash_at_5)
+    train_mod.train(_cfg(), run, progress=False, log={"loggers": ["mlflow"]})
+    assert not (run / "tensorboard").exists()
+    monkeypatch.setattr(train_mod.Trainer, "_take_step", real)
+    train_mod.train(None, run, resume=True, progress=False,
+                    log={"loggers": ["tensorboard", "mlflow"]})
+    _, _, info = _check_equal(run)  # TensorBoard from step 0, MLflow each step once
+    assert info.data.tags["eoskit.status"] == "completed"

@@ -13,7 +13,8 @@ A crash or an interrupt loses the rows after the last checkpoint from
 never reached the loggers either, so the loggers hold exactly the rows of
 ``metrics.csv``, each once. On resume the rows of ``metrics.csv`` at or after
 ``logged_below`` (a crash between writing a checkpoint and logging it) are
-logged first. Without checkpoints (``checkpoint_every = 0``) every row is
+logged first; a logger named at ``--resume`` that the run did not have gets all
+of ``metrics.csv``'s rows. Without checkpoints (``checkpoint_every = 0``) every row is
 logged at once; a resume of such a run starts over from step 0, so it starts
 a new MLflow run and TensorBoard hides the old events (``purge_step``). If a
 resume falls back to an older checkpoint (the newest unreadable), TensorBoard
@@ -70,19 +71,28 @@ class RunLoggers:
         self.buffer: list[dict] = []
         rows = store.read_rows(self.out / "metrics.csv") if resumed else []
         next_step = rows[-1]["step"] + 1 if rows else 0
+        # a logger the run had gets the rows from where it stopped; one added now, all of them
+        had = set(old.get("loggers", []))
         below = min(self.state["logged_below"], next_step)
+        start = {n: below if n in had else 0 for n in names}
         self.sinks = []
         if "tensorboard" in names:
-            self.sinks.append(TensorBoardSink(self.out / "tensorboard", purge_step=below))
+            self.sinks.append(TensorBoardSink(self.out / "tensorboard",
+                                              purge_step=start["tensorboard"]))
         if "mlflow" in names:
             sink = MLflowSink(self.out, self.state["mlflow_uri"],
                               run_id=self.state["mlflow_run_id"] if next_step else None,
                               run_name=self.out.name)
             if sink.run_id != self.state["mlflow_run_id"]:
                 sink.log_params(params)
+                start["mlflow"] = 0
             self.state["mlflow_run_id"] = sink.run_id
             self.sinks.append(sink)
-        self.buffer = [r for r in rows if r["step"] >= below]
+        for name, sink in zip([n for n in LOGGERS if n in names], self.sinks, strict=True):
+            for row in rows:
+                if row["step"] >= start[name]:
+                    sink.log_row(row)
+        self.state["logged_below"] = next_step
         self.flush()
 
     def write(self, row: dict) -> None:
@@ -100,7 +110,10 @@ class RunLoggers:
         store.write_json(self.out / STATE, self.state)
 
     def finish(self, status: str) -> None:
-        """At the run's end: the last rows, then the files (for a final status), then close."""
+        """At the run's end: the last rows, then the files (for a final status), then close.
+
+        MLflow's run status: FINISHED (completed), FAILED (diverged, failed), KILLED
+        (interrupted: a resume sets it RUNNING again); tag ``eoskit.status`` = ours."""
         if status in ("completed", "diverged"):
             self.flush()
             files = [self.out / n for n in ("metrics.csv", "summary.json", "config.json")]
@@ -111,6 +124,7 @@ class RunLoggers:
                         sink.log_artifact(path)
         for sink in self.sinks:
             if isinstance(sink, MLflowSink):
+                sink.client.set_tag(sink.run_id, "eoskit.status", status)
                 sink.close("FINISHED" if status == "completed" else
                            "FAILED" if status in ("diverged", "failed") else "KILLED")
             else:
