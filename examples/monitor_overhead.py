@@ -40,13 +40,18 @@ def loop(args, optimizer_name, monitored):
     opt = (torch.optim.SGD(model.parameters(), lr=args.lr) if optimizer_name == "sgd"
            else torch.optim.Adam(model.parameters(), lr=args.adam_lr))
     mon = Monitor(model, F.cross_entropy, (X, y), every=args.every, optimizer=opt,
-                  probe_size=args.probe, tol=args.tol) if monitored else None
+                  probe_size=None if args.full_batch else args.probe, tol=args.tol,
+                  mode=args.mode, curvature=not args.no_curvature) if monitored else None
     gen = torch.Generator().manual_seed(2)
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        idx = torch.randint(0, args.n, (args.batch,), generator=gen)
+        if args.full_batch:  # the measurement set is the training batch
+            xb, yb = X, y
+        else:
+            idx = torch.randint(0, args.n, (args.batch,), generator=gen)
+            xb, yb = X[idx], y[idx]
         opt.zero_grad()
-        F.cross_entropy(model(X[idx]), y[idx]).backward()
+        F.cross_entropy(model(xb), yb).backward()
         opt.step()
         if mon is not None:
             mon.step()
@@ -54,11 +59,17 @@ def loop(args, optimizer_name, monitored):
     return elapsed, model, mon
 
 
-def dense_top(model, mon) -> float:
+def dense_top(model, mon) -> tuple[float, float | None]:
+    """Top eigenvalue of the dense float64 Hessian, and of P^{-1/2} H P^{-1/2} (Adam)."""
     obj = mon.objective
     dense = LossFnObjective(model, F.cross_entropy, obj.inputs, obj.targets, dtype=torch.float64)
     H = dense.hessian(dense.x0())
-    return float(torch.linalg.eigvalsh(H)[-1])
+    p = mon.preconditioner()
+    if p is None:
+        return float(torch.linalg.eigvalsh(H)[-1]), None
+    r = p.to(torch.float64).rsqrt()
+    return float(torch.linalg.eigvalsh(H)[-1]), float(
+        torch.linalg.eigvalsh(r[:, None] * H * r[None, :])[-1])
 
 
 def main() -> None:
@@ -78,9 +89,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dense", action="store_true", help="check against the dense Hessian")
+    p.add_argument("--full-batch", action="store_true",
+                   help="full-batch training on all --n samples, measured on the same set")
+    p.add_argument("--mode", default="lanczos", help="the Monitor's tracker mode")
+    p.add_argument("--no-curvature", action="store_true", help="Monitor(curvature=False)")
+    p.add_argument("--optimizers", default="sgd,adam")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    for name in ("sgd", "adam"):
+    for name in args.optimizers.split(","):
         plain, monitored = [], []
         for _ in range(args.repeats):
             plain.append(loop(args, name, False)[0])
@@ -93,11 +109,16 @@ def main() -> None:
                 f"{len(hvps)} measurements, HVPs first {hvps[0]}, "
                 f"mean after {statistics.mean(hvps[1:]):.2f}, max after {max(hvps[1:])}; "
                 f"last sharpness {mon.rows[-1]['sharpness']:.6g}, "
-                f"threshold {mon.rows[-1]['threshold']}")
+                f"threshold {mon.rows[-1]['threshold']:.6g}")
+        if "precond_sharpness" in mon.rows[-1]:
+            line += f"; last precond_sharpness {mon.rows[-1]['precond_sharpness']:.6g}"
         if args.dense:
-            top = dense_top(model, mon)
+            top, ptop = dense_top(model, mon)
             err = abs(mon.rows[-1]["sharpness"] - top) / top
             line += f"; dense {top:.6g}, rel. error {err:.2e}"
+            if ptop is not None:
+                perr = abs(mon.rows[-1]["precond_sharpness"] - ptop) / ptop
+                line += f"; dense precond {ptop:.6g}, rel. error {perr:.2e}"
         print(line, flush=True)
 
 

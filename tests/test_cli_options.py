@@ -72,7 +72,8 @@ def test_config_file_values_stand_unless_an_option_is_given(tmp_path, captured):
 
 def test_option_types_follow_the_field_types(tmp_path, captured):
     opts = _options()
-    own = ["out", "config", "resume", "overwrite", "progress", "json_out", "nproc"]
+    own = ["out", "config", "resume", "overwrite", "progress", "json_out", "nproc", "log",
+           "mlflow_uri"]
     assert list(opts) == own[:3] + list(RunConfig.model_fields) + own[3:]
     assert opts["deterministic"].secondary_opts == ["--no-deterministic"]
     for name, field in RunConfig.model_fields.items():

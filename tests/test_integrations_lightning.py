@@ -87,3 +87,44 @@ def test_logged_sharpness_is_the_monitors_and_the_dense_hessians(tmp_path):
     # the last measurement is at the final parameters: compare with the dense Hessian there
     assert rows[-1]["sharpness"] == pytest.approx(dense_top(module, X, Y), rel=1e-6)
     assert (tmp_path / "run" / "summary.json").read_text().count('"completed"') == 1
+
+
+class AdamRegressor(Regressor):
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=0.01, betas=(0.9, 0.99))
+
+
+def test_adam_logs_the_preconditioned_sharpness(tmp_path):
+    gen = torch.Generator().manual_seed(2)
+    X, Y = torch.randn(32, 3, dtype=torch.float64, generator=gen), torch.randn(
+        32, 1, dtype=torch.float64, generator=gen)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=32)
+    cb = SharpnessCallback((X, Y), every_n_steps=3, tol=1e-10)
+    recorder = Recorder()
+    module = AdamRegressor()
+    trainer = pl.Trainer(max_steps=6, callbacks=[cb], logger=recorder, log_every_n_steps=1,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1)
+    trainer.fit(module, loader)
+    logged = [m for _, m in recorder.records if "precond_sharpness" in m]
+    rows = cb.monitor.rows
+    assert len(logged) == 2
+    for m, row in zip(logged, rows, strict=True):
+        assert m["precond_sharpness"] == pytest.approx(row["precond_sharpness"], rel=1e-12)
+        assert m["threshold"] == pytest.approx(3.8 / (0.1 * 0.01))
+    # P read by hand off the optimiser's state after the last step
+    opt = trainer.optimizers[0]
+    p = torch.cat([((opt.state[q]["exp_avg_sq"] / (1 - 0.99 ** float(opt.state[q]["step"])))
+                    .sqrt() + 1e-8).reshape(-1) for q in module.parameters()])
+    names = [n for n, _ in module.named_parameters()]
+    params = [q.detach() for q in module.parameters()]
+
+    def f(x):
+        chunks = torch.split(x, [q.numel() for q in params])
+        return F.mse_loss(functional_call(module, {n: c.view(q.shape) for n, c, q in zip(
+            names, chunks, params, strict=True)}, (X,)), Y)
+
+    H = hessian(f)(torch.cat([q.reshape(-1) for q in params]))
+    r = p.rsqrt()
+    want = float(torch.linalg.eigvalsh(r[:, None] * ((H + H.T) / 2) * r[None, :])[-1])
+    assert rows[-1]["precond_sharpness"] == pytest.approx(want, rel=1e-8)

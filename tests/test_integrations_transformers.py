@@ -75,3 +75,27 @@ def test_logged_sharpness_is_the_monitors_and_the_dense_hessians(tmp_path, throu
         assert h["eig_1"] == h["sharpness"] and h["threshold"] == pytest.approx(2 / 0.2)
     assert rows[-1]["sharpness"] == pytest.approx(dense_top(model, {"x": X, "labels": Y}),
                                                   rel=1e-6)
+
+
+def test_the_trainers_own_adamw_gives_the_preconditioned_sharpness(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    X, Y = torch.randn(16, 3, dtype=torch.float64, generator=gen), torch.randn(
+        16, 1, dtype=torch.float64, generator=gen)
+    model = Regressor()
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"), max_steps=4, per_device_train_batch_size=16,
+        learning_rate=0.01, report_to=[], use_cpu=True, save_strategy="no", logging_steps=100,
+        disable_tqdm=True, lr_scheduler_type="constant", optim="adamw_torch")
+    cb = SharpnessCallback({"x": X, "labels": Y}, every_n_steps=2, tol=1e-9)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=Samples(X, Y),
+                                   callbacks=[cb])
+    cb.trainer = trainer
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "precond_sharpness" in h]
+    rows = cb.monitor.rows
+    assert [h["step"] for h in logged] == [2, 4]
+    beta1 = args.adam_beta1
+    for h, row in zip(logged, rows, strict=True):
+        assert h["precond_sharpness"] == pytest.approx(row["precond_sharpness"], rel=1e-12)
+        assert h["threshold"] == pytest.approx((2 + 2 * beta1) / ((1 - beta1) * 0.01))
+        assert h["precond_sharpness"] != pytest.approx(h["sharpness"], rel=1e-3)

@@ -117,7 +117,11 @@ def test_thresholds_of_torch_optimisers():
     assert optimizer_threshold(sgd(p, lr=0.1, momentum=0.5, dampening=0.5)) == pytest.approx(
         3.0 / 0.05)
     assert optimizer_threshold(sgd(p, lr=0.1, weight_decay=0.5)) == pytest.approx(19.5)
-    assert optimizer_threshold(torch.optim.Adam(p, lr=0.1)) is None
+    # adaptive: on the preconditioned sharpness (tests/test_monitor_precond.py)
+    assert optimizer_threshold(torch.optim.Adam(p, lr=0.1)) == pytest.approx(3.8 / 0.01)
+    assert optimizer_threshold(torch.optim.RMSprop(p, lr=0.1)) == pytest.approx(20.0)
+    assert optimizer_threshold(torch.optim.Adagrad(p, lr=0.1)) is None
+    assert optimizer_threshold(torch.optim.Adam(p, lr=0.1, amsgrad=True)) is None
     assert optimizer_threshold(None) is None
     assert [optimizer_kind(o) for o in (sgd(p, lr=1), sgd(p, lr=1, momentum=0.5),
                                         torch.optim.Adam(p), None)] == [
@@ -255,17 +259,17 @@ def test_run_directory_contract_and_report(tmp_path):
     assert "eoskit run" in page and "completed" in page
     run = load_monitor_run(out)
     assert run.metrics == rows and run.summary["status"] == "completed"
-    with pytest.raises(ValueError):  # load_run rebuilds a RunConfig, which a Monitor run lacks
-        store.load_run(out)
+    # load_run reads it too, without objective or parameters (tests/test_monitor_load_run.py)
+    assert store.load_run(out).objective is None
     with pytest.raises(store.RunDirError):
         Monitor(model, F.mse_loss, (X, Y), out=out)
 
 
-def test_adam_run_directory_has_no_threshold_and_still_reports(tmp_path):
+def test_an_optimiser_without_threshold_still_reports(tmp_path):
     from eoskit.report import write_report
 
     model, (X, Y) = mlp(), data()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adagrad(model.parameters(), lr=1e-2)
     with Monitor(model, F.mse_loss, (X, Y), every=3, optimizer=opt, out=tmp_path) as mon:
         rows = gd_steps(model, opt, X, Y, mon, 6)
     assert all(r["threshold"] is None for r in rows)
@@ -273,6 +277,17 @@ def test_adam_run_directory_has_no_threshold_and_still_reports(tmp_path):
     assert summary["threshold"] is None and summary["eos_onset_step"] is None
     assert summary["final_sharpness"] == rows[-1]["sharpness"]
     assert write_report(tmp_path).exists()
+
+
+def test_adam_run_directory_summarises_the_preconditioned_series(tmp_path):
+    model, (X, Y) = mlp(), data()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with Monitor(model, F.mse_loss, (X, Y), every=3, optimizer=opt, out=tmp_path) as mon:
+        rows = gd_steps(model, opt, X, Y, mon, 6)
+    assert all(r["threshold"] == pytest.approx(3.8 / 1e-3) for r in rows)
+    summary = store.read_json(tmp_path / "summary.json")
+    assert summary["sharpness_series"] == "precond_sharpness"
+    assert summary["final_sharpness"] == rows[-1]["precond_sharpness"] != rows[-1]["sharpness"]
 
 
 def test_a_failing_loop_marks_the_run_failed(tmp_path):

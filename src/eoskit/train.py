@@ -10,7 +10,9 @@ written at iteration ``t+1`` (the last one after a final loss evaluation).
 The loop never tests an optimiser's name: the update rule
 (:mod:`eoskit.optim`) says whether it samples a batch, whether the
 edge-coupling diagnostics apply, and how its effective curvature is read
-off the loss change.
+off the loss change. Checkpoints are :mod:`eoskit.checkpointing`'s, the
+progress bar :mod:`eoskit.progress`'s, summaries and figures
+:mod:`eoskit.run_results`'s.
 
 Example:
     >>> from eoskit.config import RunConfig
@@ -49,13 +51,16 @@ from eoskit.config import RunConfig
 from eoskit.diagnostics import DIAGNOSTIC_COLUMNS, ForcingTracker, diagnose_step
 from eoskit.eigs import EigResult, SharpnessTracker
 from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.integrations.run_logging import LoggedTable, open_run_loggers
 from eoskit.interrupts import sigterm_as_interrupt
 from eoskit.objective import Objective
 from eoskit.optim import rule_for
 from eoskit.problem import Problem, build_problem, torch_dtype  # noqa: F401 (re-exported)
 from eoskit.progress import progress_bar
-from eoskit.series import precond_cells, precond_tracker, rows_of_series
-from eoskit.summary import (  # noqa: F401 (summarize, ONSET_FRACTION re-exported)
+from eoskit.run_results import plot_results, run_summary
+from eoskit.run_rows import first_row
+from eoskit.series import precond_tracker
+from eoskit.summary import (  # noqa: F401 (re-exported)
     ONSET_FRACTION,
     forcing_summary,
     summarize,
@@ -64,7 +69,8 @@ from eoskit.summary import (  # noqa: F401 (summarize, ONSET_FRACTION re-exporte
 
 
 def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True, overwrite: bool = False, parallel=None) -> dict:
+          progress: bool = True, overwrite: bool = False, parallel=None,
+          log: dict | None = None) -> dict:
     """Run (or resume) a training run into ``out_dir``; returns the summary dict.
 
     ``resume=True`` reads the configuration from ``out_dir/config.json`` (a ``cfg`` given
@@ -74,6 +80,9 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
     holds one (:class:`eoskit.store.RunDirError`) unless ``overwrite`` (the old files go
     first). The directory is locked while the run lasts; an I/O failure (``OSError``,
     re-raised) leaves status ``failed``. ``parallel``: a :class:`~eoskit.distributed.RankGroup`.
+    ``log``: ``{"loggers": ["tensorboard", "mlflow"], "mlflow_uri": None}`` (not part of
+    the run's config; a resume goes on with the stored choice, see
+    :mod:`eoskit.integrations.run_logging`).
     """
     out = Path(out_dir)
     if resume and overwrite:
@@ -97,7 +106,7 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
             problem = parallel.wrap(problem)
         try:
             return Trainer(problem, out, resume=resume, progress=progress,
-                           parallel=parallel).run()
+                           parallel=parallel, log=log).run()
         except OSError as err:
             if main:
                 store.mark_failed(out, err)
@@ -119,7 +128,7 @@ class Evaluation(NamedTuple):
 
 class Trainer:
     def __init__(self, problem: Problem, out: Path, *, resume: bool, progress: bool,
-                 parallel=None):
+                 parallel=None, log: dict | None = None):
         self.p = problem
         self.parallel = parallel
         self.main = parallel is None or parallel.is_main  # the one rank that writes files
@@ -149,6 +158,10 @@ class Trainer:
         logs = (open_tables(out, tables, restored) if self.main  # rank 0 alone writes
                 else {name: parallel.open_log(out / name, cols) for name, cols in tables.items()})
         self.metrics, self.diag_log = logs["metrics.csv"], logs.get("diagnostics.csv")
+        self.loggers = open_run_loggers(out, log, resumed=resume, cfg=cfg) \
+            if self.main else None
+        if self.loggers is not None:
+            self.metrics = LoggedTable(self.metrics, self.loggers)
 
     # ---- bookkeeping
     def _write_config(self) -> None:
@@ -184,6 +197,8 @@ class Trainer:
         save_run_state(self.out / "checkpoints", self.state, keep=self.cfg.keep_checkpoints,
                        config=self.cfg.model_dump(mode="json"),
                        tables=[log.path for log in logs], **self._parts())
+        if self.loggers is not None:
+            self.loggers.flush()  # its rows are durable now
 
     def _restore(self) -> RunState | None:
         return restore_run_state(self.out / "checkpoints", self.cfg.device,
@@ -210,6 +225,8 @@ class Trainer:
         store.write_json(self.out / "summary.json", summary)
         if status != "interrupted":
             self._plots()
+        if self.loggers is not None:
+            self.loggers.finish(status)
         return summary
 
     def _loop(self, update) -> str:
@@ -353,48 +370,13 @@ class Trainer:
 
     def _row(self, t: int, ev: Evaluation, wall: float) -> dict:
         """Row ``t`` as far as ``x_t`` tells (the step's norm and κ come later)."""
-        cfg = self.cfg
         self.state.hvps_total += ev.hvps
-        row = {"step": t, "loss": ev.loss, "grad_norm": float(ev.grad.norm()),
-               "threshold": self.rule.threshold, "hvps": ev.hvps, "wall_time": wall}
-        if ev.aux is not None:
-            row["accuracy"] = int(ev.aux) / (cfg.batch_size or self.obj.n)
-        if ev.eig is not None:
-            values = ev.eig.eigenvalues
-            row["sharpness"] = float(values[0])
-            row["eig_residual"] = float(ev.eig.residuals[0] / max(abs(values[0]), 1e-300))
-            if cfg.neigs > 1:
-                for i, ev_i in enumerate(values):
-                    row[f"eig_{i + 1}"] = float(ev_i)
-        if ev.precond_eig is not None:
-            row.update(precond_cells(ev.precond_eig, cfg.neigs))
-        due = cfg.eval_every and (t % cfg.eval_every == 0 or t == cfg.steps - 1)
-        if self.p.test is not None and due:
-            row["test_loss"], row["test_accuracy"] = self.p.test.loss_and_accuracy(self.state.x)
-        if self.rule.samples_batch and due:
-            row["full_loss"], _ = self.obj.loss_and_accuracy(self.state.x)
-        return row
+        return first_row(t, ev, wall, self.p, self.rule, self.state.x)
 
     # ---- results
     def _summary(self, status: str) -> dict:
-        rows = store.read_rows(self.out / "metrics.csv")
-        series_rows, series = rows_of_series(rows, type(self.rule))
-        out = {**summarize(series_rows, self.rule.threshold, status), "sharpness_series": series}
-        out.update(forcing_summary(self.forcing, rows))
-        out.update({"hvps_total": self.state.hvps_total, "wall_time": self.state.elapsed})
-        if self.diag_log is not None and (self.out / "diagnostics.csv").exists():
-            out["diagnostics"] = summarize_diagnostics(
-                store.read_rows(self.out / "diagnostics.csv"))
-        return out
+        return run_summary(self.out, self.rule, self.forcing, self.state, status,
+                           self.diag_log is not None)
 
     def _plots(self) -> None:
-        from eoskit.plots import plot_run
-
-        try:
-            plot_run(self.out)
-            if (self.out / "diagnostics.csv").exists():
-                from eoskit.plots.diagnostics import plot_diagnostics
-
-                plot_diagnostics(self.out / "diagnostics.csv", self.out / "plots", self.cfg.lr)
-        except Exception as err:  # a figure must never lose a finished run
-            print(f"eoskit: warning: plotting failed: {err}")
+        plot_results(self.out, self.cfg.lr)

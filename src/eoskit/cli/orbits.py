@@ -54,6 +54,9 @@ def _load_problem(objective: str | None, run: Path | None, x0: str | None,
         if not Path(run).is_dir():
             raise FileNotFoundError(f"run directory not found: {run}")
         loaded = load_run(run)
+        if loaded.objective is None:  # a Monitor's directory: the user's model is not stored
+            raise UsageError(f"{run} was written by eoskit.Monitor: its model and data are "
+                             "not stored, so --run cannot rebuild its loss; use --objective")
         obj = loaded.objective
         start = parse_vector(x0 if x0 is not None else x_star, obj.dim,
                              what="x0" if x0 is not None else "x-star")

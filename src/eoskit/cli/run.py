@@ -39,6 +39,10 @@ def run_cmd(
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
     nproc: int = _O(1, "--nproc", min=1, help="Worker processes for this one run "
                     "(data-parallel; results do not depend on it). Under torchrun, leave it."),
+    log: Optional[str] = _O(None, "--log", help="Loggers besides metrics.csv: tensorboard, "
+                            "mlflow or both, comma-separated (a resume keeps the run's own)."),
+    mlflow_uri: Optional[str] = _O(None, "--mlflow-uri", help="MLflow tracking URI "
+                                   "(default sqlite:///RUN/mlflow.db)."),
     **fields,
 ) -> None:
     """Train with full-batch GD (or momentum/SGD), tracking sharpness; write a run directory.
@@ -60,13 +64,15 @@ def run_cmd(
             dropped = ", ".join("--" + g.replace("_", "-") for g in given) or "--config"
             raise UsageError("--resume takes the configuration from the run directory; "
                              f"drop {dropped}")
-        summary = train_parallel(None, resume, resume=True, progress=progress, nproc=nproc)
+        summary = train_parallel(None, resume, resume=True, progress=progress, nproc=nproc,
+                                 log=_log_options(None, log, mlflow_uri))
         run_dir = resume
     else:
         if out is None:
             raise UsageError("--out DIR is required (or --resume DIR)")
         cfg = run_config_from(config, opts)
-        summary = train_parallel(cfg, out, progress=progress, overwrite=overwrite, nproc=nproc)
+        summary = train_parallel(cfg, out, progress=progress, overwrite=overwrite, nproc=nproc,
+                                 log=_log_options(config, log, mlflow_uri))
         run_dir = out
     if summary is None:  # a rank other than 0 under torchrun: rank 0 reports
         return
@@ -78,6 +84,26 @@ def run_cmd(
         raise typer.Exit(EXIT_DIVERGED)
     if summary["status"] == "failed":
         raise typer.Exit(EXIT_FAILED)
+
+
+def _log_options(config: Path | None, log: str | None, mlflow_uri: str | None) -> dict:
+    """--log/--mlflow-uri over the TOML file's ``[log]`` table (``loggers``, ``mlflow_uri``)."""
+    from eoskit.config import load_toml
+    from eoskit.integrations.run_logging import parse_loggers
+
+    table = {}
+    if config is not None:
+        data = load_toml(config)
+        table = data.get("log", {}) if "run" in data else {}
+        if not isinstance(table, dict) or set(table) - {"loggers", "mlflow_uri"}:
+            raise UsageError(f"{config}: [log] takes loggers = [\"tensorboard\", \"mlflow\"] "
+                             "and mlflow_uri = \"URI\"")
+    try:
+        names = parse_loggers(log if log is not None else table.get("loggers"))
+    except ValueError as err:
+        raise UsageError(f"--log: {err}") from None
+    uri = mlflow_uri or table.get("mlflow_uri")
+    return {"loggers": names, "mlflow_uri": uri}
 
 
 def _report(summary: dict, run_dir: Path, json_out: bool) -> None:

@@ -4,7 +4,8 @@
 ``on_train_batch_end`` whenever ``trainer.global_step % every_n_steps == 0``
 (once per optimiser step, so gradient accumulation is handled), at the
 parameters *after* that optimiser step, and logs ``sharpness``, ``eig_1..k``
-and ``threshold`` (when the optimiser has one) through ``pl_module.log``
+and ``threshold`` (when the optimiser has one; with Adam/AdamW/RMSprop also
+``precond_sharpness`` and ``precond_eig_1..k``) through ``pl_module.log``
 (``on_step=True``). Lightning's loggers record everything logged during a
 batch under ``step = trainer.global_step − 1`` (the count of optimiser steps
 *before* that batch's step, as for the batch's training loss); the
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from eoskit.monitor.monitor import Monitor
+from eoskit.monitor.monitor import Monitor, logged_values
 
 _LOSS_ATTRIBUTES = ("loss_fn", "criterion", "loss")
 
@@ -64,12 +65,9 @@ class SharpnessHooks:
         row = self.monitor.step(step=trainer.global_step)
         if row is None:
             return
-        names = ["sharpness", *[f"eig_{i + 1}" for i in range(self.neigs)]]
-        if row["threshold"] is not None:
-            names.append("threshold")
-        for name in names:
+        for name, cell in logged_values(row, self.neigs).items():
             # a float64 tensor: Lightning turns a Python float into float32
-            value = torch.tensor(row[name], dtype=torch.float64, device=pl_module.device)
+            value = torch.tensor(cell, dtype=torch.float64, device=pl_module.device)
             pl_module.log(name, value, on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer, pl_module) -> None:

@@ -70,11 +70,13 @@ def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
 class TensorBoardSink:
     """TensorBoard event files in ``log_dir``: one scalar tag per metrics column."""
 
-    def __init__(self, log_dir: str | Path):
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None):
+        # purge_step: a resumed run's first re-logged step; TensorBoard hides the
+        # events at and after it that an earlier session wrote
         from torch.utils.tensorboard import SummaryWriter
 
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(log_dir=str(self.log_dir))
+        self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step)
 
     def log_params(self, config: dict) -> None:
         self.writer.add_text("config", "```\n" + json.dumps(config, indent=1, default=str)
@@ -95,22 +97,30 @@ class TensorBoardSink:
 class MLflowSink:
     """One MLflow run: params = config, metrics = columns at ``step``, files as artifacts.
 
-    ``uri`` defaults to ``sqlite:///RUN_DIR/mlflow.db``; a new experiment's
-    artifacts go to ``RUN_DIR/mlartifacts``. Uses an ``MlflowClient`` (no
-    global active run is started, so the caller's own MLflow state is untouched).
+    ``uri`` defaults to ``sqlite:///RUN_DIR/mlflow.db``, and a new experiment's
+    artifacts then go to ``RUN_DIR/mlartifacts`` (a server's URI keeps its own
+    artifact store). ``run_id``: continue that MLflow run (a resumed run) instead
+    of creating one. Uses an ``MlflowClient`` (no global active run is started,
+    so the caller's own MLflow state is untouched).
     """
 
     def __init__(self, run_dir: str | Path, uri: str | None = None,
-                 experiment: str = "eoskit", run_name: str | None = None):
+                 experiment: str = "eoskit", run_name: str | None = None,
+                 run_id: str | None = None):
         from mlflow.tracking import MlflowClient
 
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.uri = uri or f"sqlite:///{self.run_dir / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=self.uri)
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            self.run_id = run_id
+            return
         found = self.client.get_experiment_by_name(experiment)
+        where = None if uri else (self.run_dir / "mlartifacts").as_uri()
         exp_id = found.experiment_id if found is not None else self.client.create_experiment(
-            experiment, artifact_location=(self.run_dir / "mlartifacts").as_uri())
+            experiment, artifact_location=where)
         self.run_id = self.client.create_run(exp_id, run_name=run_name).info.run_id
 
     def log_params(self, config: dict) -> None:
@@ -133,8 +143,8 @@ class MLflowSink:
         folder = "plots" if path.suffix == ".png" else None
         self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id, "FINISHED")
+    def close(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
 
 
 SINKS = {"tensorboard": lambda out: TensorBoardSink(Path(out) / "tensorboard"),

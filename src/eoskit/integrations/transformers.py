@@ -20,7 +20,7 @@ This module imports without ``transformers``; ``SharpnessCallback`` is made
 
 from __future__ import annotations
 
-from eoskit.monitor.monitor import Monitor
+from eoskit.monitor.monitor import Monitor, logged_values
 
 
 def output_loss(output, _target=None):
@@ -46,10 +46,7 @@ class SharpnessHooks:
         row = self.monitor.step(step=state.global_step)
         if row is None:
             return control
-        logs = {"sharpness": row["sharpness"],
-                **{f"eig_{i + 1}": row[f"eig_{i + 1}"] for i in range(self.neigs)}}
-        if row["threshold"] is not None:
-            logs["threshold"] = row["threshold"]
+        logs = logged_values(row, self.neigs)
         if self.trainer is not None:
             self.trainer.log(logs)
         else:

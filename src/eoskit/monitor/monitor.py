@@ -24,6 +24,17 @@ pass at ``x_{t+1}``); its comparison with ``2/η`` is the GD/SGD edge-coupling
 reading. It is filled into row ``t`` at the next call, and the row reaches
 ``metrics.csv`` and the loggers then (or at :meth:`Monitor.close`).
 
+With a torch Adam, AdamW or RMSprop optimiser (no amsgrad, momentum or
+centring), each measurement also tracks the *preconditioned* sharpness
+``precond_sharpness`` (and ``precond_eig_1..k``) = λ(P^{-1/2} H P^{-1/2}) with
+``P = diag(√v̂ + ε)`` read off the optimiser's state as torch computes it
+(Adam's bias correction from its ``step``; RMSprop's ``square_avg`` without),
+i.e. the P of the step the optimiser last took (the next step's P also holds
+the next gradient, which does not exist yet). ``threshold`` is then the
+preconditioned one (``(2+2β₁)/((1−β₁)η)``, RMSprop ``2/η``), and the run
+directory's summary reads onset and plateau off ``precond_sharpness``. Before
+the optimiser's first step there is no P: those cells are empty.
+
 Example:
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
@@ -48,15 +59,27 @@ import torch
 from torch import Tensor, nn
 
 from eoskit.eigs import SharpnessTracker
+from eoskit.eigs.preconditioned import preconditioned_matvec
 from eoskit.monitor.data import measurement_set
 from eoskit.monitor.objective import LossFn, LossFnObjective
 from eoskit.monitor.optimizers import (
+    adaptive,
     optimizer_beta,
     optimizer_kind,
     optimizer_lr,
     optimizer_threshold,
+    unwrap,
 )
 from eoskit.monitor.rundir import MonitorRunDir, metric_columns
+from eoskit.optim import torch_preconditioner
+
+
+def logged_values(row: dict, k: int) -> dict[str, float]:
+    """What the callbacks log of a row: ``sharpness``, ``eig_1..k``, ``threshold`` and, for an
+    adaptive optimiser, ``precond_sharpness`` and ``precond_eig_1..k`` (the cells it has)."""
+    names = ["sharpness", *[f"eig_{i + 1}" for i in range(k)], "threshold",
+             "precond_sharpness", *[f"precond_eig_{i + 1}" for i in range(k)]]
+    return {n: row[n] for n in names if row.get(n) is not None}
 
 
 def _rng_devices() -> list[int]:
@@ -79,6 +102,8 @@ class Monitor:
     (``"residual"`` asks ``‖Hv − λv‖ ≤ tol·|λ|``, stricter and ~1.5x the products).
     ``restart_every``: a cold probe every that many measurements (0: never).
     ``curvature=False`` skips the extra forward pass that ``eff_curvature`` costs.
+    ``mode``: the tracker (:data:`eoskit.eigs.tracker.TRACKER_MODES`: ``"lanczos"``, or
+    ``"streaming"``, about one product per measurement once the vectors settle).
     """
 
     def __init__(
@@ -101,6 +126,7 @@ class Monitor:
         restart_every: int = 50,
         criterion: str = "eigenvalue",
         curvature: bool = True,
+        mode: str = "lanczos",
     ):
         if every < 1 or neigs < 1:
             raise ValueError(f"every and neigs must be at least 1, got {every} and {neigs}")
@@ -109,8 +135,12 @@ class Monitor:
         inputs, targets = measurement_set(data, probe_size, seed)
         self.objective = LossFnObjective(model, loss_fn, inputs, targets, dtype=dtype,
                                          physical_batch=physical_batch, hvp_method=hvp_method)
-        self.tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion)
-        self.columns = metric_columns(self.k)
+        self.tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion,
+                                        mode=mode)
+        # P changes between measurements: its own tracker, warm-started from its own vectors
+        self.precond_tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion,
+                                                mode=mode) if adaptive(optimizer) else None
+        self.columns = metric_columns(self.k, self.precond_tracker is not None)
         self.rows: list[dict] = []  # every measurement so far, completed or pending
         self.hvps_total = 0
         self.steps = 0  # optimiser steps counted (or given) so far
@@ -164,17 +194,35 @@ class Monitor:
             with self.objective.at(x) as point:
                 loss, g = float(point.value), point.grad.detach()
                 eig = self.tracker.measure(point.hvp, self.objective.dim, x.dtype, x.device)
+                p = self.preconditioner()
+                peig = None if p is None else self.precond_tracker.measure(
+                    preconditioned_matvec(point.hvp, p), self.objective.dim, x.dtype, x.device)
         if self._pending is not None:
             self._complete_pending(x, loss)
         hvps = self.objective.hvp_count - hvps_before
         self.hvps_total += hvps
         row = self._row(loss, g, eig, hvps)
+        if self.precond_tracker is not None:
+            values = [None] * self.k if peig is None else [float(v) for v in peig.eigenvalues]
+            row.update({"precond_sharpness": values[0],
+                        **{f"precond_eig_{i + 1}": v for i, v in enumerate(values)}})
         self.rows.append(row)
         if self.curvature:
             self._pending = (row, x, g)
         else:
             self._flush()
         return row
+
+    def preconditioner(self) -> Tensor | None:
+        """The optimiser's current ``P = √v̂ + ε`` (d,) in the objective's dtype; None
+        without an adaptive optimiser, before its first step, or if it lacks a parameter."""
+        if self.precond_tracker is None:
+            return None
+        try:
+            p = torch_preconditioner(unwrap(self.optimizer), list(self.model.parameters()))
+        except (KeyError, ValueError):  # no step yet; a parameter the optimiser does not own
+            return None
+        return p.detach().to(dtype=self.objective.dtype, device=self.objective.device)
 
     def _row(self, loss: float, g: Tensor, eig, hvps: int) -> dict:
         top = float(eig.eigenvalues[0])

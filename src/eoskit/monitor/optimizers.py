@@ -6,7 +6,11 @@ momentum (``2/η``), with heavy-ball momentum β (``(2+2β)/η``; dampening ``d`
 scales the step to ``η(1−d)``), with ``nesterov=True`` (``(2+2β)/((1+2β)η)``).
 Weight decay ``λ`` makes the update GD on ``L + λ/2·|x|²``, whose Hessian is
 ``H + λI``, so the threshold on the sharpness of ``L`` is lowered by ``λ``.
-Adaptive optimisers (Adam, RMSprop, ...) have no such scalar threshold: None.
+``torch.optim.Adam``/``AdamW`` and ``RMSprop`` (without amsgrad, momentum or
+centring) have a threshold on the *preconditioned* sharpness
+λ₁(P^{-1/2} H P^{-1/2}), ``P = diag(√v̂ + ε)`` read off their state
+(:func:`eoskit.optim.torch_preconditioner`): ``(2+2β₁)/((1−β₁)η)`` and ``2/η``
+(AdamW's weight decay ignored); other optimisers: None.
 
 Example:
     >>> import torch
@@ -15,7 +19,9 @@ Example:
     20.0
     >>> round(optimizer_threshold(torch.optim.SGD(p, lr=0.1, momentum=0.9)), 10)
     38.0
-    >>> optimizer_threshold(torch.optim.Adam(p, lr=0.1)) is None
+    >>> round(optimizer_threshold(torch.optim.Adam(p, lr=0.1)), 9)
+    380.0
+    >>> optimizer_threshold(torch.optim.Adagrad(p, lr=0.1)) is None
     True
 """
 
@@ -77,9 +83,34 @@ def optimizer_beta(optimizer) -> float:
     return float(optimizer.param_groups[0].get("momentum") or 0.0)
 
 
-def optimizer_threshold(optimizer) -> float | None:
-    """The sharpness above which this optimiser's current step is unstable, or None."""
+def adaptive(optimizer) -> bool:
+    """Whether the optimiser is one whose diagonal preconditioner P eoskit can read."""
     optimizer = unwrap(optimizer)
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)):
+        return False
+    return not any(g.get("amsgrad") or g.get("centered") or g.get("momentum")
+                   for g in optimizer.param_groups)
+
+
+def _adaptive_threshold(optimizer) -> float | None:
+    groups = optimizer.param_groups
+    lrs = {float(g["lr"]) for g in groups}
+    if len(lrs) != 1 or lrs == {0.0} or any(g.get("maximize") for g in groups):
+        return None
+    lr = lrs.pop()
+    if isinstance(optimizer, torch.optim.RMSprop):
+        return stability_threshold("rmsprop", lr)
+    beta1 = {float(g["betas"][0]) for g in groups}
+    return stability_threshold("adam", lr, beta1=beta1.pop()) if len(beta1) == 1 else None
+
+
+def optimizer_threshold(optimizer) -> float | None:
+    """The sharpness above which this optimiser's current step is unstable, or None.
+
+    For an :func:`adaptive` optimiser, the preconditioned sharpness's threshold."""
+    optimizer = unwrap(optimizer)
+    if adaptive(optimizer):
+        return _adaptive_threshold(optimizer)
     if not isinstance(optimizer, torch.optim.SGD):
         return None
     s = _sgd_settings(optimizer)

@@ -27,7 +27,8 @@ from eoskit.store.statuses import FINAL_STATUSES
 LOCK_NAME = ".eoskit.lock"
 # everything eoskit writes at the top of a run directory
 RUN_FILES = ("config.json", "summary.json", "metrics.csv", "diagnostics.csv", "params_final.pt",
-             "checkpoints", "plots", "report.html", "worker.json", "error.txt")
+             "checkpoints", "plots", "report.html", "worker.json", "error.txt",
+             "loggers.json", "tensorboard", "mlflow.db", "mlartifacts")  # --log's
 
 
 # the files whose presence means "a run lives here"

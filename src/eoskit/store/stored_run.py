@@ -1,4 +1,10 @@
-"""A stored run read back: configuration, summary, final parameters and objective."""
+"""A stored run read back: configuration, summary, final parameters and objective.
+
+Also a directory written by :class:`eoskit.Monitor` (``config.json`` says
+``"source": "monitor"``): its model and data are the user's and are not
+stored, so ``objective`` and ``x_final`` are None and ``config`` is the
+Monitor's ``config`` table (a dict: model class, loss, optimiser, lr, ...).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +20,26 @@ from eoskit.store.checkpoints import load_latest_checkpoint
 from eoskit.store.files import read_json
 from eoskit.store.tables import read_rows
 
+MONITOR_SOURCE = "monitor"  # eoskit.monitor.rundir.SOURCE (not imported: no import circle)
+
 
 @dataclass
 class StoredRun:
+    """A run directory read back.
+
+    For an ``eoskit run`` directory ``config`` is its :class:`RunConfig`,
+    ``objective`` the training objective and ``x_final`` the final (or latest
+    checkpointed) parameters. For a Monitor's directory (``source ==
+    "monitor"``) ``config`` is the dict the Monitor wrote, and ``objective``
+    and ``x_final`` are None: the user's model and data are not in it.
+    """
+
     path: Path
-    config: RunConfig
+    config: RunConfig | dict
     summary: dict
     x_final: torch.Tensor | None
-    objective: ModelObjective  # on the training data
+    objective: ModelObjective | None  # on the training data; None for a Monitor run
+    source: str = "run"  # "run" (eoskit run) or "monitor" (eoskit.Monitor)
 
     @property
     def metrics(self):
@@ -45,15 +63,19 @@ class StoredRun:
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> StoredRun:
-    """A finished (or interrupted) run: its config, summary, final parameters and objective."""
+    """A finished (or interrupted) run: its config, summary, final parameters and objective.
+
+    A Monitor's directory gives a :class:`StoredRun` without objective or parameters."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise ValueError(f"{run_dir} is not an eoskit run directory (no config.json)")
     raw = read_json(run_dir / "config.json")
+    summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+    if raw.get("source") == MONITOR_SOURCE:
+        return StoredRun(run_dir, raw["config"], summary, None, None, MONITOR_SOURCE)
     cfg = RunConfig(**raw["config"])
     if device is not None:
         cfg = cfg.model_copy(update={"device": device})
-    summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
     problem = build_problem(cfg, raw.get("components"))
     x_final = None
     if (run_dir / "params_final.pt").exists():

@@ -1,0 +1,39 @@
+"""A finished (or stopped) training run's results: its summary and its figures.
+
+Split out of :mod:`eoskit.train` so that the loop's module holds the loop;
+both read back what the loop wrote into the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eoskit import store
+from eoskit.series import rows_of_series
+from eoskit.summary import forcing_summary, summarize, summarize_diagnostics
+
+
+def run_summary(out: Path, rule, forcing, state, status: str, diagnosed: bool) -> dict:
+    """summary.json's contents from ``metrics.csv`` (and diagnostics.csv if ``diagnosed``)."""
+    rows = store.read_rows(out / "metrics.csv")
+    series_rows, series = rows_of_series(rows, type(rule))
+    summary = {**summarize(series_rows, rule.threshold, status), "sharpness_series": series}
+    summary.update(forcing_summary(forcing, rows))
+    summary.update({"hvps_total": state.hvps_total, "wall_time": state.elapsed})
+    if diagnosed and (out / "diagnostics.csv").exists():
+        summary["diagnostics"] = summarize_diagnostics(store.read_rows(out / "diagnostics.csv"))
+    return summary
+
+
+def plot_results(out: Path, lr: float) -> None:
+    """The run's figures into ``out/plots``; a failure is a warning, never a lost run."""
+    from eoskit.plots import plot_run
+
+    try:
+        plot_run(out)
+        if (out / "diagnostics.csv").exists():
+            from eoskit.plots.diagnostics import plot_diagnostics
+
+            plot_diagnostics(out / "diagnostics.csv", out / "plots", lr)
+    except Exception as err:  # a figure must never lose a finished run
+        print(f"eoskit: warning: plotting failed: {err}")
