@@ -184,9 +184,9 @@ class RunConfig(BaseModel):
         if self.data_dir is not None and self.dataset not in FILE_DATASET_DIRS:
             raise ValueError(f"data_dir: dataset {self.dataset!r} reads no files (only "
                              f"{', '.join(FILE_DATASET_DIRS)} take a data_dir)")
-        if self.diagnose_every and not rule.edge_coupling:
+        if self.diagnose_every and not (rule.edge_coupling or rule.preconditioned):
             raise ValueError("diagnose_every: the edge-coupling identities are for "
-                             f"{_names('edge_coupling')} steps")
+                             f"{_names('edge_coupling')} and the adaptive steps")
         return self
 
     @property

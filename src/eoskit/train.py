@@ -48,7 +48,7 @@ from eoskit.checkpointing import (
 )
 from eoskit.columns import BASE_COLUMNS, metric_columns  # noqa: F401 (re-exported)
 from eoskit.config import RunConfig
-from eoskit.diagnostics import DIAGNOSTIC_COLUMNS, ForcingTracker, diagnose_step
+from eoskit.diagnostics import ForcingTracker, diagnosable, diagnose_rule_step, diagnostic_columns
 from eoskit.eigs import EigResult, SharpnessTracker
 from eoskit.eigs.preconditioned import preconditioned_matvec
 from eoskit.integrations.run_logging import LoggedTable, open_run_loggers
@@ -154,7 +154,7 @@ class Trainer:
             self._write_config()
         tables = {"metrics.csv": self.columns}
         if cfg.diagnose_every:
-            tables["diagnostics.csv"] = list(DIAGNOSTIC_COLUMNS)
+            tables["diagnostics.csv"] = diagnostic_columns(self.rule)
         logs = (open_tables(out, tables, restored) if self.main  # rank 0 alone writes
                 else {name: parallel.open_log(out / name, cols) for name, cols in tables.items()})
         self.metrics, self.diag_log = logs["metrics.csv"], logs.get("diagnostics.csv")
@@ -323,7 +323,7 @@ class Trainer:
 
     def _diagnosed(self, t: int) -> bool:
         every = self.cfg.diagnose_every
-        return bool(every) and self.rule.edge_coupling and t % every == 0
+        return bool(every) and diagnosable(self.rule) and t % every == 0
 
     def _final_loss(self, x: Tensor) -> float:
         return self.obj.loss_and_accuracy(x)[0]
@@ -348,7 +348,7 @@ class Trainer:
         s.pending_row = None
         if s.pending_diag is not None:
             d = s.pending_diag
-            # diagnosed rules step s = −ηg (RunConfig allows diagnostics for no other)
+            # GD-type steps: s_{t+1} = −ηg; an adaptive rule predicts its own (§6)
             s_next = None if g_next is None else -self.cfg.lr * g_next
             self._diagnose(self.obj, d["step"], d["x"], d["s"], s_next, d["loss"], loss_next)
             s.pending_diag = None
@@ -364,8 +364,8 @@ class Trainer:
 
     def _diagnose(self, obj, t, x, s_t, s_next, loss_t, loss_next) -> None:
         warm = None if self.tracker.warm is None else self.tracker.warm[:, 0]
-        diag = diagnose_step(obj, x, s_t, s_next, self.cfg.lr, loss_t, loss_next,
-                             nodes=self.cfg.diagnose_nodes, sharpness_v0=warm)
+        diag = diagnose_rule_step(obj, self.rule, x, s_t, s_next, self.cfg.lr, loss_t,
+                                  loss_next, nodes=self.cfg.diagnose_nodes, sharpness_v0=warm)
         self.diag_log.write({"step": t, **diag})
 
     def _row(self, t: int, ev: Evaluation, wall: float) -> dict:

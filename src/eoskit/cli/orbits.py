@@ -7,6 +7,13 @@ Examples::
     eoskit bifurcation --objective theory-example --lr 1.01 --neigs 2 --json
     eoskit bifurcation --objective linear-net --find-minimum --sweep 1.001c:1.03c:8 --out DIR
     eoskit orbits --objective my_loss.py:loss --x0 0.1,0.2 --lr 0.5 --json
+    eoskit bifurcation --objective theory-example --precond p.npy --json
+
+``--precond FILE.npy`` (a fixed positive diagonal ``P``, length = dimension)
+solves ``∇A_η^P = 0`` instead: the fixed points and period-two orbits of
+preconditioned GD ``x' = x − ηP⁻¹∇L(x)``, and ``η_c = 2/λ₁(P⁻¹H)``. It runs
+the same solvers on ``L(P^{-1/2} z)`` (:mod:`eoskit.orbits.preconditioned`);
+points are reported in ``x``, half-amplitudes as ``|x − y|_P/2``.
 
 ``--objective`` is a built-in (see ``eoskit.testfns.BUILTINS``), ``FILE.py:NAME``
 or ``package.module:NAME``; ``--run DIR`` uses a trained run's objective and
@@ -71,6 +78,40 @@ def _load_problem(objective: str | None, run: Path | None, x0: str | None,
     return load_objective(objective, x0), None
 
 
+_PRECOND_HELP = ("A fixed positive diagonal preconditioner P (.npy, length = dimension): "
+                 "orbits of preconditioned GD x' = x − ηP⁻¹∇L(x), η_c = 2/λ₁(P⁻¹H).")
+
+
+def _precondition(problem, precond: Path | None):
+    """``(problem in z = P^{1/2} x, the PreconditionedObjective)``, or ``(problem, None)``."""
+    if precond is None:
+        return problem, None
+    from eoskit.orbits import PreconditionedObjective
+    from eoskit.testfns import ObjectiveProblem
+
+    if not Path(precond).is_file():
+        raise UsageError(f"--precond: no such file: {precond}")
+    try:
+        arr = np.load(precond, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
+        raise UsageError(f"--precond: cannot read {precond} as a .npy array ({err})") from err
+    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number) or (
+            np.iscomplexobj(arr)):
+        raise UsageError(f"--precond: {precond} does not hold real numbers")
+    try:
+        pobj = PreconditionedObjective(problem.objective, arr.astype(np.float64))
+    except ValueError as err:
+        raise UsageError(f"--precond {precond}: {err}") from err
+    x_star = None if problem.x_star is None else pobj.to_z(problem.x_star)
+    return ObjectiveProblem(problem.name, pobj, pobj.to_z(problem.x0), x_star,
+                            problem.description, problem.meta), pobj
+
+
+def _in_z(pobj, vec):
+    """A user-given point (in x) in the solver's variables."""
+    return vec if pobj is None or vec is None else pobj.to_z(vec)
+
+
 def _check_lr(lr: float | None, run_obj=None) -> float:
     if lr is None and run_obj is not None:
         lr = getattr(run_obj, "lr", None)
@@ -85,14 +126,14 @@ def _check_lr(lr: float | None, run_obj=None) -> float:
     return lr
 
 
-def _resolve_x_star(problem, x_star: str | None, find_min: bool, from_run: bool):
+def _resolve_x_star(problem, x_star: str | None, find_min: bool, from_run: bool, pobj=None):
     """The fixed point to reduce at, and a note on where it came from."""
     from eoskit.orbits import find_minimum
     from eoskit.testfns import parse_vector
 
     obj = problem.objective
     if x_star is not None:
-        start = parse_vector(x_star, obj.dim, what="x-star").to(obj.dtype)
+        start = _in_z(pobj, parse_vector(x_star, obj.dim, what="x-star").to(obj.dtype))
         source = "given"
     elif find_min:
         start, source = problem.x0, "find-minimum"
@@ -157,14 +198,14 @@ def _check_orbit_args(y0, gd_steps, predict, x_star, find_min, tol, max_iter, nf
 
 
 def _orbit_start(problem, lr: float, *, y0, gd_steps: int, predict: bool, x_star,
-                 find_min: bool, direction: int, from_run: bool):
+                 find_min: bool, direction: int, from_run: bool, pobj=None):
     """The start pair ``(x, y or None)`` of ``eoskit orbits`` and a note naming it."""
     from eoskit.orbits import gd_iterates, reduce_at_fixed_point
     from eoskit.testfns import parse_vector
 
     obj = problem.objective
     if predict:
-        xs, src = _resolve_x_star(problem, x_star, find_min, from_run)
+        xs, src = _resolve_x_star(problem, x_star, find_min, from_run, pobj)
         if direction < 0 or direction + 1 > obj.dim:
             raise UsageError(f"--direction must be between 0 and {obj.dim - 1}")
         with at_step("the reduction at x*"):
@@ -172,7 +213,7 @@ def _orbit_start(problem, lr: float, *, y0, gd_steps: int, predict: bool, x_star
         return (*red.predicted_orbit(lr, direction), f"predicted (x* {src})")
     if gd_steps > 0:
         return (*gd_iterates(obj, problem.x0, lr, gd_steps), f"gd {gd_steps} steps")
-    xb = parse_vector(y0, obj.dim, what="y0") if y0 is not None else None
+    xb = _in_z(pobj, parse_vector(y0, obj.dim, what="y0") if y0 is not None else None)
     return problem.x0, xb, "pair" if xb is not None else "point"
 
 
@@ -215,21 +256,28 @@ def orbits_cmd(
     max_iter: int = _O(60, "--max-iter", help="Newton iterations."),
     nfloquet: int = _O(6, "--nfloquet", help="Floquet multipliers to report."),
     json_out: bool = _O(False, "--json", help="Print the result as JSON."),
+    precond: Optional[Path] = _O(None, "--precond", help=_PRECOND_HELP),
 ) -> None:
     """Find a period-two orbit (or fixed point) of GD: Newton–MINRES on ∇A_η = 0."""
-    from eoskit.orbits import find_orbit
+    from eoskit.orbits import find_orbit, orbit_to_x
 
     problem, run_obj = _load_problem(objective, run, x0, x_star if predict else None)
     lr = _check_lr(lr, run_obj)
+    problem, pobj = _precondition(problem, precond)
     _check_orbit_args(y0, gd_steps, predict, x_star, find_min, tol, max_iter, nfloquet)
     with at_step(None, objective=problem.name):  # a failing objective: one line, exit 2
         xa, xb, start_note = _orbit_start(problem, lr, y0=y0, gd_steps=gd_steps,
                                           predict=predict, x_star=x_star, find_min=find_min,
-                                          direction=direction, from_run=run is not None)
+                                          direction=direction, from_run=run is not None,
+                                          pobj=pobj)
         res = find_orbit(problem.objective, lr, xa, xb, tol=tol, max_iter=max_iter,
                          deflate=deflate, n_floquet=nfloquet)
+    if pobj is not None:
+        res = orbit_to_x(res, pobj)
+        start_note += f"; preconditioned by {precond}, half-amplitude |x − y|_P/2"
     if json_out:
-        _emit_json({**res.to_dict(), "start": start_note, "objective": problem.name})
+        _emit_json({**res.to_dict(), "start": start_note, "objective": problem.name,
+                    "precond": None if precond is None else str(precond)})
     else:
         _print_orbit(problem.name, lr, start_note, res)
 
@@ -308,19 +356,23 @@ def bifurcation_cmd(
     out: Optional[Path] = _O(None, "--out", help="Folder for bifurcation.png/.csv/.json."),
     direction: int = _O(0, "--direction", help="Direction whose branch --sweep continues."),
     json_out: bool = _O(False, "--json", help="Print the reduction (and sweep) as JSON."),
+    precond: Optional[Path] = _O(None, "--precond", help=_PRECOND_HELP),
 ) -> None:
     """Half-amplitude reduction at a fixed point: η_c, Q, side; optionally sweep the branch."""
-    from eoskit.orbits import reduce_at_fixed_point
+    from eoskit.orbits import reduce_at_fixed_point, reduction_to_x
 
     problem, _ = _load_problem(objective, run, x0, x_star)
     if lr is not None:
         lr = _check_lr(lr)
     _check_bifurcation_args(problem.objective.dim, neigs, direction, sweep, out)
+    problem, pobj = _precondition(problem, precond)
     with at_step(None, objective=problem.name):  # a failing objective: one line, exit 2
-        xs, source = _resolve_x_star(problem, x_star, find_min, run is not None)
+        xs, source = _resolve_x_star(problem, x_star, find_min, run is not None, pobj)
         with at_step("the reduction at x*"):
             red = reduce_at_fixed_point(problem.objective, xs, k=neigs, lr=lr)
-        payload = {**red.to_dict(lr), "x_star_source": source, "objective": problem.name}
+        shown = red if pobj is None else reduction_to_x(red, pobj)
+        payload = {**shown.to_dict(lr), "x_star_source": source, "objective": problem.name,
+                   "precond": None if precond is None else str(precond)}
         if not red.is_fixed_point:
             typer.echo(f"eoskit: warning: |grad L(x*)| = {red.grad_norm:.3g}: x* is not a "
                        "fixed point, the reduction does not apply (try --find-minimum)",
@@ -330,4 +382,6 @@ def bifurcation_cmd(
     if json_out:
         _emit_json(payload)
     else:
-        _print_reduction(problem.name, source, red, lr, payload.get("sweep"))
+        _print_reduction(problem.name, source + ("" if precond is None else
+                                                 f"; eigenvalues of P⁻¹H, P from {precond}"),
+                         red, lr, payload.get("sweep"))

@@ -32,6 +32,13 @@ stability boundary.
 
 from __future__ import annotations
 
+from eoskit.diagnostics.adaptive import (
+    ADAPTIVE_DIAGNOSTIC_COLUMNS,
+    diagnosable,
+    diagnose_adaptive_step,
+    diagnose_rule_step,
+    diagnostic_columns,
+)
 from eoskit.diagnostics.diagnose import DIAGNOSTIC_COLUMNS, diagnose_step
 from eoskit.diagnostics.forcing import ForcingTracker
 from eoskit.diagnostics.identities import (
@@ -108,6 +115,9 @@ __all__ = [
     "preconditioned_sharpness",
     # one row per step
     "DIAGNOSTIC_COLUMNS",
+    # adaptive runs (docs/theory.md §6 with the step's P_t, and P's drift)
+    "ADAPTIVE_DIAGNOSTIC_COLUMNS", "diagnose_adaptive_step", "diagnose_rule_step",
+    "diagnosable", "diagnostic_columns",
     "diagnose_step",
     # figures (eoskit.plots.diagnostics, loaded lazily)
     "plot_diagnostics",

@@ -11,6 +11,8 @@
 * :mod:`~eoskit.orbits.minimum`: :func:`find_minimum`, a fixed point to reduce at.
 * :mod:`~eoskit.orbits.reduction`: :func:`reduce_at_fixed_point`, ``η_c = 2/λ``
   and ``Q`` per eigendirection, the predicted half-amplitude and orbit.
+* :mod:`~eoskit.orbits.preconditioned`: :class:`PreconditionedObjective`, the
+  same tools for preconditioned GD with a fixed diagonal ``P`` (via ``z = P^{1/2} x``).
 * :mod:`~eoskit.orbits.continuation`: :func:`bifurcation_sweep` continues one
   branch over learning rates; :func:`eoskit.plots.bifurcation.plot_bifurcation`
   draws it (also importable from here; matplotlib is loaded only then).
@@ -38,6 +40,12 @@ from eoskit.orbits.continuation import (
 from eoskit.orbits.floquet import floquet_multipliers, orbit_checks
 from eoskit.orbits.minimum import MinimumResult, find_minimum
 from eoskit.orbits.orbit import OrbitResult, find_orbit, find_orbit_from_gd, gd_iterates
+from eoskit.orbits.preconditioned import (
+    PreconditionedObjective,
+    check_preconditioner,
+    orbit_to_x,
+    reduction_to_x,
+)
 from eoskit.orbits.reduction import (
     DirectionReduction,
     Reduction,
@@ -56,6 +64,8 @@ __all__ = [
     # the half-amplitude reduction
     "Reduction", "DirectionReduction", "reduce_at_fixed_point", "half_amplitude_coefficient",
     "predicted_half_amplitude",
+    # a fixed diagonal preconditioner (z = P^{1/2} x)
+    "PreconditionedObjective", "check_preconditioner", "orbit_to_x", "reduction_to_x",
     # continuation over learning rates
     "BifurcationSweep", "BifurcationRow", "bifurcation_sweep", "plot_bifurcation",
     # previous names (one release): Sweep -> BifurcationSweep, SweepRow -> BifurcationRow
