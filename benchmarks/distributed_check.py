@@ -93,7 +93,8 @@ def _kill_mid_run(root: Path, eoskit: list[str]) -> dict:
         copy = root / f"killed_resume_{n}"
         shutil.copytree(run, copy)
         rc, secs = _run([*eoskit, "run", "--resume", str(copy), "--nproc", str(n),
-                         "--no-progress"], root / f"resume_{n}.log")
+                         "--no-progress"], root / f"resume_{n}.log",
+                        env={**os.environ, "OMP_NUM_THREADS": "1"})
         out[f"resume_{n}"] = {"returncode": rc, "seconds": secs,
                               "status": store.read_json(copy / "summary.json")["status"]}
     return out

@@ -263,6 +263,9 @@ def _summarise(setting: ProcSetting, nproc: int, results: list[dict], base: dict
         mine, ref = results[0]["tracked"], base["_first"]["tracked"]
         row["max_rel_diff_eigenvalue"] = _max_rel_diff(mine["eigenvalues"], ref["eigenvalues"])
         row["max_rel_diff_loss"] = _max_rel_diff(mine["losses"], ref["losses"])
+        if "tracked-rank0" in results[0]:
+            row["max_rel_diff_eigenvalue_rank0"] = _max_rel_diff(
+                results[0]["tracked-rank0"]["eigenvalues"], ref["eigenvalues"])
     return row
 
 
