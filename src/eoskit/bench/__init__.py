@@ -14,7 +14,8 @@ Sections, each a list of JSON rows ``{method, setting, hvps, seconds,
 rel_error}`` plus descriptive keys: ``costs`` (:mod:`~eoskit.bench.costs`),
 ``cold`` (:mod:`~eoskit.bench.cold`), ``track`` and ``stream``
 (:mod:`~eoskit.bench.tracking`), ``scaling`` (:mod:`~eoskit.bench.scaling`);
-then the ``goal`` rows (:mod:`~eoskit.bench.goals`). The peers (curvlinops,
+then the ``goal`` rows (:mod:`~eoskit.bench.goals`). ``eoskit bench scaling``,
+one problem over N processes, is :mod:`~eoskit.bench.processes`. The peers (curvlinops,
 PyHessian, Cohen et al.'s protocol) and their common loss live in
 :mod:`eoskit.bench.peers`; the driver in :mod:`eoskit.bench.run`.
 
@@ -32,6 +33,7 @@ from eoskit.bench.peers import (
     pyhessian_setup,
 )
 from eoskit.bench.problem import BenchProblem, Cache, build, gd_points, reference_eig
+from eoskit.bench.processes import bench_processes
 from eoskit.bench.run import environment, run_sharpness_bench, table, write_json
 from eoskit.bench.scaling import bench_scaling
 from eoskit.bench.setting import (
@@ -58,6 +60,8 @@ __all__ = [
     # sections
     "RESTART", "STREAM_NAME", "TRACK_NAME",
     "bench_cold", "bench_costs", "bench_scaling", "bench_tracking",
+    # process scaling (eoskit bench scaling)
+    "bench_processes",
     # goals
     "goals",
     # driver and output

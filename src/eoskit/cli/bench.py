@@ -1,10 +1,11 @@
-"""``eoskit bench``: benchmarks (``eoskit bench sharpness``).
+"""``eoskit bench``: benchmarks (``eoskit bench sharpness``, ``eoskit bench scaling``).
 
 Examples::
 
     eoskit bench sharpness --json benchmarks/results/sharpness.json
     eoskit bench sharpness --tiny --json /tmp/tiny.json
     eoskit bench sharpness --sections cold,track --dtypes float32 --torch-threads 1
+    eoskit bench scaling --nproc 1,2 --json benchmarks/results/scaling.json
 """
 
 from __future__ import annotations
@@ -70,3 +71,46 @@ def sharpness_cmd(
     if json_out is not None:
         write_json(rows, json_out)
         typer.echo(f"wrote {json_out}")
+
+
+@bench_app.command("scaling")
+@handle_errors
+def scaling_cmd(
+    nproc: str = _O("1,2", "--nproc", help="Comma-separated process counts (1 first)."),
+    settings: str = _O("demo,large", help="Comma-separated settings: demo (fc-tanh "
+                       "784-200-200-10, 2,000 images), large (width 400, 4,000 images), tiny."),
+    repeats: int = _O(3, min=1, help="Repeats of each measurement (alternating N; median)."),
+    json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
+    markdown_out: Optional[Path] = _O(None, "--markdown", help="Write the table here."),
+    quiet: bool = _O(False, help="No progress lines."),
+) -> None:
+    """Process scaling of one run: GD and tracked steps over N one-thread processes.
+
+    Not the problem-size section of ``eoskit bench sharpness`` (also called scaling):
+    this times ONE problem split over N ranks (gloo, CPU), with the all-reduce time
+    and bytes per step, and the eigensolver replicated vs on rank 0 with broadcasts.
+    """
+    from eoskit.bench.process_table import markdown
+    from eoskit.bench.processes import SETTINGS, bench_processes
+    from eoskit.bench.run import environment, write_json
+
+    try:
+        counts = [int(n) for n in nproc.split(",")]
+    except ValueError:
+        raise UsageError(f"--nproc must be comma-separated integers, got {nproc!r}") from None
+    if counts[0] != 1 or any(n < 1 for n in counts) or len(set(counts)) != len(counts):
+        raise UsageError(f"--nproc must start with 1 and list distinct counts ≥ 1, got {nproc!r}")
+    names = [s.strip() for s in settings.split(",")]
+    if bad := [s for s in names if s not in SETTINGS]:
+        raise UsageError(f"unknown setting(s) {bad}; choose from {', '.join(SETTINGS)}")
+    log = (lambda *a, **k: None) if quiet else typer.echo
+    rows = bench_processes([SETTINGS[s] for s in names], counts, repeats, log)
+    table = markdown(rows)
+    typer.echo(table)
+    if json_out is not None:
+        write_json([{"section": "meta", **environment()}, *rows], json_out)
+        typer.echo(f"wrote {json_out}")
+    if markdown_out is not None:
+        markdown_out.parent.mkdir(parents=True, exist_ok=True)
+        markdown_out.write_text(table + "\n")
+        typer.echo(f"wrote {markdown_out}")

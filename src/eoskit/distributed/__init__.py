@@ -8,6 +8,7 @@
 * :mod:`~eoskit.distributed.problem`: a run's problem sharded for one rank.
 * :mod:`~eoskit.distributed.worker`: one rank's run (rank 0 writes).
 * :mod:`~eoskit.distributed.launch`: ``eoskit run --nproc N`` and ``torchrun``.
+* :mod:`~eoskit.distributed.user_loop`: the Monitor in a user's own distributed loop.
 """
 
 from eoskit.distributed.group import (
@@ -26,6 +27,7 @@ from eoskit.distributed.launch import launch, train_parallel
 from eoskit.distributed.objective import ShardedObjective, ShardedPoint, ShardModelObjective
 from eoskit.distributed.problem import shard_objective, shard_problem
 from eoskit.distributed.shards import shard_bounds, shard_samples
+from eoskit.distributed.user_loop import across_ranks, in_process_group, is_main_rank
 from eoskit.distributed.worker import RankGroup, mark_failed, run_rank
 
 __all__ = [
@@ -38,4 +40,6 @@ __all__ = [
     "ShardedPoint", "shard_objective", "shard_problem",
     # running
     "RankGroup", "run_rank", "mark_failed", "train_parallel", "launch",
+    # a user's own loop (the Monitor)
+    "across_ranks", "in_process_group", "is_main_rank",
 ]

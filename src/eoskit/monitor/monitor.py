@@ -58,6 +58,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from eoskit.distributed.user_loop import across_ranks, is_main_rank
 from eoskit.eigs import SharpnessTracker
 from eoskit.eigs.preconditioned import preconditioned_matvec
 from eoskit.monitor.data import measurement_set
@@ -135,6 +136,8 @@ class Monitor:
         inputs, targets = measurement_set(data, probe_size, seed)
         self.objective = LossFnObjective(model, loss_fn, inputs, targets, dtype=dtype,
                                          physical_batch=physical_batch, hvp_method=hvp_method)
+        # under torch.distributed: data is this rank's shard; the sums run over all ranks
+        self.objective = across_ranks(self.objective)
         self.tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion,
                                         mode=mode)
         # P changes between measurements: its own tracker, warm-started from its own vectors
@@ -148,6 +151,8 @@ class Monitor:
         self._written = 0  # rows handed to metrics.csv and the loggers
         self._t0 = time.perf_counter()
         self.closed = False
+        if not is_main_rank():  # rank 0 alone writes the run directory and logs
+            out, loggers = None, ()
         config, meta = self._config(loss_fn, probe_size, tol, seed, restart_every)
         self.run_dir = MonitorRunDir(out, config, meta, self.columns) if out is not None else None
         from eoskit.integrations.loggers import make_sinks

@@ -41,14 +41,16 @@ def run_point(task: dict) -> dict:
             import torch
 
             torch.set_num_threads(int(task["threads"]))
-        from eoskit.train import train
+        from eoskit.distributed import train_parallel
 
         run_dir.mkdir(parents=True, exist_ok=True)
         _record_attempt(run_dir)
         (run_dir / "error.txt").unlink(missing_ok=True)
         cfg = RunConfig(**task["config"])
         resume = (run_dir / "config.json").exists()
-        summary = train(cfg, run_dir, resume=resume, progress=False)
+        # nproc > 1: this worker launches the point's ranks and watches them
+        summary = train_parallel(cfg, run_dir, resume=resume, progress=False,
+                                 nproc=int(task.get("nproc", 1)))
         return {**index_fields(summary), "seconds": time.time() - started}
     except Exception as err:  # a failing run must not stop the sweep
         message = f"{type(err).__name__}: {err}".strip()
@@ -96,17 +98,20 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
     if len(todo) < len(spec.points):
         log(f"resuming: {len(spec.points) - len(todo)} of {len(spec.points)} runs already "
             "finished, skipped")
-    n_workers = min(workers or (os.cpu_count() or 1), max(len(todo), 1))
-    threads = 1 if n_workers > 1 else 0  # 0: leave torch's default
+    # a point over nproc processes takes nproc cores: fewer runs at once by default
+    widest = max((p.nproc for p in todo), default=1)
+    n_workers = min(workers or max(1, (os.cpu_count() or 1) // widest), max(len(todo), 1))
+    threads = 1 if n_workers > 1 or widest > 1 else 0  # 0: leave torch's default
     tasks = [{"name": p.name, "config": p.config.model_dump(mode="json"),
-              "run_dir": str(index.run_dir(p)), "threads": threads} for p in todo]
+              "run_dir": str(index.run_dir(p)), "threads": threads, "nproc": p.nproc}
+             for p in todo]
     if tasks:
         log(f"{len(tasks)} runs on the {backend} backend"
             f"{f' ({n_workers} workers)' if backend == 'local' or not ray_address else ''}")
         on_result = _recorder(index, len(tasks), log)
         if backend == "inline":
             for t in tasks:
-                on_result(t, run_point({**t, "threads": 0}))
+                on_result(t, run_point({**t, "threads": 0 if t["nproc"] == 1 else 1}))
         elif backend == "local":
             _run_local(tasks, n_workers, on_result)
         else:
@@ -221,7 +226,8 @@ def _run_ray(tasks: list[dict], workers: int, address: str | None, on_result: On
     try:
         remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES,
                             retry_exceptions=False)(_ray_run_point)
-        pending = {remote.remote(t): t for t in tasks}
+        # a point over nproc processes reserves nproc CPUs of the cluster
+        pending = {remote.options(num_cpus=t.get("nproc", 1)).remote(t): t for t in tasks}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:

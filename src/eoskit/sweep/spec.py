@@ -10,6 +10,14 @@ Example:
     ['lr=0.1_seed=0', 'lr=0.2_seed=0']
     >>> spec.points[1].config.lr
     0.2
+
+``nproc`` (in ``[run]`` or ``[grid]``) is no run option but how a point runs: over
+that many processes (``eoskit run --nproc``), 1 by default:
+
+    >>> spec = parse_sweep({"run": {"dataset": "digits", "steps": 3},
+    ...                     "grid": {"nproc": [1, 2]}})
+    >>> [(p.name, p.nproc, "nproc" in p.config.model_fields) for p in spec.points]
+    [('nproc=1', 1, False), ('nproc=2', 2, False)]
 """
 
 from __future__ import annotations
@@ -26,6 +34,10 @@ from pydantic import ValidationError
 
 from eoskit.config import RunConfig, load_toml
 from eoskit.data import FILE_DATASET_DIRS
+from eoskit.optim import rule_class
+
+# keys of a sweep point that say how it runs, not what (not RunConfig fields)
+POINT_OPTIONS = ("nproc",)
 
 
 class SweepError(ValueError):
@@ -37,6 +49,7 @@ class GridPoint:
     name: str  # run directory name, e.g. "lr=0.05_seed=1"
     params: dict  # the grid values of this point, in [grid] order
     config: RunConfig
+    nproc: int = 1  # processes of this one run (eoskit run --nproc)
 
 
 @dataclass
@@ -80,7 +93,7 @@ def parse_sweep(data: dict, where: str = "sweep config") -> SweepSpec:
     run, grid = _tables(data, where)
     for table, values in (("run", run), ("grid", grid)):
         for k in values:
-            if k not in RunConfig.model_fields:
+            if k not in RunConfig.model_fields and k not in POINT_OPTIONS:
                 raise SweepError(f"{where}: unknown option {k!r} in [{table}]"
                                  f"{_suggest(k, RunConfig.model_fields)}")
     for k, vals in grid.items():
@@ -140,21 +153,39 @@ def _expand(spec: SweepSpec, where: str) -> list[GridPoint]:
             raise SweepError(f"{where}: grid points {names[name]} and {params} both get the run "
                              f"directory name {name!r}; make the grid values distinct")
         names[name] = params
+        options = {**spec.run, **params}
+        nproc = options.pop("nproc", 1)
         try:
-            cfg = RunConfig(**{**spec.run, **params})
+            cfg = RunConfig(**options)
         except ValidationError as err:
             errors.append(f"grid point {name}: {_validation_message(err, spec.run, params)}")
             continue
-        problem = data_path_problem(cfg)
+        problem = nproc_problem(nproc, cfg) or data_path_problem(cfg)
         if problem:
             errors.append(f"grid point {name}: {problem}")
             continue
-        points.append(GridPoint(name, params, cfg))
+        points.append(GridPoint(name, params, cfg, nproc))
     if errors:
         n = len(errors) - 1
         more = f" (and {n} more grid point{'s' if n > 1 else ''})" if n else ""
         raise SweepError(f"{where}: invalid configuration at {errors[0]}{more}")
     return points
+
+
+def nproc_problem(nproc, cfg: RunConfig) -> str | None:
+    """Why ``cfg`` cannot run over ``nproc`` processes (None if it can).
+
+    >>> nproc_problem(2, RunConfig(optimizer="sgd", batch_size=10))
+    "nproc: 2 processes run full-batch rules only; 'sgd' samples mini-batches"
+    """
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        return f"nproc must be an integer ≥ 1, got {_show(nproc)}"
+    if nproc > 1 and rule_class(cfg.optimizer).samples_batch:
+        return (f"nproc: {nproc} processes run full-batch rules only; "
+                f"{cfg.optimizer!r} samples mini-batches")
+    if nproc > cfg.n_train:
+        return f"nproc: {nproc} processes cannot share {cfg.n_train} training examples"
+    return None
 
 
 def data_path_problem(cfg: RunConfig) -> str | None:
