@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from typer.testing import CliRunner
 
+import eoskit.cli.flow  # noqa: F401  (registers the command)
+from eoskit import store
+from eoskit.cli import app
 from eoskit.flows.gradient import GradientFlowSettings
 from eoskit.flows.rmsprop import RMSPropCentralFlow, initial_nu, integrate_stable
+from eoskit.flows.run import FlowSettings, run_flows
 from eoskit.objective import FunctionObjective
 
 F64 = torch.float64
@@ -31,7 +36,7 @@ def _tanh_net(seed=0, n=6, hidden=4):
         return 0.5 * ((h @ x[a:a + hidden] - y) ** 2).mean()
 
     d = a + hidden
-    return FunctionObjective(loss, d), torch.randn(d, generator=gen, dtype=F64) * 0.5
+    return FunctionObjective(loss, d), torch.randn(d, generator=gen, dtype=F64) * 0.5, loss
 
 
 def test_on_a_diagonal_quadratic_the_flow_predicts_rmsprops_two_cycle():
@@ -61,7 +66,7 @@ def test_on_a_diagonal_quadratic_the_flow_predicts_rmsprops_two_cycle():
 def test_with_nothing_constrained_it_is_rmsprops_stable_flow():
     """Far below the edge X = 0, and K Euler substeps converge at first order in 1/K to
     the stable flow (w, ν) integrated independently by solve_ivp."""
-    obj, w0 = _tanh_net()
+    obj, w0, _ = _tanh_net()
     lr, rho, T = 0.02, 0.9, 6
     nu0 = initial_nu(obj.grad(w0), rho)
     w_ref, nu_ref, _ = integrate_stable(obj, w0, nu0, lr, T, rho,
@@ -75,3 +80,36 @@ def test_with_nothing_constrained_it_is_rmsprops_stable_flow():
     ratios = [errors[i] / errors[i + 1] for i in range(2)]
     assert all(1.7 < r < 2.3 for r in ratios), (errors, ratios)
     assert errors[-1] < 0.05 * float((w_ref - w0).norm())
+
+
+def test_flows_run_follows_torch_rmsprop_and_resumes(tmp_path):
+    """``run_flows(optimizer='rmsprop')``: the discrete track is torch.optim.RMSprop, and a
+    run resumed from a checkpoint writes the rows of the uninterrupted one."""
+    obj, w0, fn = _tanh_net()
+    s = FlowSettings(lr=0.05, steps=8, every=2, substeps=2, neigs=1, window=3,
+                     optimizer="rmsprop", alpha=0.9, checkpoint_every=4)
+    run_flows(obj, w0, s, tmp_path / "full")
+    rows = store.read_rows(tmp_path / "full" / "flows.csv")
+    x = w0.clone().requires_grad_(True)
+    opt = torch.optim.RMSprop([x], lr=0.05, alpha=0.9)
+    losses = []
+    for _ in range(9):
+        opt.zero_grad()
+        loss = fn(x)
+        losses.append(float(loss))
+        loss.backward()
+        opt.step()
+    gd = [r["loss"] for r in rows if r["flow"] == "gd"]
+    np.testing.assert_allclose(gd, losses[::2], rtol=1e-12)
+    assert {r["flow"] for r in rows} == {"gd", "gradient", "central"}
+    run_flows(obj, w0, s, tmp_path / "part", stop_at=6)
+    run_flows(obj, w0, s, tmp_path / "part", resume=True)
+    assert store.read_csv(tmp_path / "part" / "flows.csv") == store.read_csv(
+        tmp_path / "full" / "flows.csv")
+
+
+def test_flow_cli_refuses_rmsprop_options_without_rmsprop(tmp_path):
+    r = CliRunner().invoke(app, ["flow", "--objective", "double-well", "--lr", "1",
+                                 "--alpha", "0.9", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert "--alpha and --eps are for --optimizer rmsprop" in r.stderr
