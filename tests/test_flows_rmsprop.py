@@ -113,3 +113,19 @@ def test_flow_cli_refuses_rmsprop_options_without_rmsprop(tmp_path):
                                  "--alpha", "0.9", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2, r.output
     assert "--alpha and --eps are for --optimizer rmsprop" in r.stderr
+
+
+def test_report_shows_a_flows_result(tmp_path):
+    """``eoskit report DIR`` on a flows directory: the three figures and the medians."""
+    from eoskit.report import write_report
+
+    out = tmp_path / "f"
+    r = CliRunner().invoke(app, ["flow", "--objective", "double-well", "--x0", "1.3", "--lr",
+                                 "0.9", "--steps", "8", "--every", "2", "--substeps", "2",
+                                 "--neigs", "1", "--window", "3", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    page = write_report(out).read_text()
+    assert page.count("<img") == 3
+    summary = store.read_json(out / "summary.json")
+    dist = summary["flows"]["gradient"]["final_dist_to_gd"]
+    assert "gradient: final distance to GD" in page and f"{dist:.4g}"[:4] in page
