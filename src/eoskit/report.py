@@ -32,6 +32,7 @@ from pathlib import Path
 
 from eoskit import store
 from eoskit.components import check_files
+from eoskit.report_flows import flows_dir, flows_figures, flows_medians
 
 # The page reports how many of its figures the browser decoded (a check that needs no network).
 _IMAGE_CHECK = """<script>
@@ -83,6 +84,9 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
         raise ValueError(f"{d} is not a directory")
     if (d / "runs.csv").exists() or (d / "sweep.json").exists():
         page = sweep_html(d)
+    elif (d / "flow_config.json").exists():
+        page = _page(f"eoskit flows report: {d.name}", [f"<h1>eoskit flows: {_e(d)}</h1>",
+                                                         _flows_section(d)])
     elif (d / "config.json").exists():
         # a run's report names its model/data/loss files: refuse if they are no longer those
         check_files((_read_json(d / "config.json") or {}).get("components"))
@@ -133,6 +137,9 @@ def run_html(run_dir: Path) -> str:
     parts.append("<h2>Forcing: the weighted mean of κ is pushed to 2/η</h2>")
     parts.append(_forcing(run_dir, summary))
 
+    if flows_dir(run_dir) is not None:
+        parts.append(_flows_section(flows_dir(run_dir)))
+
     parts.append("<h2>Configuration</h2>")
     parts.append(_kv_table(sorted(c.items())))
     meta = [(k, conf.get(k)) for k in ("threshold", "n_params", "n_train", "seed",
@@ -143,6 +150,14 @@ def run_html(run_dir: Path) -> str:
     parts.append("<h3>Recorded with the run</h3>")
     parts.append(_kv_table(meta))
     return _page(f"eoskit run report: {title}", parts)
+
+
+def _flows_section(d: Path) -> str:
+    """GD beside gradient flow and the central flow (``eoskit flow``): figures, medians."""
+    figs = flows_figures(d)
+    return ("<h2>Reference flows: gradient flow and the central flow</h2>"
+            + (_figures(figs) if figs else "<p>No flow figures.</p>")
+            + _kv_table(flows_medians(d)))
 
 
 def _run_figures(run_dir: Path) -> list[tuple[str, bytes]]:

@@ -9,8 +9,9 @@ Examples::
 ``--config`` is a TOML file with a ``[run]`` table as ``eoskit run`` reads it
 (optimizer gd); ``--objective`` is a built-in, ``FILE.py:NAME`` or
 ``package.module:NAME`` as ``eoskit orbits`` takes it. Time is in GD steps.
-The central flow of RMSProp is not available (eoskit has no adaptive
-optimisers yet).
+``--optimizer rmsprop`` (or a configuration with optimizer rmsprop) follows
+torch's RMSprop instead: its stable flow as ``gradient`` and its central flow
+(:mod:`eoskit.flows.rmsprop`) as ``central``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ def _problem(source: dict, lr: float | None, steps: int | None):
         from eoskit.problem import build_problem
 
         cfg = RunConfig(**source["run"])
-        if cfg.optimizer != "gd":
-            raise UsageError(f"eoskit flow follows GD; the configuration has optimizer "
-                             f"{cfg.optimizer!r}")
+        if cfg.optimizer not in ("gd", "rmsprop"):
+            raise UsageError(f"eoskit flow follows gd or rmsprop; the configuration has "
+                             f"optimizer {cfg.optimizer!r}")
         problem = build_problem(cfg)
         return problem.train, problem.x0, lr or cfg.lr, steps or cfg.steps
     from eoskit.testfns import load_objective
@@ -86,6 +87,11 @@ def flow_cmd(
     atol: float = _O(1e-9, "--atol", help="Gradient flow: absolute tolerance."),
     checkpoint_every: int = _O(0, "--checkpoint-every", help="Checkpoint every N steps "
                                "(a multiple of --every; 0: never)."),
+    optimizer: Optional[str] = _O(None, "--optimizer", help="gd or rmsprop (default: the "
+                                  "config's, gd for --objective)."),
+    alpha: Optional[float] = _O(None, "--alpha", help="rmsprop: ν's averaging factor "
+                                "(default: the config's, torch's 0.99)."),
+    eps: Optional[float] = _O(None, "--eps", help="rmsprop: ε added to √ν (default 1e-8)."),
     resume: Optional[Path] = _O(None, "--resume", help="Continue the flows run in this folder."),
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -95,7 +101,8 @@ def flow_cmd(
     from eoskit.plots.flows import plot_flows
 
     if resume is not None:
-        if any(v is not None for v in (out, config, objective, x0, lr, steps)):
+        if any(v is not None for v in (out, config, objective, x0, lr, steps,
+                                                  optimizer, alpha, eps)):
             raise UsageError("--resume takes everything from the folder; give nothing else")
         if not (resume / "flow_config.json").is_file():
             raise UsageError(f"cannot resume: {resume} has no flow_config.json")
@@ -111,7 +118,8 @@ def flow_cmd(
         source = _source(config, objective, x0, lr, steps)
         obj, x_start, lr, steps = _problem(source, lr, steps)
         names = tuple(f.strip() for f in flows.split(",") if f.strip())
-        settings = FlowSettings(lr=lr, steps=steps, every=every, flows=names, substeps=substeps,
+        settings = FlowSettings(**_optimizer(source, optimizer, alpha, eps), lr=lr, steps=steps,
+                                every=every, flows=names, substeps=substeps,
                                 fraction=fraction, neigs=neigs, eig_tol=eig_tol, window=window,
                                 method=method, rtol=rtol, atol=atol,
                                 checkpoint_every=checkpoint_every)
@@ -128,6 +136,20 @@ def flow_cmd(
         sharp = _fmt(s["median_sharpness_over_threshold_after_onset"])
         typer.echo(f"  {name:9s} median rel. loss error {rel}  median dist to GD {dist}"
                    f"  sharpness/(2/η) {sharp}")
+
+
+def _optimizer(source: dict, optimizer, alpha, eps) -> dict:
+    """FlowSettings' optimizer fields: the option, else the configuration's, else gd."""
+    run = source.get("run", {})
+    opt = optimizer or run.get("optimizer", "gd")
+    if opt != "rmsprop":
+        if alpha is not None or eps is not None:
+            raise UsageError("--alpha and --eps are for --optimizer rmsprop")
+        return {"optimizer": opt}
+    alpha = alpha if alpha is not None else run.get("alpha")
+    eps = eps if eps is not None else run.get("eps")
+    return {"optimizer": opt, **({} if alpha is None else {"alpha": alpha}),
+            **({} if eps is None else {"eps": eps})}
 
 
 def _fmt(v) -> str:

@@ -10,8 +10,8 @@
 * :mod:`~eoskit.flows.run`: the driver behind ``eoskit flow`` (rows, summary,
   checkpoints, all through :mod:`eoskit.store`).
 
-The central flow of RMSProp (and other adaptive optimisers) is not here: it
-needs eoskit's adaptive optimisers, which do not exist yet.
+* :mod:`~eoskit.flows.rmsprop` and :mod:`~eoskit.flows.rmsprop_tracks`: the central flow of
+  RMSProp (preconditioned Hessian, ν dynamics) and its stable flow.
 """
 
 from eoskit.flows.central import DEFAULT_FRACTION, CentralFlow, CentralPoint, pair_gradients

@@ -61,6 +61,7 @@ class CentralPoint:
     velocity: Tensor  # (d,) dw/dt
     hvps: int
     d3_calls: int
+    nu_velocity: Tensor | None = None  # dν/dt (the RMSProp flow's second moment), else None
 
     @property
     def n_constrained(self) -> int:

@@ -23,11 +23,14 @@ from torch import Tensor
 from eoskit import store
 from eoskit.flows.central import DEFAULT_FRACTION, CentralFlow
 from eoskit.flows.gradient import ATOL, RTOL, GradientFlowSettings
+from eoskit.flows.rmsprop import RMSPROP_ALPHA, RMSPROP_EPS, RMSPropCentralFlow
+from eoskit.flows.rmsprop_tracks import RMSPropCentralTrack, StableTrack
 from eoskit.flows.tracks import CentralTrack, GDTrack, GradientTrack
 from eoskit.objective import Objective
 from eoskit.summary import ONSET_FRACTION
 
 FLOWS = ("gradient", "central")
+OPTIMIZERS = ("gd", "rmsprop")
 FLOW_COLUMNS = ["step", "flow", "loss", "predicted_loss", "grad_norm_sq",
                 "predicted_grad_norm_sq", "sharpness", "n_constrained", "trace_sigma",
                 "dist_to_gd", "hvps", "d3_calls", "sigma_top", "half_amplitude_sq"]
@@ -51,6 +54,9 @@ class FlowSettings:
     atol: float = ATOL
     checkpoint_every: int = 0
     keep_checkpoints: int = 3
+    optimizer: str = "gd"  # gd or rmsprop (its central flow: eoskit.flows.rmsprop)
+    alpha: float = RMSPROP_ALPHA  # rmsprop: ν's running-average factor (torch's alpha)
+    eps: float = RMSPROP_EPS
 
     def __post_init__(self):
         _check(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}")
@@ -67,6 +73,9 @@ class FlowSettings:
                f"window must be an odd number of steps, got {self.window}")
         _check(self.checkpoint_every >= 0 and (self.checkpoint_every % self.every == 0),
                "checkpoint_every must be a multiple of every (0: never)")
+        _check(self.optimizer in OPTIMIZERS,
+               f"flows follow {' or '.join(OPTIMIZERS)}, got optimizer {self.optimizer!r}")
+        _check(0 <= self.alpha < 1 and self.eps > 0, "rmsprop needs 0 ≤ alpha < 1, eps > 0")
         GradientFlowSettings(self.method, self.rtol, self.atol)
 
     @property
@@ -87,6 +96,8 @@ def _check(ok: bool, message: str) -> None:
 
 
 def _tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
+    if s.optimizer == "rmsprop":
+        return _rmsprop_tracks(obj, x0, s)
     tracks = {"gd": GDTrack(obj, x0, s.lr, s.eig_tol, s.window // 2)}
     if "gradient" in s.flows:
         tracks["gradient"] = GradientTrack(obj, x0, s.lr, s.eig_tol,
@@ -94,6 +105,21 @@ def _tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
     if "central" in s.flows:
         flow = CentralFlow(s.lr, s.substeps, s.fraction, min(s.neigs, obj.dim), s.eig_tol)
         tracks["central"] = CentralTrack(obj, x0, flow)
+    return tracks
+
+
+def _rmsprop_tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
+    from eoskit.optim import UpdateRule
+
+    rule = UpdateRule("rmsprop", lr=s.lr, alpha=s.alpha, eps=s.eps)
+    tracks = {"gd": GDTrack(obj, x0, s.lr, s.eig_tol, s.window // 2, rule)}
+    if "gradient" in s.flows:
+        tracks["gradient"] = StableTrack(obj, x0, s.lr, s.eig_tol, GradientFlowSettings(
+            s.method, s.rtol, s.atol), s.alpha, s.eps)
+    if "central" in s.flows:
+        flow = RMSPropCentralFlow(s.lr, s.alpha, s.eps, s.substeps, s.fraction,
+                                  min(s.neigs, obj.dim), s.eig_tol)
+        tracks["central"] = RMSPropCentralTrack(obj, x0, flow)
     return tracks
 
 

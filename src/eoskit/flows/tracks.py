@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from eoskit.eigs import SharpnessTracker
+from eoskit.eigs.preconditioned import preconditioned_matvec
 from eoskit.flows.central import CentralFlow, CentralPoint
 from eoskit.flows.gradient import GradientFlowSettings, integrate
 from eoskit.objective import Objective
@@ -34,10 +35,12 @@ class _Track:
         self.tracker = SharpnessTracker(1, eig_tol)
         self.cost = {"hvps": 0, "d3_calls": 0, "grads": 0, "seconds": 0.0, "time": 0}
 
-    def _sharpness(self, x: Tensor) -> tuple[float, Tensor]:
+    def _sharpness(self, x: Tensor, P: Tensor | None = None) -> tuple[float, Tensor]:
+        """Top eigenpair of H, or of P^{-1/2}HP^{-1/2} for an adaptive optimiser's P."""
         before = self.obj.hvp_count
         with self.obj.at(x) as point:
-            res = self.tracker.measure(point.hvp, self.obj.dim, x.dtype, x.device)
+            mv = point.hvp if P is None else preconditioned_matvec(point.hvp, P)
+            res = self.tracker.measure(mv, self.obj.dim, x.dtype, x.device)
         self.cost["hvps"] += self.obj.hvp_count - before
         return float(res.eigenvalues[0]), res.eigenvectors[:, 0]
 
@@ -52,9 +55,12 @@ class _Track:
 class GDTrack(_Track):
     name = "gd"
 
-    def __init__(self, obj: Objective, x0: Tensor, lr: float, eig_tol: float, half: int):
+    def __init__(self, obj: Objective, x0: Tensor, lr: float, eig_tol: float, half: int,
+                 rule=None):
         super().__init__(obj, lr, eig_tol)
         self.half = half
+        self.rule = rule  # an eoskit.optim rule (None: plain GD); P per step if preconditioned
+        self.ps: list[Tensor | None] = []
         self.step = 0
         self.xs = [x0.detach().clone()]  # iterates for steps step .. step + half + 1
         self.stats: dict[int, tuple[float, float]] = {}  # step -> (loss, ‖∇L‖²)
@@ -68,15 +74,23 @@ class GDTrack(_Track):
         t0 = time.perf_counter()
         while len(self.xs) < self.half + 2:
             t = self.step + len(self.xs) - 1
-            loss, g = self.obj.value_and_grad(self.xs[-1])
+            x = self.xs[-1]
+            loss, g = self.obj.value_and_grad(x)
             self.stats[t] = (float(loss), float(g @ g))
-            self.xs.append((self.xs[-1] - self.lr * g).detach())
+            if self.rule is None:
+                self.ps.append(None)
+                self.xs.append((x - self.lr * g).detach())
+            else:
+                pre = self.rule.preconditioner(g, x) if self.rule.preconditioned else None
+                self.ps.append(None if pre is None else pre.detach())
+                self.xs.append((x + self.rule.step(g, x)).detach())
             self.cost["grads"] += 1
         self.cost["seconds"] += time.perf_counter() - t0
 
     def advance(self, n: int) -> None:
         for _ in range(n):
             self.xs.pop(0)
+            self.ps.pop(0)
             self.step += 1
             self.stats = {t: v for t, v in self.stats.items() if t >= self.step - self.half}
             self._fill()
@@ -91,7 +105,11 @@ class GDTrack(_Track):
     def row(self) -> dict:
         loss, gn2 = self.stats[self.step]
         sl, sg = self.smoothed()
-        lam, u = self._sharpness(self.x)
+        P = self.ps[0]
+        lam, u = self._sharpness(self.x, P)
+        if P is not None:
+            u = u.to(P.dtype) * P.rsqrt()  # the oscillation direction in w: P^{-1/2}q
+            u = u / u.norm()
         # GD's half-amplitude along the top eigenvector, from consecutive iterates
         du = float(u.to(self.x.dtype) @ (self.xs[1] - self.xs[0]))
         return {"flow": self.name, "loss": loss, "predicted_loss": sl, "grad_norm_sq": gn2,
@@ -103,12 +121,17 @@ class GDTrack(_Track):
 
     def state_dict(self) -> dict:
         return {**self._base_state(), "step": self.step, "stats": dict(self.stats),
-                "xs": [x.cpu() for x in self.xs]}
+                "xs": [x.cpu() for x in self.xs],
+                "ps": [None if p is None else p.cpu() for p in self.ps],
+                "rule": None if self.rule is None else self.rule.state_dict()}
 
     def load_state_dict(self, state: dict, device) -> None:
         self._load_base(state, device)
         self.step, self.stats = state["step"], dict(state["stats"])
         self.xs = [x.to(device) for x in state["xs"]]
+        self.ps = [None if p is None else p.to(device) for p in state["ps"]]
+        if self.rule is not None:
+            self.rule.load_state_dict(state["rule"])
 
 
 class GradientTrack(_Track):

@@ -1,0 +1,84 @@
+"""RMSProp's two reference trajectories beside its discrete run (state: w and ν).
+
+* :class:`StableTrack` (flow ``gradient``): RMSProp's stable flow by
+  :func:`eoskit.flows.rmsprop.integrate_stable`; its sharpness is the
+  preconditioned one, ``λ₁(P^{-1/2}HP^{-1/2})``.
+* :class:`RMSPropCentralTrack` (flow ``central``): the central flow of
+  :class:`eoskit.flows.rmsprop.RMSPropCentralFlow`, K Euler substeps per step.
+
+Both start from ``ν₀ = (1−α)∇L(w₀)²`` (:func:`eoskit.flows.rmsprop.initial_nu`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor
+
+from eoskit.flows.gradient import GradientFlowSettings
+from eoskit.flows.rmsprop import RMSPropCentralFlow, initial_nu, integrate_stable
+from eoskit.flows.tracks import CentralTrack, GradientTrack
+from eoskit.objective import Objective
+
+
+class StableTrack(GradientTrack):
+    def __init__(self, obj: Objective, x0: Tensor, lr: float, eig_tol: float,
+                 settings: GradientFlowSettings, alpha: float, eps: float):
+        super().__init__(obj, x0, lr, eig_tol, settings)
+        self.alpha, self.eps = alpha, eps
+        self.nu = initial_nu(obj.grad(self.x), alpha)
+
+    def advance(self, n: int) -> None:
+        t0 = time.perf_counter()
+        self.x, self.nu, info = integrate_stable(self.obj, self.x, self.nu, self.lr, n,
+                                                 self.alpha, self.eps, self.settings)
+        self.nu = self.nu.clamp(min=0)
+        self.cost["grads"] += info["grads"]
+        self.cost["seconds"] += time.perf_counter() - t0
+        self.cost["time"] += n
+
+    def row(self, gd_x: Tensor) -> dict:
+        loss, g = self.obj.value_and_grad(self.x)
+        lam, _ = self._sharpness(self.x, self.nu.sqrt() + self.eps)
+        gn2 = float(g @ g)
+        return {"flow": self.name, "loss": float(loss), "predicted_loss": float(loss),
+                "grad_norm_sq": gn2, "predicted_grad_norm_sq": gn2, "sharpness": lam,
+                "dist_to_gd": float(torch.linalg.vector_norm(self.x - gd_x)),
+                "hvps": self.cost["hvps"], "d3_calls": 0}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "nu": self.nu.cpu()}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        super().load_state_dict(state, device)
+        self.nu = state["nu"].to(device)
+
+
+class RMSPropCentralTrack(CentralTrack):
+    def __init__(self, obj: Objective, x0: Tensor, flow: RMSPropCentralFlow):
+        super().__init__(obj, x0, flow)
+        self.nu = initial_nu(obj.grad(self.x), flow.alpha)
+
+    def _point(self):
+        t0 = time.perf_counter()
+        p = self.flow.point(self.obj, self.x, self.nu)
+        self._count(p, time.perf_counter() - t0)
+        return p
+
+    def advance(self, n: int) -> None:
+        dt = 1.0 / self.flow.substeps
+        for _ in range(n):
+            for _ in range(self.flow.substeps):
+                p = self._pending if self._pending is not None else self._point()
+                self._pending = None
+                self.x = (self.x + dt * p.velocity).detach()
+                self.nu = (self.nu + dt * p.nu_velocity).clamp(min=0).detach()
+            self.cost["time"] += 1
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "nu": self.nu.cpu()}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        super().load_state_dict(state, device)
+        self.nu = state["nu"].to(device)
