@@ -243,3 +243,18 @@ def test_a_module_spec_is_imported_from_the_current_folder_and_hashed(tmp_path, 
     imported = import_target("my_components_pkg.losses:loss")
     assert imported.sha256 == hashlib.sha256(source.encode()).hexdigest()
     assert imported.file == tmp_path / "my_components_pkg" / "losses.py"
+
+
+def test_flow_resume_refuses_a_changed_objective_file(tmp_path):
+    src = tmp_path / "loss.py"
+    src.write_text("def loss(x):\n    return ((x[0] ** 2 - 1) ** 2 / 4 + x[1] ** 2 / 2)\n")
+    out = tmp_path / "flow"
+    r = _cli("flow", "--objective", f"{src}:loss", "--x0", "1.3,0.5", "--lr", "0.9", "--steps",
+             "6", "--every", "2", "--substeps", "1", "--neigs", "1", "--window", "3",
+             "--flows", "gradient", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    recorded = store.read_json(out / "flow_config.json")["source"]["components"]
+    assert recorded["objective"]["file"] == str(src)
+    src.write_text(src.read_text() + "# edited\n")
+    r = _cli("flow", "--resume", str(out))
+    assert r.exit_code == 2 and "objective file" in r.output, r.output

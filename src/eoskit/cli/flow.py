@@ -38,10 +38,17 @@ def _problem(source: dict, lr: float | None, steps: int | None):
         if cfg.optimizer not in ("gd", "rmsprop"):
             raise UsageError(f"eoskit flow follows gd or rmsprop; the configuration has "
                              f"optimizer {cfg.optimizer!r}")
-        problem = build_problem(cfg)
+        # a resume rebuilds from the same user component files, or refuses (exit 2)
+        problem = build_problem(cfg, source.get("components"))
+        source["components"] = problem.components  # stored in flow_config.json
         return problem.train, problem.x0, lr or cfg.lr, steps or cfg.steps
+    from eoskit.components import check_unchanged, is_spec, spec_record
     from eoskit.testfns import load_objective
 
+    if is_spec(source["objective"]):  # a resume refuses an objective file that changed
+        current = {"objective": spec_record(source["objective"])}
+        check_unchanged(source.get("components"), current)
+        source["components"] = current
     problem = load_objective(source["objective"], source.get("x0"))
     if lr is None:
         raise UsageError("--lr is required with --objective")

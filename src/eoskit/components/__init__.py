@@ -13,7 +13,13 @@ from eoskit.components.imports import (
     import_target,
     is_spec,
 )
-from eoskit.components.record import ComponentChanged, check_files, check_unchanged, record_of
+from eoskit.components.record import (
+    ComponentChanged,
+    check_files,
+    check_unchanged,
+    record_of,
+    spec_record,
+)
 from eoskit.components.user import accepted_kwargs, user_dataset, user_loss, user_model
 
 __all__ = [
@@ -33,4 +39,5 @@ __all__ = [
     "check_files",
     "check_unchanged",
     "record_of",
+    "spec_record",
 ]

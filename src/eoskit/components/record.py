@@ -30,6 +30,25 @@ def record_of(imported: Imported) -> dict:
             "sha256": imported.sha256}
 
 
+def spec_record(spec: str) -> dict:
+    """The record of an import spec without running it (``importlib.util.find_spec`` for a
+    module): for readers such as ``eoskit flow --objective`` that import it their own way."""
+    import importlib.util
+    from pathlib import Path
+
+    from eoskit.components.imports import file_sha256, is_file_spec
+
+    where = spec.rpartition(":")[0]
+    if is_file_spec(where):
+        path = Path(where).expanduser().resolve()
+    else:
+        found = importlib.util.find_spec(where)
+        path = Path(found.origin) if found is not None and found.origin else None
+    path = path if path is not None and path.is_file() else None
+    return {"spec": spec, "file": str(path) if path else None,
+            "sha256": file_sha256(path) if path else None}
+
+
 def check_files(recorded: dict | None) -> None:
     """:func:`check_unchanged` on the recorded files' bytes alone, importing nothing (for
     readers of a run directory, such as ``eoskit report``, that rebuild no model)."""
