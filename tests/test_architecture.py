@@ -10,6 +10,7 @@ the math packages import no matplotlib and read no files.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 from pathlib import Path
 
@@ -35,6 +36,7 @@ OLD_ALL = [  # eoskit.__all__ of release 0.1.0
 ]
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     out = {}
     for path in sorted(SRC.rglob("*.py")):
@@ -52,8 +54,9 @@ def _imports(name: str, path: Path) -> set[str]:
     mods = _modules()
     found = set()
     tree = ast.parse(path.read_text())
+    lazy = _lazy_aliases(tree)  # once: per node it made the test quadratic (minutes)
     for node in ast.walk(tree):
-        if id(node) in _lazy_aliases(tree):
+        if id(node) in lazy:
             continue
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]

@@ -196,7 +196,8 @@ BAD_FILES = [
     ("unknown_model", RUN + '[grid]\nmodel = ["fc-tanh", "resnet-50"]\n',
      "{p}: invalid configuration at grid point model=resnet-50: model (from [grid]): unknown "
      "model 'resnet-50'; choose one of fc-tanh, fc-relu, fc-elu, fc-gelu, fc-softplus, "
-     "cnn-relu, cnn-tanh, transformer, transformer-causal, resnet, resnet-relu, resnet-tanh"),
+     "cnn-relu, cnn-tanh, transformer, transformer-causal, resnet, resnet-relu, resnet-tanh, "
+     "or give FILE.py:NAME or package.module:NAME"),
     ("sgd_without_batch", RUN + 'optimizer = "sgd"\n[grid]\nlr = [0.1]\n',
      "{p}: invalid configuration at grid point lr=0.1: optimizer 'sgd' needs batch_size"),
     ("bad_toml", '[run]\ndataset = "digits\n[grid]\nlr = [0.1]\n',
