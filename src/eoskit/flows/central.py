@@ -92,6 +92,14 @@ class CentralPoint:
         return float(np.linalg.eigvalsh(self.X).max()) if self.X.size else 0.0
 
 
+def check_flow_options(substeps: int, fraction: float) -> None:
+    """The options every central flow shares: K ≥ 1 Euler substeps, a fraction in (0, 1]."""
+    if substeps < 1:
+        raise ValueError(f"substeps must be at least 1, got {substeps}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+
+
 @dataclass
 class CentralFlow:
     """State of one central-flow integration: the point and its eigen-tracker."""
@@ -104,10 +112,7 @@ class CentralFlow:
     tracker: SharpnessTracker = field(init=False)
 
     def __post_init__(self):
-        if self.substeps < 1:
-            raise ValueError(f"substeps must be at least 1, got {self.substeps}")
-        if not 0 < self.fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        check_flow_options(self.substeps, self.fraction)
         self.tracker = SharpnessTracker(self.k, self.eig_tol)
 
     @property

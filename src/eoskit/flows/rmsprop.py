@@ -45,7 +45,12 @@ from torch import Tensor
 
 from eoskit.eigs import SharpnessTracker
 from eoskit.eigs.preconditioned import preconditioned_matvec
-from eoskit.flows.central import DEFAULT_FRACTION, CentralPoint, pair_gradients
+from eoskit.flows.central import (
+    DEFAULT_FRACTION,
+    CentralPoint,
+    check_flow_options,
+    pair_gradients,
+)
 from eoskit.flows.complementarity import solve_complementarity
 from eoskit.flows.gradient import GradientFlowSettings
 from eoskit.objective import Objective
@@ -72,10 +77,7 @@ class RMSPropCentralFlow:
     tracker: SharpnessTracker = field(init=False)
 
     def __post_init__(self):
-        if self.substeps < 1:
-            raise ValueError(f"substeps must be at least 1, got {self.substeps}")
-        if not 0 < self.fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        check_flow_options(self.substeps, self.fraction)
         if not (0 <= self.alpha < 1 and self.eps > 0):
             raise ValueError("rmsprop needs 0 ≤ alpha < 1 and eps > 0")
         self.tracker = SharpnessTracker(self.k, self.eig_tol)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 
-import torch
 from torch import Tensor
 
 from eoskit.flows.gradient import GradientFlowSettings
@@ -38,14 +37,8 @@ class StableTrack(GradientTrack):
         self.cost["seconds"] += time.perf_counter() - t0
         self.cost["time"] += n
 
-    def row(self, gd_x: Tensor) -> dict:
-        loss, g = self.obj.value_and_grad(self.x)
-        lam, _ = self._sharpness(self.x, self.nu.sqrt() + self.eps)
-        gn2 = float(g @ g)
-        return {"flow": self.name, "loss": float(loss), "predicted_loss": float(loss),
-                "grad_norm_sq": gn2, "predicted_grad_norm_sq": gn2, "sharpness": lam,
-                "dist_to_gd": float(torch.linalg.vector_norm(self.x - gd_x)),
-                "hvps": self.cost["hvps"], "d3_calls": 0}
+    def _preconditioner(self) -> Tensor:
+        return self.nu.sqrt() + self.eps
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "nu": self.nu.cpu()}
@@ -66,15 +59,9 @@ class RMSPropCentralTrack(CentralTrack):
         self._count(p, time.perf_counter() - t0)
         return p
 
-    def advance(self, n: int) -> None:
-        dt = 1.0 / self.flow.substeps
-        for _ in range(n):
-            for _ in range(self.flow.substeps):
-                p = self._pending if self._pending is not None else self._point()
-                self._pending = None
-                self.x = (self.x + dt * p.velocity).detach()
-                self.nu = (self.nu + dt * p.nu_velocity).clamp(min=0).detach()
-            self.cost["time"] += 1
+    def _euler(self, p, dt: float) -> None:
+        super()._euler(p, dt)
+        self.nu = (self.nu + dt * p.nu_velocity).clamp(min=0).detach()  # ν is a second moment
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "nu": self.nu.cpu()}

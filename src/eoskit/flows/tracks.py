@@ -150,9 +150,13 @@ class GradientTrack(_Track):
         self.cost["seconds"] += time.perf_counter() - t0
         self.cost["time"] += n
 
+    def _preconditioner(self) -> Tensor | None:
+        """The P its sharpness is measured with (None: H itself)."""
+        return None
+
     def row(self, gd_x: Tensor) -> dict:
         loss, g = self.obj.value_and_grad(self.x)
-        lam, _ = self._sharpness(self.x)
+        lam, _ = self._sharpness(self.x, self._preconditioner())
         gn2 = float(g @ g)
         return {"flow": self.name, "loss": float(loss), "predicted_loss": float(loss),
                 "grad_norm_sq": gn2, "predicted_grad_norm_sq": gn2, "sharpness": lam,
@@ -194,8 +198,12 @@ class CentralTrack(_Track):
             for _ in range(self.flow.substeps):
                 p = self._pending if self._pending is not None else self._point()
                 self._pending = None
-                self.x = (self.x + dt * p.velocity).detach()
+                self._euler(p, dt)
             self.cost["time"] += 1
+
+    def _euler(self, p, dt: float) -> None:
+        """One Euler substep of the flow's state along the point's velocities."""
+        self.x = (self.x + dt * p.velocity).detach()
 
     def row(self, gd_x: Tensor) -> dict:
         p = self._pending = self._point()
