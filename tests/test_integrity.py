@@ -113,6 +113,16 @@ def test_a_stale_lock_of_a_killed_process_never_blocks(tmp_path, reference):
     assert _rows(run / "metrics.csv") == _rows(reference / "metrics.csv")
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises():
+    """SIGINT as Python's KeyboardInterrupt, as in a terminal: a suite started in the
+    background (``cmd &``, nohup) inherits SIGINT *ignored*, and then a test's Ctrl-C was
+    lost and its 100,000-step run never ended."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 def _interrupt_when(path, rows):
     """Ctrl-C this process once ``path`` has ``rows`` rows (a thread watches the file)."""
     def watch():
