@@ -19,6 +19,7 @@ from eoskit.components import ComponentChanged, ComponentError, accepted_kwargs,
 from eoskit.config import RunConfig
 from eoskit.problem import build_problem
 from eoskit.store.stored_run import load_run
+from tests import references as R
 
 USER = Path(__file__).resolve().parent.parent / "examples" / "user"
 SEED, DATA_SEED, N_TRAIN, LR, STEPS, WIDTH = 3, 5, 40, 0.2, 20, 8
@@ -44,15 +45,6 @@ def _reference():
     model = _module("model").ResidualNet((6,), 2, width=WIDTH, depth=1).double()
     x, y = data["x_train"].double(), data["y_train"].double()
     return model, x, y, _module("loss").log_cosh
-
-
-def _double_backward_hessian(fn, x):
-    """Column by column, by reverse-over-reverse: torch.func.hessian (forward-over-reverse)
-    is wrong through native layer_norm in this torch (eoskit's own HVPs avoid it)."""
-    x = x.detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(fn(x), x, create_graph=True)
-    cols = [torch.autograd.grad(g[i], x, retain_graph=True)[0] for i in range(len(x))]
-    return torch.stack(cols, dim=1)
 
 
 def _cli(*args):
@@ -83,7 +75,8 @@ def test_sharpness_at_step_0_equals_the_dense_hessian_of_the_users_model(user_ru
         params = {n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)}
         return loss_fn(functional_call(model, params, (x,)), y)
 
-    dense = torch.linalg.eigvalsh(_double_backward_hessian(loss_of, flat0))
+    # double backward: torch.func.hessian is wrong through native layer_norm in torch 2.13
+    dense = torch.linalg.eigvalsh(R.dense_hessian(loss_of, flat0))
     rows = store.read_csv(user_run / "metrics.csv")
     assert abs(float(rows[0]["sharpness"]) - float(dense[-1])) <= 1e-8 * abs(float(dense[-1]))
     assert abs(float(rows[0]["loss"]) - float(loss_of(flat0))) <= 1e-12

@@ -88,13 +88,12 @@ def _frozen_copy(rule):
 
 
 def _next_steps(rule, g_pred: Tensor, g_next: Tensor, x_next: Tensor):
-    """(actual s_{t+1}, s_{t+1} with P_t, predicted s_{t+1} with P_t from g_pred); P_t, P_{t+1}."""
-    p_t = _frozen_copy(rule).preconditioner(g_next, x_next)
+    """(actual s_{t+1}, s_{t+1} with P_t, predicted s_{t+1} with P_t from g_pred, P_{t+1})."""
     p_next = rule.preconditioner(g_next, x_next)
     s_next = copy.deepcopy(rule).step(g_next, x_next)
     s_fixed = _frozen_copy(rule).step(g_next, x_next)
     s_pred = _frozen_copy(rule).step(g_pred, x_next)
-    return s_next, s_fixed, s_pred, p_t, p_next
+    return s_next, s_fixed, s_pred, p_next
 
 
 def diagnose_adaptive_step(
@@ -143,8 +142,7 @@ def diagnose_adaptive_step(
                                  abs(row["kappa_p_loss"]))
     row["loss_change_residual"] = _rel(abs(dl - gs - 0.5 * qp * row["kappa_p_quad"]), abs(dl))
     if with_next:
-        s_next, s_fixed, s_pred, _, p_next = _next_steps(rule, g_x + quad.hbar_s, g_next,
-                                                         x_next)
+        s_next, s_fixed, s_pred, p_next = _next_steps(rule, g_x + quad.hbar_s, g_next, x_next)
         n = _float(s_next.norm())
         row["recurrence_residual"] = _rel(_float((s_next - s_pred).norm()), n)
         row["precond_drift"] = _rel(_float((s_next - s_fixed).norm()), n)
