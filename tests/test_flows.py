@@ -14,7 +14,7 @@ from eoskit.cli import app
 from eoskit.flows.central import CentralFlow, pair_gradients
 from eoskit.flows.complementarity import closed_form, residuals, solve_cvxpy
 from eoskit.flows.gradient import GradientFlowSettings, integrate
-from eoskit.flows.run import FlowSettings, run_flows
+from eoskit.flows.run import FlowSettings, loss_error_by_window, run_flows
 from eoskit.objective import FunctionObjective
 
 F64 = torch.float64
@@ -140,6 +140,54 @@ def test_resumed_rows_equal_uninterrupted_ones(tmp_path):
         tmp_path / "part" / "flows.csv")
     assert len(a) == 5 * 3 and a == b
     assert full["flows"] == resumed["flows"]
+    # GD's raw per-step table: every step once, also across the resume
+    steps_a = store.read_csv(tmp_path / "full" / "gd_steps.csv")
+    assert steps_a == store.read_csv(tmp_path / "part" / "gd_steps.csv")
+    assert [int(r["step"]) for r in steps_a] == list(range(9))
+    assert full["loss_error_by_window"] == resumed["loss_error_by_window"]
+
+
+def _plain_gd(loss, x0, lr, steps):
+    xs = [x0.clone()]
+    for _ in range(steps):
+        x = xs[-1].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(loss(x), x)
+        xs.append((x - lr * g).detach())
+    return xs
+
+
+def test_gd_rows_against_a_plain_loop_and_dense_eigenvectors(tmp_path):
+    obj, x0 = _tanh_mlp()
+    lr, steps = 0.8, 8
+    run_flows(obj, x0, _settings(flows=("gradient",), eig_tol=1e-8), tmp_path)
+    xs = _plain_gd(obj.f, x0, lr, steps + 1)
+    raw = store.read_csv(tmp_path / "gd_steps.csv")
+    for r in raw:
+        assert float(r["loss"]) == pytest.approx(float(obj.f(xs[int(r["step"])])),
+                                                 rel=1e-12)
+    gd = [r for r in store.read_csv(tmp_path / "flows.csv") if r["flow"] == "gd"]
+    for r in gd:
+        t = int(r["step"])
+        H = torch.autograd.functional.hessian(obj.f, xs[t])
+        U = torch.linalg.eigh(H).eigenvectors[:, -2:]  # the top two (neigs = 2)
+        c = U.T @ (xs[t + 1] - xs[t])
+        assert float(r["trace_half_amplitude_sq"]) == pytest.approx(float(c @ c) / 4,
+                                                                    rel=1e-6, abs=1e-14)
+        assert float(r["half_amplitude_sq"]) == pytest.approx(float(c[-1] ** 2) / 4,
+                                                              rel=1e-6, abs=1e-14)
+
+
+def test_loss_error_by_window_is_the_centred_mean_of_the_raw_losses():
+    raw = [{"step": t, "loss": 1.0 + 0.1 * t + 0.5 * (-1) ** t} for t in range(30)]
+    rows = [{"step": t, "flow": "central", "predicted_loss": 2.0} for t in (10, 20)]
+    rows += [{"step": 5, "flow": "central", "predicted_loss": 9.0}]  # before onset: ignored
+    got = loss_error_by_window(rows, raw, onset=10, windows=(3, 51))
+    losses = np.array([r["loss"] for r in raw])
+    want3 = np.median([abs(2.0 - losses[t - 1:t + 2].mean()) / losses[t - 1:t + 2].mean()
+                       for t in (10, 20)])
+    want51 = np.median([abs(2.0 - losses.mean()) / losses.mean()] * 2)  # cut at both ends
+    assert got["central"]["3"] == pytest.approx(want3, rel=1e-12)
+    assert got["central"]["51"] == pytest.approx(want51, rel=1e-12)
 
 
 # ---------------------------------------------------------------- CLI

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -87,20 +88,29 @@ def test_flows_run_follows_torch_rmsprop_and_resumes(tmp_path):
     run resumed from a checkpoint writes the rows of the uninterrupted one."""
     obj, w0, fn = _tanh_net()
     s = FlowSettings(lr=0.05, steps=8, every=2, substeps=2, neigs=1, window=3,
-                     optimizer="rmsprop", alpha=0.9, checkpoint_every=4)
+                     optimizer="rmsprop", alpha=0.9, checkpoint_every=4, eig_tol=1e-9)
     run_flows(obj, w0, s, tmp_path / "full")
     rows = store.read_rows(tmp_path / "full" / "flows.csv")
     x = w0.clone().requires_grad_(True)
     opt = torch.optim.RMSprop([x], lr=0.05, alpha=0.9)
-    losses = []
+    losses, xs, ps = [], [w0.clone()], []
     for _ in range(9):
         opt.zero_grad()
         loss = fn(x)
         losses.append(float(loss))
         loss.backward()
         opt.step()
-    gd = [r["loss"] for r in rows if r["flow"] == "gd"]
-    np.testing.assert_allclose(gd, losses[::2], rtol=1e-12)
+        xs.append(x.detach().clone())
+        ps.append(opt.state[x]["square_avg"].sqrt() + opt.defaults["eps"])
+    gd = [r for r in rows if r["flow"] == "gd"]
+    np.testing.assert_allclose([r["loss"] for r in gd], losses[::2], rtol=1e-12)
+    for r in gd:  # GD's oscillation in X's coordinates: c = qᵀP^{1/2}(x_{t+1} − x_t)
+        t = r["step"]
+        H = torch.autograd.functional.hessian(fn, xs[t])
+        r_inv = ps[t].rsqrt()
+        q = torch.linalg.eigh(r_inv[:, None] * H * r_inv[None, :]).eigenvectors[:, -1]
+        c = float(q @ (ps[t].sqrt() * (xs[t + 1] - xs[t])))
+        assert r["trace_half_amplitude_sq"] == pytest.approx(c * c / 4, rel=1e-5, abs=1e-14)
     assert {r["flow"] for r in rows} == {"gd", "gradient", "central"}
     run_flows(obj, w0, s, tmp_path / "part", stop_at=6)
     run_flows(obj, w0, s, tmp_path / "part", resume=True)

@@ -18,6 +18,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from torch import Tensor
 
 from eoskit import store
@@ -33,7 +34,10 @@ FLOWS = ("gradient", "central")
 OPTIMIZERS = ("gd", "rmsprop")
 FLOW_COLUMNS = ["step", "flow", "loss", "predicted_loss", "grad_norm_sq",
                 "predicted_grad_norm_sq", "sharpness", "n_constrained", "trace_sigma",
-                "dist_to_gd", "hvps", "d3_calls", "sigma_top", "half_amplitude_sq"]
+                "dist_to_gd", "hvps", "d3_calls", "sigma_top", "half_amplitude_sq",
+                "trace_half_amplitude_sq"]
+GD_STEP_COLUMNS = ["step", "loss", "grad_norm_sq"]  # gd_steps.csv: GD's every step, raw
+WINDOWS = (21, 51, 101)  # the loss error is also summarised for these centred windows
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def _check(ok: bool, message: str) -> None:
 def _tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
     if s.optimizer == "rmsprop":
         return _rmsprop_tracks(obj, x0, s)
-    tracks = {"gd": GDTrack(obj, x0, s.lr, s.eig_tol, s.window // 2)}
+    tracks = {"gd": GDTrack(obj, x0, s.lr, s.eig_tol, s.window // 2, k=min(s.neigs, obj.dim))}
     if "gradient" in s.flows:
         tracks["gradient"] = GradientTrack(obj, x0, s.lr, s.eig_tol,
                                            GradientFlowSettings(s.method, s.rtol, s.atol))
@@ -112,7 +116,8 @@ def _rmsprop_tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
     from eoskit.optim import UpdateRule
 
     rule = UpdateRule("rmsprop", lr=s.lr, alpha=s.alpha, eps=s.eps)
-    tracks = {"gd": GDTrack(obj, x0, s.lr, s.eig_tol, s.window // 2, rule)}
+    tracks = {"gd": GDTrack(obj, x0, s.lr, s.eig_tol, s.window // 2, rule,
+                            k=min(s.neigs, obj.dim))}
     if "gradient" in s.flows:
         tracks["gradient"] = StableTrack(obj, x0, s.lr, s.eig_tol, GradientFlowSettings(
             s.method, s.rtol, s.atol), s.alpha, s.eps)
@@ -135,25 +140,32 @@ def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Pat
     out.mkdir(parents=True, exist_ok=True)
     tracks = _tracks(obj, x0.detach().to(obj.dtype), settings)
     rows: list[dict] = []
-    step = _restore(out, tracks, rows) if resume else None
+    gd_steps: list[dict] = []
+    step = _restore(out, tracks, rows, gd_steps) if resume else None
     restored = step is not None
     if not restored:
-        step, rows = 0, []
+        step, rows, gd_steps = 0, [], []
         store.write_json(out / "flow_config.json", {
             "settings": settings.to_dict(), "source": source or {}, "n_params": obj.dim,
             "threshold": settings.threshold, "columns": FLOW_COLUMNS})
         store.write_json(out / "summary.json", {"status": "running"})
     log = store.CsvLog(out / "flows.csv", FLOW_COLUMNS, keep_below=step if restored else None)
+    step_log = store.CsvLog(out / "gd_steps.csv", GD_STEP_COLUMNS, keep_below=(
+        tracks["gd"].logged_through + 1 if restored else None))
     status = "completed"
     try:
         while True:
             if settings.checkpoint_every and step % settings.checkpoint_every == 0 and step:
                 log.sync()
-                _checkpoint(out, step, tracks, rows, settings.keep_checkpoints)
+                step_log.sync()
+                _checkpoint(out, step, tracks, rows, gd_steps, settings.keep_checkpoints)
             new = _record(step, tracks)
             for r in new:
                 log.write(r)
             rows.extend(new)
+            for r in tracks["gd"].take_steps():
+                step_log.write(r)
+                gd_steps.append(r)
             if not all(math.isfinite(r["loss"]) for r in new):
                 status = "diverged"
                 break
@@ -169,7 +181,10 @@ def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Pat
         status = "interrupted"
     finally:
         log.close()
+        step_log.close()
     summary = summarize_flows(rows, settings.threshold, status)
+    summary["loss_error_by_window"] = loss_error_by_window(rows, gd_steps,
+                                                           summary["eos_onset_step"])
     summary["cost"] = _costs(tracks)
     summary["settings"] = settings.to_dict()
     store.write_json(out / "summary.json", summary)
@@ -183,13 +198,14 @@ def _record(step: int, tracks: dict) -> list[dict]:
     return [{"step": step, **r} for r in rows]
 
 
-def _checkpoint(out: Path, step: int, tracks: dict, rows: list[dict], keep: int) -> None:
-    state = {"step": step, "rows": list(rows),
+def _checkpoint(out: Path, step: int, tracks: dict, rows: list[dict], gd_steps: list[dict],
+                keep: int) -> None:
+    state = {"step": step, "rows": list(rows), "gd_steps": list(gd_steps),
              "tracks": {name: t.state_dict() for name, t in tracks.items()}}
     store.save_checkpoint(out / "checkpoints", step, state, keep=keep)
 
 
-def _restore(out: Path, tracks: dict, rows: list[dict]) -> int | None:
+def _restore(out: Path, tracks: dict, rows: list[dict], gd_steps: list[dict]) -> int | None:
     latest = store.load_latest_checkpoint(out / "checkpoints")
     if latest is None:
         return None
@@ -200,6 +216,7 @@ def _restore(out: Path, tracks: dict, rows: list[dict]) -> int | None:
     for name, t in tracks.items():
         t.load_state_dict(state["tracks"][name], device)
     rows[:] = [r for r in state["rows"] if r["step"] < state["step"]]
+    gd_steps[:] = state["gd_steps"]
     return int(state["step"])
 
 
@@ -256,7 +273,44 @@ def summarize_flows(rows: list[dict], threshold: float, status: str) -> dict:
             [r["sigma_top"] for r in central])
         out["flows"]["gd"]["median_half_amplitude_sq_after_onset"] = _median(
             [gd[r["step"]]["half_amplitude_sq"] for r in central])
+        # the oscillation's size on all tracked directions, median and time average
+        sig = [r["trace_sigma"] for r in central]
+        amp = [gd[r["step"]].get("trace_half_amplitude_sq") for r in central]
+        out["flows"]["central"]["mean_trace_sigma_after_onset"] = _mean(sig)
+        out["flows"]["central"]["median_trace_sigma_after_onset"] = _median(sig)
+        out["flows"]["gd"]["mean_trace_half_amplitude_sq_after_onset"] = _mean(amp)
+        out["flows"]["gd"]["median_trace_half_amplitude_sq_after_onset"] = _median(amp)
     return out
+
+
+def loss_error_by_window(rows: list[dict], gd_steps: list[dict], onset: int | None,
+                         windows: tuple[int, ...] = WINDOWS) -> dict:
+    """Median |predicted − GD smoothed| / GD smoothed after onset, per flow and window.
+
+    GD's loss is averaged over each centred ``window`` of its raw per-step losses
+    (cut at the run's ends), so how the goal depends on the window is read off one run.
+    """
+    if onset is None or not gd_steps:
+        return {}
+    raw = np.array([r["loss"] for r in sorted(gd_steps, key=lambda r: r["step"])])
+    csum = np.concatenate([[0.0], np.cumsum(raw)])
+    out: dict = {}
+    for w in windows:
+        h = w // 2
+        for r in rows:
+            t = r["step"]
+            if r["flow"] == "gd" or t < onset or t >= len(raw):
+                continue
+            lo, hi = max(0, t - h), min(len(raw), t + h + 1)
+            smooth = (csum[hi] - csum[lo]) / (hi - lo)
+            out.setdefault(r["flow"], {}).setdefault(str(w), []).append(
+                abs(r["predicted_loss"] - smooth) / smooth)
+    return {f: {w: _median(v) for w, v in ws.items()} for f, ws in out.items()}
+
+
+def _mean(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.fmean(vals) if vals else None
 
 
 def _median(values: list[float]) -> float | None:

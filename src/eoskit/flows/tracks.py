@@ -30,19 +30,24 @@ from eoskit.objective import Objective
 class _Track:
     name = ""
 
-    def __init__(self, obj: Objective, lr: float, eig_tol: float):
+    def __init__(self, obj: Objective, lr: float, eig_tol: float, k: int = 1):
         self.obj, self.lr = obj, lr
-        self.tracker = SharpnessTracker(1, eig_tol)
+        self.tracker = SharpnessTracker(k, eig_tol)
         self.cost = {"hvps": 0, "d3_calls": 0, "grads": 0, "seconds": 0.0, "time": 0}
 
     def _sharpness(self, x: Tensor, P: Tensor | None = None) -> tuple[float, Tensor]:
         """Top eigenpair of H, or of P^{-1/2}HP^{-1/2} for an adaptive optimiser's P."""
+        lam, vecs = self._top(x, P)
+        return lam, vecs[:, 0]
+
+    def _top(self, x: Tensor, P: Tensor | None = None) -> tuple[float, Tensor]:
+        """The top eigenvalue and the tracker's k eigenvectors (d, k)."""
         before = self.obj.hvp_count
         with self.obj.at(x) as point:
             mv = point.hvp if P is None else preconditioned_matvec(point.hvp, P)
             res = self.tracker.measure(mv, self.obj.dim, x.dtype, x.device)
         self.cost["hvps"] += self.obj.hvp_count - before
-        return float(res.eigenvalues[0]), res.eigenvectors[:, 0]
+        return float(res.eigenvalues[0]), res.eigenvectors
 
     def _base_state(self) -> dict:
         return {"tracker": self.tracker.state_dict(), "cost": dict(self.cost)}
@@ -56,14 +61,16 @@ class GDTrack(_Track):
     name = "gd"
 
     def __init__(self, obj: Objective, x0: Tensor, lr: float, eig_tol: float, half: int,
-                 rule=None):
-        super().__init__(obj, lr, eig_tol)
+                 rule=None, k: int = 1):
+        super().__init__(obj, lr, eig_tol, k)
         self.half = half
         self.rule = rule  # an eoskit.optim rule (None: plain GD); P per step if preconditioned
         self.ps: list[Tensor | None] = []
         self.step = 0
         self.xs = [x0.detach().clone()]  # iterates for steps step .. step + half + 1
         self.stats: dict[int, tuple[float, float]] = {}  # step -> (loss, ‖∇L‖²)
+        self.unlogged: list[tuple[int, float, float]] = []  # per-step stats not yet taken
+        self.logged_through = -1  # the last step take_steps() has returned
         self._fill()
 
     @property
@@ -77,6 +84,7 @@ class GDTrack(_Track):
             x = self.xs[-1]
             loss, g = self.obj.value_and_grad(x)
             self.stats[t] = (float(loss), float(g @ g))
+            self.unlogged.append((t, *self.stats[t]))
             if self.rule is None:
                 self.ps.append(None)
                 self.xs.append((x - self.lr * g).detach())
@@ -96,6 +104,14 @@ class GDTrack(_Track):
             self._fill()
             self.cost["time"] += 1
 
+    def take_steps(self) -> list[dict]:
+        """Every step's raw loss and ‖∇L‖² up to the current step, each returned once."""
+        out = [{"step": t, "loss": v, "grad_norm_sq": g}
+               for t, v, g in self.unlogged if t <= self.step]
+        self.unlogged = [u for u in self.unlogged if u[0] > self.step]
+        self.logged_through = self.step
+        return out
+
     def smoothed(self) -> tuple[float, float]:
         """Centred moving averages of the loss and ‖∇L‖² over the window around ``step``."""
         lo, hi = max(0, self.step - self.half), self.step + self.half
@@ -106,21 +122,26 @@ class GDTrack(_Track):
         loss, gn2 = self.stats[self.step]
         sl, sg = self.smoothed()
         P = self.ps[0]
-        lam, u = self._sharpness(self.x, P)
+        lam, q = self._top(self.x, P)
+        step = self.xs[1] - self.xs[0]
+        u = q[:, 0]
         if P is not None:
             u = u.to(P.dtype) * P.rsqrt()  # the oscillation direction in w: P^{-1/2}q
             u = u / u.norm()
         # GD's half-amplitude along the top eigenvector, from consecutive iterates
-        du = float(u.to(self.x.dtype) @ (self.xs[1] - self.xs[0]))
+        du = float(u.to(self.x.dtype) @ step)
         return {"flow": self.name, "loss": loss, "predicted_loss": sl, "grad_norm_sq": gn2,
                 "predicted_grad_norm_sq": sg, "sharpness": lam, "dist_to_gd": 0.0,
-                "half_amplitude_sq": du * du / 4, **self._costs()}
+                "half_amplitude_sq": du * du / 4,
+                "trace_half_amplitude_sq": _trace_half_amplitude_sq(q, step, P),
+                **self._costs()}
 
     def _costs(self) -> dict:
         return {"hvps": self.cost["hvps"], "d3_calls": self.cost["d3_calls"]}
 
     def state_dict(self) -> dict:
         return {**self._base_state(), "step": self.step, "stats": dict(self.stats),
+                "unlogged": list(self.unlogged), "logged_through": self.logged_through,
                 "xs": [x.cpu() for x in self.xs],
                 "ps": [None if p is None else p.cpu() for p in self.ps],
                 "rule": None if self.rule is None else self.rule.state_dict()}
@@ -128,10 +149,21 @@ class GDTrack(_Track):
     def load_state_dict(self, state: dict, device) -> None:
         self._load_base(state, device)
         self.step, self.stats = state["step"], dict(state["stats"])
+        self.unlogged = [tuple(u) for u in state["unlogged"]]
+        self.logged_through = state["logged_through"]
         self.xs = [x.to(device) for x in state["xs"]]
         self.ps = [None if p is None else p.to(device) for p in state["ps"]]
         if self.rule is not None:
             self.rule.load_state_dict(state["rule"])
+
+
+def _trace_half_amplitude_sq(q: Tensor, step: Tensor, P: Tensor | None) -> float:
+    """Σ_i c_i²/4 with c = Qᵀ P^{1/2} (x_{t+1} − x_t): the trace of GD's oscillation
+    covariance in the coordinates of the central flow's X (U = P^{-1/2}Q, P = 1 for GD),
+    summed over the tracker's k eigenvectors q (d, k)."""
+    scaled = step if P is None else step.to(P.dtype) * P.sqrt()
+    c = q.T.to(scaled.dtype) @ scaled  # (k,)
+    return float(c @ c) / 4
 
 
 class GradientTrack(_Track):
