@@ -106,3 +106,20 @@ def test_help_shows_brackets_and_defaults():
     assert r.exit_code == 0
     assert "TOML file: a [run] table of options." in r.output
     assert "--keep-checkpoints" in r.output and "(1000)" in r.output
+
+
+def test_no_option_help_loses_a_bracketed_word_to_rich_markup():
+    """``[run]`` in an unescaped help string is read as a style tag and vanishes from --help
+    (``eoskit flow --config`` showed "a  table"); every command's help must be escaped."""
+    from rich.text import Text
+
+    _register()
+    root = typer.main.get_command(app)
+    stack = [root]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for p in cmd.params:
+            text = getattr(p, "help", None) or ""
+            shown = Text.from_markup(text).plain
+            assert shown == text.replace("\\[", "["), (cmd.name, p.name, text)
