@@ -365,4 +365,8 @@ def test_load_objective_variants(tmp_path):
         load_objective("no-such-thing")
     with pytest.raises(ObjectiveError):
         parse_vector("1,,x")
+    # a complex start would lose its imaginary part to the float64 cast: refused
+    np.save(tmp_path / "z.npy", np.array([0.25 + 1j, -0.5]))
+    with pytest.raises(ObjectiveError, match="x0: .*z.npy does not hold real numbers"):
+        parse_vector(str(tmp_path / "z.npy"))
     assert math.isclose(float(builtin("theory-example").objective.value(t(1.0, 0.0))), 1.125)

@@ -87,19 +87,15 @@ def _precondition(problem, precond: Path | None):
     if precond is None:
         return problem, None
     from eoskit.orbits import PreconditionedObjective
-    from eoskit.testfns import ObjectiveProblem
+    from eoskit.testfns import ObjectiveError, ObjectiveProblem
+    from eoskit.testfns.loading import read_npy
 
-    if not Path(precond).is_file():
-        raise UsageError(f"--precond: no such file: {precond}")
     try:
-        arr = np.load(precond, allow_pickle=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
-        raise UsageError(f"--precond: cannot read {precond} as a .npy array ({err})") from err
-    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number) or (
-            np.iscomplexobj(arr)):
-        raise UsageError(f"--precond: {precond} does not hold real numbers")
+        arr = read_npy(precond, "--precond")
+    except (FileNotFoundError, ObjectiveError) as err:
+        raise UsageError(str(err)) from err
     try:
-        pobj = PreconditionedObjective(problem.objective, arr.astype(np.float64))
+        pobj = PreconditionedObjective(problem.objective, arr)
     except ValueError as err:
         raise UsageError(f"--precond {precond}: {err}") from err
     x_star = None if problem.x_star is None else pobj.to_z(problem.x_star)

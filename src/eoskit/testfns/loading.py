@@ -15,6 +15,24 @@ from eoskit.testfns.failures import ObjectiveError, checked_callable
 from eoskit.testfns.problems import BUILTINS, DTYPE, ObjectiveProblem, builtin
 
 
+def read_npy(path: str | Path, what: str) -> np.ndarray:
+    """A float64 array from an ``.npy`` file; bad input raises one message naming ``what``.
+
+    Complex arrays are refused (casting would silently drop the imaginary part), as is
+    anything pickled.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what}: no such file: {path}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
+        raise ObjectiveError(f"{what}: cannot read {path} as a .npy array ({err})") from err
+    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number) or (
+            np.iscomplexobj(arr)):
+        raise ObjectiveError(f"{what}: {path} does not hold real numbers")
+    return arr.astype(np.float64)
+
+
 def parse_vector(spec: str | Path | Tensor | np.ndarray | None, dim: int | None = None,
                  what: str = "x0") -> Tensor | None:
     """A float64 1-D tensor from comma-separated numbers, an ``.npy`` file, or an array.
@@ -30,16 +48,7 @@ def parse_vector(spec: str | Path | Tensor | np.ndarray | None, dim: int | None 
     else:
         text = str(spec).strip()
         if text.endswith(".npy"):
-            path = Path(text)
-            if not path.is_file():
-                raise FileNotFoundError(f"{what}: no such file: {text}")
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
-                raise ObjectiveError(f"{what}: cannot read {text}: {err}") from err
-            if not np.issubdtype(arr.dtype, np.number):
-                raise ObjectiveError(f"{what}: {text} does not hold numbers")
-            vec = torch.as_tensor(arr.astype(np.float64)).reshape(-1)
+            vec = torch.as_tensor(read_npy(text, what)).reshape(-1)
         else:
             parts = [p.strip() for p in text.split(",")]
             try:
