@@ -101,8 +101,9 @@ def check_flow_options(substeps: int, fraction: float) -> None:
 
 
 @dataclass
-class CentralFlow:
-    """State of one central-flow integration: the point and its eigen-tracker."""
+class EdgeFlow:
+    """What every central flow holds: η, K substeps, the fraction of 2/η that enters the
+    X solve, and its warm-started tracker of the top k eigenpairs (the only state)."""
 
     lr: float
     substeps: int = 4
@@ -118,6 +119,17 @@ class CentralFlow:
     @property
     def threshold(self) -> float:
         return 2.0 / self.lr
+
+    def state_dict(self) -> dict:
+        return {"tracker": self.tracker.state_dict()}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        self.tracker.load_state_dict(state["tracker"], device)
+
+
+@dataclass
+class CentralFlow(EdgeFlow):
+    """The central flow of GD: one point's velocity and predictions at a time."""
 
     def point(self, obj: Objective, w: Tensor) -> CentralPoint:
         """Velocity and predictions at w (advances the tracker by one solve)."""
@@ -148,13 +160,6 @@ class CentralFlow:
             points.append(p)
             w = (w + dt * p.velocity).detach()
         return w, points
-
-    def state_dict(self) -> dict:
-        return {"tracker": self.tracker.state_dict()}
-
-    def load_state_dict(self, state: dict, device) -> None:
-        self.tracker.load_state_dict(state["tracker"], device)
-
 
 def pair_gradients(obj: Objective, w: Tensor, U: Tensor) -> Tensor:
     """J (m·m, d): row i·m+j is ∇(u_iᵀ H u_j); m(m+1)/2 third-derivative contractions."""

@@ -36,21 +36,15 @@ quadratic at its edge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
 
-from eoskit.eigs import SharpnessTracker
 from eoskit.eigs.preconditioned import preconditioned_matvec
-from eoskit.flows.central import (
-    DEFAULT_FRACTION,
-    CentralPoint,
-    check_flow_options,
-    pair_gradients,
-)
+from eoskit.flows.central import CentralPoint, EdgeFlow, pair_gradients
 from eoskit.flows.complementarity import solve_complementarity
 from eoskit.flows.gradient import GradientFlowSettings
 from eoskit.objective import Objective
@@ -64,27 +58,16 @@ def initial_nu(g: Tensor, alpha: float) -> Tensor:
 
 
 @dataclass
-class RMSPropCentralFlow:
-    """State of one RMSProp central-flow integration: the preconditioned tracker."""
+class RMSPropCentralFlow(EdgeFlow):
+    """The central flow of RMSProp; its tracker follows the preconditioned Hessian."""
 
-    lr: float
     alpha: float = RMSPROP_ALPHA
     eps: float = RMSPROP_EPS
-    substeps: int = 4
-    fraction: float = DEFAULT_FRACTION
-    k: int = 3
-    eig_tol: float = 1e-5
-    tracker: SharpnessTracker = field(init=False)
 
     def __post_init__(self):
-        check_flow_options(self.substeps, self.fraction)
         if not (0 <= self.alpha < 1 and self.eps > 0):
             raise ValueError("rmsprop needs 0 ≤ alpha < 1 and eps > 0")
-        self.tracker = SharpnessTracker(self.k, self.eig_tol)
-
-    @property
-    def threshold(self) -> float:
-        return 2.0 / self.lr
+        super().__post_init__()
 
     def point(self, obj: Objective, w: Tensor, nu: Tensor) -> CentralPoint:
         """Velocities of (w, ν) and the predictions at (w, ν)."""
@@ -133,13 +116,6 @@ class RMSPropCentralFlow:
         gram_nu = dt * (2.0 / lr) ** 3 * (pairs * weights) @ pairs.T
         X = solve_complementarity(alpha, (gram_w + gram_nu).cpu().numpy())
         return X, J, nu_dot0, weights
-
-    def state_dict(self) -> dict:
-        return {"tracker": self.tracker.state_dict()}
-
-    def load_state_dict(self, state: dict, device) -> None:
-        self.tracker.load_state_dict(state["tracker"], device)
-
 
 def integrate_stable(obj: Objective, w0: Tensor, nu0: Tensor, lr: float, duration: float,
                      alpha: float = RMSPROP_ALPHA, eps: float = RMSPROP_EPS,

@@ -122,8 +122,8 @@ def _rmsprop_tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
         tracks["gradient"] = StableTrack(obj, x0, s.lr, s.eig_tol, GradientFlowSettings(
             s.method, s.rtol, s.atol), s.alpha, s.eps)
     if "central" in s.flows:
-        flow = RMSPropCentralFlow(s.lr, s.alpha, s.eps, s.substeps, s.fraction,
-                                  min(s.neigs, obj.dim), s.eig_tol)
+        flow = RMSPropCentralFlow(s.lr, s.substeps, s.fraction, min(s.neigs, obj.dim),
+                                  s.eig_tol, alpha=s.alpha, eps=s.eps)
         tracks["central"] = RMSPropCentralTrack(obj, x0, flow)
     return tracks
 
