@@ -203,7 +203,8 @@ def test_flow_cli_end_to_end_on_a_function_objective(tmp_path):
                             "--neigs", "1", "--window", "3", "--out", str(out)])
     assert r.exit_code == 0, r.output
     for name in ("flows.csv", "summary.json", "flow_config.json", "plots/flows_loss.png",
-                 "plots/flows_sharpness.png", "plots/flows_distance.png"):
+                 "plots/flows_sharpness.png", "plots/flows_distance.png",
+                 "plots/flows_sigma.png", "gd_steps.csv"):
         assert (out / name).is_file(), name
     rows = store.read_rows(out / "flows.csv")
     assert {r["flow"] for r in rows} == {"gd", "gradient", "central"}

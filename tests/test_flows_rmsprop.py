@@ -126,7 +126,7 @@ def test_flow_cli_refuses_rmsprop_options_without_rmsprop(tmp_path):
 
 
 def test_report_shows_a_flows_result(tmp_path):
-    """``eoskit report DIR`` on a flows directory: the three figures and the medians."""
+    """``eoskit report DIR`` on a flows directory: its four figures and the medians."""
     from eoskit.report import write_report
 
     out = tmp_path / "f"
@@ -135,7 +135,7 @@ def test_report_shows_a_flows_result(tmp_path):
                                  "--neigs", "1", "--window", "3", "--out", str(out)])
     assert r.exit_code == 0, r.output
     page = write_report(out).read_text()
-    assert page.count("<img") == 3
+    assert page.count("<img") == 4  # loss, sharpness, distance, sigma
     summary = store.read_json(out / "summary.json")
     dist = summary["flows"]["gradient"]["final_dist_to_gd"]
     assert "gradient: final distance to GD" in page and f"{dist:.4g}"[:4] in page

@@ -12,7 +12,8 @@ from eoskit import store
 
 FIGURES = (("flows_loss.png", "loss: GD (smoothed), gradient flow, central flow (predicted)"),
            ("flows_sharpness.png", "sharpness of the three trajectories against 2/η"),
-           ("flows_distance.png", "distance to GD of gradient flow and the central flow"))
+           ("flows_distance.png", "distance to GD of gradient flow and the central flow"),
+           ("flows_sigma.png", "the central flow's X against GD's measured oscillation"))
 MEDIANS = (("median_rel_loss_error_after_onset", "median |predicted − GD smoothed| / GD"),
            ("median_dist_to_gd_after_onset", "median distance to GD"),
            ("final_dist_to_gd", "final distance to GD"),
@@ -39,4 +40,7 @@ def flows_medians(d: Path) -> list[tuple[str, object]]:
                                       ("EoS onset step", summary.get("eos_onset_step"))]
     for name, s in (summary.get("flows") or {}).items():
         rows += [(f"{name}: {label}", s.get(key)) for key, label in MEDIANS if key in s]
+    for name, by_window in (summary.get("loss_error_by_window") or {}).items():
+        rows += [(f"{name}: median loss error, GD averaged over {w} steps", v)
+                 for w, v in by_window.items()]
     return rows

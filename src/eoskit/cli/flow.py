@@ -73,7 +73,8 @@ def _source(config: Path | None, objective: str | None, x0: str | None, lr, step
 @handle_errors
 def flow_cmd(
     out: Optional[Path] = _O(None, "--out", help="Folder for flows.csv, summary.json, plots/."),
-    config: Optional[Path] = _O(None, "--config", help=plain_help("TOML file with a [run] table (gd or rmsprop).")),
+    config: Optional[Path] = _O(None, "--config", help=plain_help(
+        "TOML file with a [run] table (gd or rmsprop).")),
     objective: Optional[str] = _O(None, "--objective", help="Built-in, FILE.py:NAME or "
                                   "package.module:NAME."),
     x0: Optional[str] = _O(None, "--x0", help="Start for --objective: comma-separated numbers "
