@@ -102,6 +102,7 @@ def test_resume_refuses_field_options(tmp_path, captured):
 
 
 def test_help_shows_brackets_and_defaults():
+    _register()  # alone (-k) nothing else has registered the commands yet
     r = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "120"})
     assert r.exit_code == 0
     assert "TOML file: a [run] table of options." in r.output
