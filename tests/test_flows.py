@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 import scipy.linalg
 import torch
 from typer.testing import CliRunner
@@ -105,6 +107,31 @@ def test_closed_form_X_agrees_with_cvxpy_on_one_constrained_eigenvalue():
     assert X_cvx[0, 0] == pytest.approx(X_closed, rel=1e-7)
     r = residuals(alpha, gram, np.array([[X_closed]]))
     assert abs(r["gap"]) < 1e-12 and r["z_min_eig"] > -1e-12
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), log_b=st.floats(-6, 14), log_a=st.floats(-4, 4))
+def test_cvxpy_X_solves_the_complementarity_problem_at_any_scale(seed, log_b, log_a):
+    """KKT conditions relative to the problem's own scales (alpha ~ 10^a, B ~ 10^b, so
+    X ~ 10^(a−b)). At the start of RMSProp's edge B/alpha is ~1e10 and X was five orders
+    of magnitude too large before the solver saw X at order one."""
+    rng = np.random.default_rng(seed)
+    m = 2
+    J = rng.normal(size=(m * m, 5))
+    J[1] = J[2]  # B acts on symmetric X: the (0,1) and (1,0) rows are one pair gradient
+    gram = 10.0 ** log_b * (J @ J.T)
+    A = rng.normal(size=(m, m))
+    alpha = 10.0 ** log_a * (A + A.T) / 2
+    assume(np.linalg.eigvalsh(alpha).min() < 0)  # otherwise X = 0 without a solve
+    X = solve_cvxpy(alpha, gram)
+    a, x_scale = np.abs(alpha).max(), 10.0 ** (log_a - log_b)
+    r = residuals(alpha, gram, X)
+    assert r["x_min_eig"] > -1e-7 * x_scale
+    assert r["z_min_eig"] > -1e-6 * a
+    assert abs(r["gap"]) < 1e-6 * a * x_scale * np.abs(J).max() ** -2
+    # and X scales as alpha/B: the same problem at B·c has X/c
+    X2 = solve_cvxpy(alpha, 1e3 * gram)
+    assert np.abs(X2 * 1e3 - X).max() < 1e-5 * np.abs(X).max() + 1e-12 * x_scale
 
 
 def test_central_flow_holds_the_edge_where_gd_reaches_it():

@@ -53,21 +53,28 @@ def _problem(m: int):
 
 
 def solve_cvxpy(alpha: np.ndarray, gram: np.ndarray, tol: float = 1e-10) -> np.ndarray:
-    """X from the convex program, for any m (the m = 1 case too, for checks)."""
+    """X from the convex program, for any m (the m = 1 case too, for checks).
+
+    The solver sees entries of order one in alpha, B *and* X: with X = s·Y,
+    s = ‖alpha‖/‖B‖, the program in Y has ‖alpha‖ = ‖B‖ = 1. Scaling alpha and B by
+    one common factor instead leaves X at ‖alpha‖/‖B‖, which at the edge of
+    RMSProp's preconditioned flow is ~1e-9, below the solver's absolute tolerances:
+    it then returned an X five orders of magnitude too large.
+    """
     m = alpha.shape[0]
-    # one scale for both: X is unchanged, the solver sees entries of order one
-    scale = float(np.sqrt(np.mean(gram ** 2))) or 1.0
-    g = 0.5 * (gram + gram.T) / scale
+    a_scale = float(np.abs(alpha).max()) or 1.0
+    b_scale = float(np.sqrt(np.mean(gram ** 2))) or 1.0
+    g = 0.5 * (gram + gram.T) / b_scale
     evals, evecs = np.linalg.eigh(g)
     root_value = evecs * np.sqrt(np.clip(evals, 0.0, None))  # (m², m²), g = root rootᵀ
     prob, a, root, x = _problem(m)
-    a.value = 0.5 * (alpha + alpha.T) / scale
+    a.value = 0.5 * (alpha + alpha.T) / a_scale
     root.value = root_value
     prob.solve(solver=SOLVER, tol_gap_abs=tol, tol_gap_rel=tol, tol_feas=tol)
     if x.value is None or prob.status not in ("optimal", "optimal_inaccurate"):
         raise RuntimeError(f"complementarity solve failed: cvxpy status {prob.status}")
-    X = 0.5 * (x.value + x.value.T)
-    return _project_psd(X)
+    Y = 0.5 * (x.value + x.value.T)
+    return (a_scale / b_scale) * _project_psd(Y)
 
 
 def _project_psd(X: np.ndarray) -> np.ndarray:
