@@ -222,11 +222,24 @@ def load_toml(path: str | Path) -> dict:
         raise ValueError(f"config file {path} is not valid TOML: {err}") from err
 
 
+def _check_tables(file: str | Path, data: dict) -> None:
+    """A run's file has a [run] table and optionally [log]; anything else would be ignored."""
+    if "grid" in data:
+        raise ValueError(f"{file} is a sweep file (it has a [grid] table): run it with "
+                         "eoskit sweep --config")
+    extra = sorted(set(data) - {"run", "log"})
+    if extra:
+        raise ValueError(f"{file}: unknown table or key {', '.join(extra)} beside [run] "
+                         "(a run's file has [run] and optionally [log])")
+
+
 def run_config_from(file: str | Path | None, overrides: dict) -> RunConfig:
     """File values (its ``[run]`` table, or the top level), then explicit overrides."""
     values: dict = {}
     if file is not None:
         data = load_toml(file)
+        if "run" in data:
+            _check_tables(file, data)
         values.update(data.get("run", data))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig(**values)
