@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 import scipy.linalg
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import eoskit.cli.flow  # noqa: F401  (registers the command)
@@ -253,3 +253,15 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, needle):
     assert r.exit_code == 2, r.output
     assert needle in r.stderr
     assert r.stderr.strip().count("\n") == 0
+
+
+def test_resume_refuses_a_checkpoint_without_gd_steps(tmp_path):
+    """A checkpoint of an older eoskit has no raw GD steps: resuming it would leave
+    gd_steps.csv starting mid-run and the per-window loss errors misaligned."""
+    obj, x0 = _tanh_mlp()
+    run_flows(obj, x0, _settings(), tmp_path, stop_at=4)
+    state, _ = store.load_latest_checkpoint(tmp_path / "checkpoints")
+    del state["gd_steps"]
+    store.save_checkpoint(tmp_path / "checkpoints", int(state["step"]), state, keep=3)
+    with pytest.raises(ValueError, match="without gd_steps.csv; start the run again"):
+        run_flows(obj, x0, _settings(), tmp_path, resume=True)

@@ -212,6 +212,9 @@ def _restore(out: Path, tracks: dict, rows: list[dict], gd_steps: list[dict]) ->
     state, _ = latest
     if set(state["tracks"]) != set(tracks):
         raise ValueError(f"cannot resume: the checkpoint has flows {sorted(state['tracks'])}")
+    if "gd_steps" not in state:  # its gd_steps.csv would start at the resume step
+        raise ValueError(f"cannot resume {out}: its checkpoint was written by an eoskit "
+                         "without gd_steps.csv; start the run again")
     device = next(iter(tracks.values())).obj.device
     for name, t in tracks.items():
         t.load_state_dict(state["tracks"][name], device)
@@ -292,7 +295,10 @@ def loss_error_by_window(rows: list[dict], gd_steps: list[dict], onset: int | No
     """
     if onset is None or not gd_steps:
         return {}
-    raw = np.array([r["loss"] for r in sorted(gd_steps, key=lambda r: r["step"])])
+    ordered = sorted(gd_steps, key=lambda r: r["step"])
+    if [r["step"] for r in ordered] != list(range(len(ordered))):
+        raise ValueError("loss_error_by_window needs GD's every step from step 0")
+    raw = np.array([r["loss"] for r in ordered])
     csum = np.concatenate([[0.0], np.cumsum(raw)])
     out: dict = {}
     for w in windows:
