@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import pytest
 import torch
@@ -330,12 +331,14 @@ def test_signal_during_start_up_is_exit_130_in_one_line(monkeypatch, capsys, sig
 
     monkeypatch.setattr(cli, "_register", register)
     monkeypatch.setattr(sys, "argv", ["eoskit", "run", "--help"])
-    old = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main sets it
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pytest.raises(SystemExit) as exc:
             cli.main()
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
     assert exc.value.code == 130
     assert capsys.readouterr().err.splitlines() == ["eoskit: interrupted"]
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import signal
-
 from eoskit.cli.app import EXIT_INTERRUPTED, app, exit_interrupted  # noqa: F401 (re-exported)
+from eoskit.interrupts import install_cli_handlers
 
 
 def _register() -> None:
@@ -15,8 +14,7 @@ def _register() -> None:
 def main() -> None:
     """The ``eoskit`` command; Ctrl-C or SIGTERM while it starts up is one line too."""
     try:
-        # a scheduler's SIGTERM ends a command like Ctrl-C (a run records 'interrupted')
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        install_cli_handlers()  # SIGTERM ends a command like Ctrl-C (a run: 'interrupted')
         _register()
         app()
     except KeyboardInterrupt:

@@ -20,12 +20,18 @@ def save_checkpoint(folder: Path, step: int, state: dict, keep: int = 3) -> Path
     torch.save(state, buf)
     data = buf.getvalue()
     path = folder / f"ckpt-{step:09d}.pt"
-    atomic_write_bytes(path, data)
     meta = {"step": step, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    # the record goes first: a save cut off between the two files (Ctrl-C, SIGKILL) leaves
+    # a record without its checkpoint, which loading never looks at, rather than a
+    # checkpoint without its record, which loading reports as unusable
     write_json(path.with_suffix(".json"), meta)
+    atomic_write_bytes(path, data)
     for old in sorted(folder.glob("ckpt-*.pt"))[:-keep]:
         old.unlink(missing_ok=True)
         old.with_suffix(".json").unlink(missing_ok=True)
+    for record in folder.glob("ckpt-*.json"):  # records of saves that were cut off
+        if record.stem < path.stem and not record.with_suffix(".pt").exists():
+            record.unlink(missing_ok=True)
     return path
 
 
