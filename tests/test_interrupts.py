@@ -1,5 +1,6 @@
 """Ctrl-C and SIGTERM end a command with exit 130 wherever they land; a save they cut off
-leaves nothing that a resume reports as damaged."""
+leaves nothing that a resume reports as damaged, and the CLI reports eoskit's warnings in
+one line."""
 
 import signal
 import subprocess
@@ -48,9 +49,8 @@ def test_a_signal_inside_an_embedded_run_string_still_exits_130(tmp_path, sig):
 
 
 @pytest.fixture
-def cli_handlers(monkeypatch):
+def cli_handlers():
     """install_cli_handlers() in this process, undone afterwards."""
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     install_cli_handlers()
@@ -68,7 +68,11 @@ def test_cli_handlers_raise_the_subclass_and_leave_an_ignored_sigint_alone(cli_h
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
-def test_cli_prints_eoskits_warnings_as_one_line_and_others_as_python_does(cli_handlers):
+def test_cli_prints_eoskits_warnings_as_one_line_and_others_as_python_does(monkeypatch):
+    from eoskit.cli.app import one_line_warnings
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    one_line_warnings()
     ours = warnings.formatwarning(CheckpointWarning("ckpt-3.pt is unusable"),
                                   CheckpointWarning, "/x/checkpoints.py", 60, "warn(...)")
     assert ours == "eoskit: warning: ckpt-3.pt is unusable\n"

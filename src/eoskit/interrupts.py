@@ -12,7 +12,6 @@ CPython's check is on the exact type, so a subclass is not remembered; every
 from __future__ import annotations
 
 import signal
-import warnings
 from contextlib import contextmanager
 
 
@@ -27,19 +26,10 @@ def raise_interrupted(signum, frame) -> None:
 
 def install_cli_handlers() -> None:
     """For the ``eoskit`` command: SIGTERM, and SIGINT unless it is ignored (a job started
-    with ``nohup`` or ``&`` inherits SIGINT ignored, and keeps it so), raise Interrupted;
-    eoskit's own warnings print as one line."""
+    with ``nohup`` or ``&`` inherits SIGINT ignored, and keeps it so), raise Interrupted."""
     signal.signal(signal.SIGTERM, raise_interrupted)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, raise_interrupted)
-    default_format = warnings.formatwarning
-
-    def one_line(message, category, filename, lineno, line=None):
-        if category.__module__.split(".")[0] == "eoskit":
-            return f"eoskit: warning: {message}\n"
-        return default_format(message, category, filename, lineno, line)
-
-    warnings.formatwarning = one_line
 
 
 @contextmanager

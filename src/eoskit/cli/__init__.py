@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from eoskit.cli.app import EXIT_INTERRUPTED, app, exit_interrupted  # noqa: F401 (re-exported)
+from eoskit.cli.app import (  # noqa: F401 (re-exported)
+    EXIT_INTERRUPTED,
+    app,
+    exit_interrupted,
+    one_line_warnings,
+)
 from eoskit.interrupts import install_cli_handlers
 
 
@@ -15,6 +20,7 @@ def main() -> None:
     """The ``eoskit`` command; Ctrl-C or SIGTERM while it starts up is one line too."""
     try:
         install_cli_handlers()  # SIGTERM ends a command like Ctrl-C (a run: 'interrupted')
+        one_line_warnings()
         _register()
         app()
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import NoReturn
 
 import typer
@@ -27,3 +28,18 @@ def exit_interrupted(message: str = "interrupted") -> NoReturn:
     """The one way a command ends on Ctrl-C or SIGTERM: one line, exit 130."""
     print(f"eoskit: {message}", file=sys.stderr)
     sys.exit(EXIT_INTERRUPTED)
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    if category.__module__.split(".")[0] == "eoskit":
+        return f"eoskit: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
+def one_line_warnings() -> None:
+    """eoskit's own warnings (a skipped checkpoint, say) print as ``eoskit: warning: ...``,
+    without Python's file name and source line; other libraries' keep Python's format."""
+    warnings.formatwarning = _format_warning
