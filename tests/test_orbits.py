@@ -22,9 +22,9 @@ from eoskit.orbits import (
     gd_iterates,
     half_amplitude_coefficient,
     orbit_checks,
-    plot_bifurcation,
     reduce_at_fixed_point,
 )
+from eoskit.plots.bifurcation import plot_bifurcation
 from eoskit.testfns import (
     ObjectiveError,
     builtin,

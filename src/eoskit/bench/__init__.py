@@ -18,9 +18,6 @@ then the ``goal`` rows (:mod:`~eoskit.bench.goals`). ``eoskit bench scaling``,
 one problem over N processes, is :mod:`~eoskit.bench.processes`. The peers (curvlinops,
 PyHessian, Cohen et al.'s protocol) and their common loss live in
 :mod:`eoskit.bench.peers`; the driver in :mod:`eoskit.bench.run`.
-
-``Problem`` is the old name of :class:`BenchProblem`, kept for one release
-(``eoskit.problem.Problem`` is a run's problem, a different thing).
 """
 
 from eoskit.bench.cold import bench_cold
@@ -47,14 +44,12 @@ from eoskit.bench.setting import (
 )
 from eoskit.bench.tracking import RESTART, STREAM_NAME, TRACK_NAME, bench_tracking
 
-Problem = BenchProblem  # the old name, for one release
-
 __all__ = [
     # settings
     "FULL", "SECTIONS", "TINY", "Setting",
     "REL_ACCURACY_COLD", "STREAM_TOL", "TRACK_TOL",
     # problem, cached points and references
-    "BenchProblem", "Cache", "Problem", "build", "gd_points", "reference_eig",
+    "BenchProblem", "Cache", "build", "gd_points", "reference_eig",
     # peers
     "HalfSquaredError", "cohen_hvp_fn", "curvlinops_operator", "pyhessian_setup",
     # sections

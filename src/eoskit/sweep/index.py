@@ -21,7 +21,6 @@ from pathlib import Path
 
 from eoskit import store
 from eoskit._version import __version__
-from eoskit.store import finished_summary  # noqa: F401 (one implementation, re-exported)
 from eoskit.sweep.spec import GridPoint, SweepError, SweepSpec, parse_sweep
 
 INDEX_COLUMNS = ["status", "eos_onset_step", "plateau_median_over_threshold",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from eoskit import store
 from eoskit.config import RunConfig
-from eoskit.sweep.index import SweepIndex, finished_summary, index_fields, prepare_out
+from eoskit.sweep.index import SweepIndex, index_fields, prepare_out
 from eoskit.sweep.spec import SweepError, SweepSpec
 
 BACKENDS = ("local", "ray")
@@ -138,7 +138,7 @@ def _pending_points(index: SweepIndex, resume: bool) -> list:
     """The grid points still to run; a resumed sweep's finished ones go into the index."""
     todo = []
     for p in index.spec.points:
-        summary = finished_summary(index.run_dir(p)) if resume else None
+        summary = store.finished_summary(index.run_dir(p)) if resume else None
         if summary is not None:
             index.rows[p.name] = index_fields(summary)
         else:

@@ -64,7 +64,6 @@ from eoskit.testfns.problems import (
     BUILTINS,
     DTYPE,
     ObjectiveProblem,
-    Problem,
     builtin,
     digits_mlp,
     double_well,
@@ -84,6 +83,4 @@ __all__ = [
     "load_objective", "parse_vector",
     # failures of an objective in use
     "ObjectiveError", "at_step", "checked_callable",
-    # the name of the previous release: Problem -> ObjectiveProblem
-    "Problem",
 ]
