@@ -12,7 +12,7 @@ Examples::
 ``--precond FILE.npy`` (a fixed positive diagonal ``P``, length = dimension)
 solves ``∇A_η^P = 0`` instead: the fixed points and period-two orbits of
 preconditioned GD ``x' = x − ηP⁻¹∇L(x)``, and ``η_c = 2/λ₁(P⁻¹H)``. It runs
-the same solvers on ``L(P^{-1/2} z)`` (:mod:`eoskit.orbits.preconditioned`);
+the same solvers on ``L(P^{-1/2} z)`` (:mod:`eoskit.orbits.preconditioned_gd`);
 points are reported in ``x``, half-amplitudes as ``|x − y|_P/2``.
 
 ``--objective`` is a built-in (see ``eoskit.testfns.BUILTINS``), ``FILE.py:NAME``

@@ -12,8 +12,9 @@ One function per quantity, each taking an :class:`~eoskit.objective.Objective`:
 * :mod:`~eoskit.diagnostics.localisation`: §4 mean-value points τ̄, τ̃
   (:func:`localisation_points`)
 * :mod:`~eoskit.diagnostics.forcing`: the forcing identity over a run (:class:`ForcingTracker`)
-* :mod:`~eoskit.diagnostics.preconditioned`: §6 every identity with a fixed preconditioner P
-  (A^P_η, the P-step recurrence, κ^P, the telescoping identity, the localisation bound)
+* :mod:`~eoskit.diagnostics.preconditioned_identities`: §6 every identity with a fixed
+  preconditioner P (A^P_η, the P-step recurrence, κ^P, the telescoping identity, the
+  localisation bound)
 * :mod:`~eoskit.diagnostics.diagnose`: one CSV row per step (:func:`diagnose_step`,
   :data:`DIAGNOSTIC_COLUMNS`)
 
@@ -50,7 +51,7 @@ from eoskit.diagnostics.identities import (
     step_recurrence_residual,
 )
 from eoskit.diagnostics.localisation import Localisation, localisation_points
-from eoskit.diagnostics.preconditioned import (
+from eoskit.diagnostics.preconditioned_identities import (
     PreconditionedLocalisation,
     p_norm_sq,
     preconditioned_curvature,

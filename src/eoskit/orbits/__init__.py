@@ -11,7 +11,7 @@
 * :mod:`~eoskit.orbits.minimum`: :func:`find_minimum`, a fixed point to reduce at.
 * :mod:`~eoskit.orbits.reduction`: :func:`reduce_at_fixed_point`, ``η_c = 2/λ``
   and ``Q`` per eigendirection, the predicted half-amplitude and orbit.
-* :mod:`~eoskit.orbits.preconditioned`: :class:`PreconditionedObjective`, the
+* :mod:`~eoskit.orbits.preconditioned_gd`: :class:`PreconditionedObjective`, the
   same tools for preconditioned GD with a fixed diagonal ``P`` (via ``z = P^{1/2} x``).
 * :mod:`~eoskit.orbits.continuation`: :func:`bifurcation_sweep` continues one
   branch over learning rates; :func:`eoskit.plots.bifurcation.plot_bifurcation`
@@ -34,7 +34,7 @@ from eoskit.orbits.continuation import BifurcationRow, BifurcationSweep, bifurca
 from eoskit.orbits.floquet import floquet_multipliers, orbit_checks
 from eoskit.orbits.minimum import MinimumResult, find_minimum
 from eoskit.orbits.orbit import OrbitResult, find_orbit, find_orbit_from_gd, gd_iterates
-from eoskit.orbits.preconditioned import (
+from eoskit.orbits.preconditioned_gd import (
     PreconditionedObjective,
     check_preconditioner,
     orbit_to_x,

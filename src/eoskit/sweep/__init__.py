@@ -28,7 +28,7 @@ a run that diverges or raises is recorded and the sweep goes on.
 * :mod:`~eoskit.sweep.spec`: reading, expanding and validating a sweep file.
 * :mod:`~eoskit.sweep.index`: the sweep directory and its ``runs.csv``.
 * :mod:`~eoskit.sweep.runner`: the runs, on a process pool, Ray, or inline.
-* :mod:`eoskit.plots.sweep`: the sweep's figures.
+* :mod:`eoskit.plots.sweep_figures`: the sweep's figures.
 
 Example:
     >>> spec = parse_sweep({"run": {"dataset": "digits", "steps": 3},

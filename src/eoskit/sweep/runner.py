@@ -117,7 +117,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
         else:
             _run_ray(tasks, n_workers, ray_address, on_result)
     try:
-        from eoskit.plots.sweep import plot_sweep
+        from eoskit.plots.sweep_figures import plot_sweep
 
         plot_sweep(out)
     except Exception as err:  # figures must never lose the index
