@@ -32,8 +32,8 @@ import typer
 from eoskit import store
 from eoskit.cli._common import UsageError, handle_errors
 from eoskit.cli.app import app
+from eoskit.objective.failures import at_step
 from eoskit.store import dumps_json
-from eoskit.testfns.failures import at_step
 
 _O = typer.Option
 
@@ -86,8 +86,9 @@ def _precondition(problem, precond: Path | None):
     """``(problem in z = P^{1/2} x, the PreconditionedObjective)``, or ``(problem, None)``."""
     if precond is None:
         return problem, None
+    from eoskit.objective.failures import ObjectiveError
     from eoskit.orbits import PreconditionedObjective
-    from eoskit.testfns import ObjectiveError, ObjectiveProblem
+    from eoskit.testfns import ObjectiveProblem
     from eoskit.testfns.loading import read_npy
 
     try:

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from eoskit.objective import Objective
+from eoskit.objective.failures import at_step
 from eoskit.orbits._numeric import finite_or_none
 from eoskit.orbits.orbit import OrbitResult, find_orbit
 from eoskit.orbits.reduction import DirectionReduction, Reduction
-from eoskit.testfns.failures import at_step
 
 __all__ = ["BifurcationRow", "BifurcationSweep", "bifurcation_sweep"]
 

@@ -270,8 +270,9 @@ def sweep_html(sweep_dir: Path) -> str:
     if rows and not all((plots / n).exists() for n in names):
         try:
             from eoskit.plots.sweep_figures import plot_sweep
+            from eoskit.sweep.index import indexed_runs
 
-            plot_sweep(sweep_dir)
+            plot_sweep(sweep_dir, indexed_runs(sweep_dir))
         except Exception:
             pass
     figs = [(n.removesuffix(".png"), (plots / n).read_bytes()) for n in names

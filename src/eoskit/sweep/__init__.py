@@ -40,6 +40,7 @@ Example:
 from eoskit.sweep.index import (
     INDEX_COLUMNS,
     SweepIndex,
+    indexed_runs,
     load_stored_sweep,
     prepare_out,
     resolve_run_dir,
@@ -61,6 +62,7 @@ __all__ = [
     "data_path_problem",
     # the sweep directory and runs.csv
     "INDEX_COLUMNS", "SweepIndex", "prepare_out", "load_stored_sweep", "resolve_run_dir",
+    "indexed_runs",
     # running
     "BACKENDS", "LOCAL_RETRIES", "RAY_MAX_RETRIES", "run_point", "run_sweep",
 ]

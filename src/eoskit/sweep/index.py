@@ -116,6 +116,17 @@ def load_stored_sweep(out: Path) -> SweepSpec:
     return spec
 
 
+def indexed_runs(sweep_dir: Path) -> list[tuple[dict, Path]]:
+    """runs.csv's rows that have a run directory (one with ``config.json``), each with it."""
+    index = Path(sweep_dir) / "runs.csv"
+    pairs = []
+    for row in store.read_rows(index) if index.exists() else []:
+        run_dir = resolve_run_dir(sweep_dir, row)
+        if run_dir is not None and (run_dir / "config.json").exists():
+            pairs.append((row, run_dir))
+    return pairs
+
+
 def resolve_run_dir(sweep_dir: Path, row: dict) -> Path | None:
     """A runs.csv row's run directory; found by name under the sweep if the sweep moved."""
     p = Path(row.get("run_dir") or "")

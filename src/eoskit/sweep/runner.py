@@ -16,7 +16,7 @@ from pathlib import Path
 
 from eoskit import store
 from eoskit.config import RunConfig
-from eoskit.sweep.index import SweepIndex, index_fields, prepare_out
+from eoskit.sweep.index import SweepIndex, index_fields, indexed_runs, prepare_out
 from eoskit.sweep.spec import SweepError, SweepSpec
 
 BACKENDS = ("local", "ray")
@@ -119,7 +119,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
     try:
         from eoskit.plots.sweep_figures import plot_sweep
 
-        plot_sweep(out)
+        plot_sweep(out, indexed_runs(out))
     except Exception as err:  # figures must never lose the index
         log(f"warning: sweep figures failed: {type(err).__name__}: {err}")
     return index.index_rows()

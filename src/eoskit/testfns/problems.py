@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from eoskit.objective import FunctionObjective, ModelObjective, Objective
-from eoskit.testfns.failures import ObjectiveError
+from eoskit.objective.failures import ObjectiveError
 
 DTYPE = torch.float64
 
