@@ -15,6 +15,7 @@ from eoskit import store
 from eoskit.eigs import top_eigenpairs
 from eoskit.models import build_model
 from eoskit.objective import FunctionObjective, ModelObjective
+from eoskit.plots.diagnostics import plot_diagnostics
 
 F64 = torch.float64
 
@@ -366,7 +367,7 @@ def test_columns_csv_and_plots(tmp_path):
         log.write(row)
     log.close()
     for src in (path, rows):
-        out = D.plot_diagnostics(src, tmp_path / "plots", lr)
+        out = plot_diagnostics(src, tmp_path / "plots", lr)
         assert len(out) == 3
         for p in out:
             assert p.suffix == ".png" and p.stat().st_size > 5000

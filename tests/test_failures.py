@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 import eoskit.cli.orbits  # noqa: F401  (registers the commands)
 from eoskit.cli import app
 from eoskit.objective import FunctionObjective
+from eoskit.objective.failures import ObjectiveError, checked_callable
 from eoskit.orbits import find_orbit, gd_iterates
-from eoskit.testfns import ObjectiveError, checked_callable, load_objective
+from eoskit.testfns import load_objective
 
 # L = x² + x³ + x⁴/2 near 0 (η_c = 1); each variant goes wrong once |x| leaves the start's
 # neighbourhood, i.e. after x0 = 0.01 has been accepted by the loader

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 import eoskit.cli.flow  # noqa: F401  (registers the command)
 from eoskit import store
 from eoskit.cli import app
+from eoskit.flows.flow_run import FlowSettings, run_flows
 from eoskit.flows.gradient import GradientFlowSettings
 from eoskit.flows.rmsprop import RMSPropCentralFlow, initial_nu, integrate_stable
-from eoskit.flows.run import FlowSettings, run_flows
 from eoskit.objective import FunctionObjective
 
 F64 = torch.float64

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from eoskit import store
 from eoskit.objective import FunctionObjective
+from eoskit.objective.failures import ObjectiveError
 from eoskit.orbits import (
     BifurcationRow,
     bifurcation_sweep,
@@ -22,11 +23,10 @@ from eoskit.orbits import (
     gd_iterates,
     half_amplitude_coefficient,
     orbit_checks,
-    plot_bifurcation,
     reduce_at_fixed_point,
 )
+from eoskit.plots.bifurcation import plot_bifurcation
 from eoskit.testfns import (
-    ObjectiveError,
     builtin,
     linear_net_balanced_minimum,
     load_objective,

@@ -1,4 +1,4 @@
-"""Orbits and the reduction with a fixed diagonal preconditioner (eoskit.orbits.preconditioned).
+"""Orbits and the reduction with a fixed diagonal preconditioner (eoskit.orbits.preconditioned_gd).
 
 The analytic case: ``L(x) = f(D x)`` with ``D = diag(d)`` and ``P = D²``. Then
 ``z = P^{1/2} x = D x`` and ``L(P^{-1/2} z) = f(z)``: every preconditioned answer is

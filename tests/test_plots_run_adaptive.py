@@ -1,8 +1,8 @@
-"""plots/run.py for adaptive runs: both sharpness series and the preconditioned threshold."""
+"""A run's figures for adaptive runs: both sharpness series and the preconditioned threshold."""
 
 from __future__ import annotations
 
-from eoskit.plots.run import sharpness_figure
+from eoskit.plots.run_figures import sharpness_figure
 
 
 def _lines(fig):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from eoskit import diagnostics as D
 from eoskit import store
 from eoskit.config import RunConfig
-from eoskit.diagnostics import preconditioned as P
+from eoskit.diagnostics import preconditioned_identities as P
 from eoskit.eigs.preconditioned import preconditioned_matvec
 from eoskit.optim import UpdateRule, rule_for
 from eoskit.problem import build_problem

@@ -8,7 +8,7 @@ Edge of Stability: 700 full-batch GD steps at η = 0.1 (sharpness reaches
 44 after 600 steps with this package's preprocessing). The GD trajectory is
 run in float32 once and the points are cached under ``runs/bench-cache/``
 (keyed by setting, torch version and thread count), so reruns skip training;
-so are the reference eigenvalues (:mod:`eoskit.bench.problem`).
+so are the reference eigenvalues (:mod:`eoskit.bench.bench_problem`).
 
 Sections, each a list of JSON rows ``{method, setting, hvps, seconds,
 rel_error}`` plus descriptive keys: ``costs`` (:mod:`~eoskit.bench.costs`),
@@ -17,12 +17,10 @@ rel_error}`` plus descriptive keys: ``costs`` (:mod:`~eoskit.bench.costs`),
 then the ``goal`` rows (:mod:`~eoskit.bench.goals`). ``eoskit bench scaling``,
 one problem over N processes, is :mod:`~eoskit.bench.processes`. The peers (curvlinops,
 PyHessian, Cohen et al.'s protocol) and their common loss live in
-:mod:`eoskit.bench.peers`; the driver in :mod:`eoskit.bench.run`.
-
-``Problem`` is the old name of :class:`BenchProblem`, kept for one release
-(``eoskit.problem.Problem`` is a run's problem, a different thing).
+:mod:`eoskit.bench.peers`; the driver in :mod:`eoskit.bench.sharpness_bench`.
 """
 
+from eoskit.bench.bench_problem import BenchProblem, Cache, build, gd_points, reference_eig
 from eoskit.bench.cold import bench_cold
 from eoskit.bench.costs import bench_costs
 from eoskit.bench.goals import goals
@@ -32,9 +30,7 @@ from eoskit.bench.peers import (
     curvlinops_operator,
     pyhessian_setup,
 )
-from eoskit.bench.problem import BenchProblem, Cache, build, gd_points, reference_eig
 from eoskit.bench.processes import bench_processes
-from eoskit.bench.run import environment, run_sharpness_bench, table, write_json
 from eoskit.bench.scaling import bench_scaling
 from eoskit.bench.setting import (
     FULL,
@@ -45,16 +41,15 @@ from eoskit.bench.setting import (
     TRACK_TOL,
     Setting,
 )
+from eoskit.bench.sharpness_bench import environment, run_sharpness_bench, table, write_json
 from eoskit.bench.tracking import RESTART, STREAM_NAME, TRACK_NAME, bench_tracking
-
-Problem = BenchProblem  # the old name, for one release
 
 __all__ = [
     # settings
     "FULL", "SECTIONS", "TINY", "Setting",
     "REL_ACCURACY_COLD", "STREAM_TOL", "TRACK_TOL",
     # problem, cached points and references
-    "BenchProblem", "Cache", "Problem", "build", "gd_points", "reference_eig",
+    "BenchProblem", "Cache", "build", "gd_points", "reference_eig",
     # peers
     "HalfSquaredError", "cohen_hvp_fn", "curvlinops_operator", "pyhessian_setup",
     # sections

@@ -17,6 +17,7 @@ import scipy.sparse.linalg as sla
 import torch
 from torch import Tensor
 
+from eoskit.bench.bench_problem import BenchProblem, set_params
 from eoskit.bench.peers import (
     PyHessianCounter,
     cohen_hvp_fn,
@@ -25,7 +26,6 @@ from eoskit.bench.peers import (
     have,
     pyhessian_setup,
 )
-from eoskit.bench.problem import BenchProblem, set_params
 from eoskit.bench.rows import median_time, rel_error, row
 from eoskit.bench.setting import REL_ACCURACY_COLD
 from eoskit.eigs import lanczos

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from eoskit.bench.bench_problem import BenchProblem, set_params
 from eoskit.bench.peers import cohen_hvp_fn, curvlinops_operator, have, pyhessian_setup
-from eoskit.bench.problem import BenchProblem, set_params
 from eoskit.bench.rows import median_time, row
 
 

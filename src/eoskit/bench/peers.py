@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from eoskit.bench.problem import BenchProblem
+from eoskit.bench.bench_problem import BenchProblem
 
 
 class HalfSquaredError(nn.MSELoss):

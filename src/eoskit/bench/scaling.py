@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eoskit.bench.problem import BenchProblem, build
+from eoskit.bench.bench_problem import BenchProblem, build
 from eoskit.bench.rows import median_time, row
 from eoskit.bench.setting import TRACK_TOL, Setting
 from eoskit.eigs import SharpnessTracker

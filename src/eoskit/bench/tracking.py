@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from eoskit.bench.bench_problem import BenchProblem, Cache, param_hash
 from eoskit.bench.cold import counted_matvec, numpy_dtype
-from eoskit.bench.problem import BenchProblem, Cache, param_hash
 from eoskit.bench.rows import row
 from eoskit.bench.setting import STREAM_TOL, TRACK_TOL
 from eoskit.eigs import EigResult, SharpnessTracker, lanczos, subspace_eigs

@@ -46,8 +46,8 @@ def sharpness_cmd(
     """
     import dataclasses
 
-    from eoskit.bench.run import run_sharpness_bench, table, write_json
     from eoskit.bench.setting import FULL, SECTIONS, TINY
+    from eoskit.bench.sharpness_bench import run_sharpness_bench, table, write_json
 
     setting = TINY if tiny else FULL
     if repeats is not None:
@@ -92,7 +92,7 @@ def scaling_cmd(
     """
     from eoskit.bench.process_table import markdown
     from eoskit.bench.processes import SETTINGS, bench_processes
-    from eoskit.bench.run import environment, write_json
+    from eoskit.bench.sharpness_bench import environment, write_json
 
     try:
         counts = [int(n) for n in nproc.split(",")]

@@ -105,7 +105,7 @@ def flow_cmd(
 ) -> None:
     """Run GD and integrate gradient flow and the central flow from the same start."""
     from eoskit import store
-    from eoskit.flows.run import FlowSettings, run_flows
+    from eoskit.flows.flow_run import FlowSettings, run_flows
     from eoskit.plots.flows import plot_flows
 
     if resume is not None:

@@ -12,7 +12,7 @@ Examples::
 ``--precond FILE.npy`` (a fixed positive diagonal ``P``, length = dimension)
 solves ``∇A_η^P = 0`` instead: the fixed points and period-two orbits of
 preconditioned GD ``x' = x − ηP⁻¹∇L(x)``, and ``η_c = 2/λ₁(P⁻¹H)``. It runs
-the same solvers on ``L(P^{-1/2} z)`` (:mod:`eoskit.orbits.preconditioned`);
+the same solvers on ``L(P^{-1/2} z)`` (:mod:`eoskit.orbits.preconditioned_gd`);
 points are reported in ``x``, half-amplitudes as ``|x − y|_P/2``.
 
 ``--objective`` is a built-in (see ``eoskit.testfns.BUILTINS``), ``FILE.py:NAME``
@@ -32,8 +32,8 @@ import typer
 from eoskit import store
 from eoskit.cli._common import UsageError, handle_errors
 from eoskit.cli.app import app
+from eoskit.objective.failures import at_step
 from eoskit.store import dumps_json
-from eoskit.testfns.failures import at_step
 
 _O = typer.Option
 
@@ -86,8 +86,9 @@ def _precondition(problem, precond: Path | None):
     """``(problem in z = P^{1/2} x, the PreconditionedObjective)``, or ``(problem, None)``."""
     if precond is None:
         return problem, None
+    from eoskit.objective.failures import ObjectiveError
     from eoskit.orbits import PreconditionedObjective
-    from eoskit.testfns import ObjectiveError, ObjectiveProblem
+    from eoskit.testfns import ObjectiveProblem
     from eoskit.testfns.loading import read_npy
 
     try:

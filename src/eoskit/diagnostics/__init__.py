@@ -12,14 +12,14 @@ One function per quantity, each taking an :class:`~eoskit.objective.Objective`:
 * :mod:`~eoskit.diagnostics.localisation`: §4 mean-value points τ̄, τ̃
   (:func:`localisation_points`)
 * :mod:`~eoskit.diagnostics.forcing`: the forcing identity over a run (:class:`ForcingTracker`)
-* :mod:`~eoskit.diagnostics.preconditioned`: §6 every identity with a fixed preconditioner P
-  (A^P_η, the P-step recurrence, κ^P, the telescoping identity, the localisation bound)
+* :mod:`~eoskit.diagnostics.preconditioned_identities`: §6 every identity with a fixed
+  preconditioner P (A^P_η, the P-step recurrence, κ^P, the telescoping identity, the
+  localisation bound)
 * :mod:`~eoskit.diagnostics.diagnose`: one CSV row per step (:func:`diagnose_step`,
   :data:`DIAGNOSTIC_COLUMNS`)
 
-The figures live in :mod:`eoskit.plots.diagnostics`; ``plot_diagnostics`` is still
-reachable here, loaded on first use so that importing this package never imports
-matplotlib.
+The figures live in :mod:`eoskit.plots.diagnostics`: this package computes and never
+imports matplotlib.
 
 Scope. The step recurrence ``s_{t+1} = (I − ηH̄_t) s_t`` and the GD-pair condition
 ``∇_x A = 0`` are identities of *plain* gradient descent. They are defined here for
@@ -51,7 +51,7 @@ from eoskit.diagnostics.identities import (
     step_recurrence_residual,
 )
 from eoskit.diagnostics.localisation import Localisation, localisation_points
-from eoskit.diagnostics.preconditioned import (
+from eoskit.diagnostics.preconditioned_identities import (
     PreconditionedLocalisation,
     p_norm_sq,
     preconditioned_curvature,
@@ -119,15 +119,5 @@ __all__ = [
     "ADAPTIVE_DIAGNOSTIC_COLUMNS", "diagnose_adaptive_step", "diagnose_rule_step",
     "diagnosable", "diagnostic_columns",
     "diagnose_step",
-    # figures (eoskit.plots.diagnostics, loaded lazily)
-    "plot_diagnostics",
 ]
 
-
-def __getattr__(name: str):
-    # matplotlib loads only when a figure is asked for
-    if name == "plot_diagnostics":
-        from eoskit.plots.diagnostics import plot_diagnostics
-
-        return plot_diagnostics
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from eoskit.diagnostics.identities import _float, _rel
 from eoskit.diagnostics.localisation import localisation_points
-from eoskit.diagnostics.preconditioned import p_norm_sq, preconditioned_sharpness
+from eoskit.diagnostics.preconditioned_identities import p_norm_sq, preconditioned_sharpness
 from eoskit.diagnostics.quadrature import DEFAULT_NODES, segment_quadrature
 from eoskit.objective import Objective
 

@@ -7,7 +7,7 @@
 * :mod:`~eoskit.flows.complementarity`: its X ⪰ 0 solve (closed form for one
   constrained eigenvalue, cvxpy beyond).
 * :mod:`~eoskit.flows.tracks`: the three trajectories advanced side by side.
-* :mod:`~eoskit.flows.run`: the driver behind ``eoskit flow`` (rows, summary,
+* :mod:`~eoskit.flows.flow_run`: the driver behind ``eoskit flow`` (rows, summary,
   checkpoints, all through :mod:`eoskit.store`).
 
 * :mod:`~eoskit.flows.rmsprop` and :mod:`~eoskit.flows.rmsprop_tracks`: the central flow of
@@ -16,8 +16,8 @@
 
 from eoskit.flows.central import DEFAULT_FRACTION, CentralFlow, CentralPoint, pair_gradients
 from eoskit.flows.complementarity import closed_form, solve_complementarity, solve_cvxpy
+from eoskit.flows.flow_run import FLOW_COLUMNS, FLOWS, FlowSettings, run_flows, summarize_flows
 from eoskit.flows.gradient import GradientFlowSettings, integrate
-from eoskit.flows.run import FLOW_COLUMNS, FLOWS, FlowSettings, run_flows, summarize_flows
 from eoskit.flows.tracks import CentralTrack, GDTrack, GradientTrack
 
 __all__ = [

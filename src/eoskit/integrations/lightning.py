@@ -18,9 +18,8 @@ measurement set (tensors or a DataLoader, see
 (``out=``, ``loggers=``, ``probe_size=``, ``dtype=``, ...). The Monitor is
 built in ``on_train_start`` (``self.monitor``) and closed in ``on_train_end``.
 
-This module imports without Lightning; ``SharpnessCallback`` is made (as a
-``lightning.pytorch.Callback``) on first access, which needs the
-``lightning`` extra.
+Importing this module needs the ``lightning`` extra; nothing else in eoskit
+imports it.
 """
 
 from __future__ import annotations
@@ -28,6 +27,12 @@ from __future__ import annotations
 import torch
 
 from eoskit.monitor.monitor import Monitor, logged_values
+
+try:
+    import lightning.pytorch as pl
+except ImportError as err:  # one clear line instead of a bare "No module named"
+    raise ImportError("eoskit.integrations.lightning needs Lightning: "
+                      "pip install 'eoskit[lightning]'") from err
 
 _LOSS_ATTRIBUTES = ("loss_fn", "criterion", "loss")
 
@@ -42,8 +47,8 @@ def module_loss(pl_module):
                      f"{', '.join(_LOSS_ATTRIBUTES)} attribute")
 
 
-class SharpnessHooks:
-    """The callback's hooks; :data:`SharpnessCallback` adds ``lightning.pytorch.Callback``."""
+class SharpnessCallback(pl.Callback):
+    """Top Hessian eigenvalues of the training loss every ``every_n_steps`` optimiser steps."""
 
     def __init__(self, data, every_n_steps: int = 10, neigs: int = 1, loss_fn=None,
                  **monitor_kwargs):
@@ -79,14 +84,3 @@ class SharpnessHooks:
             self.monitor.close("interrupted" if isinstance(exception, KeyboardInterrupt)
                                else "failed")
 
-
-def __getattr__(name: str):
-    if name != "SharpnessCallback":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import lightning.pytorch as pl
-
-    cls = type("SharpnessCallback", (SharpnessHooks, pl.Callback), {
-        "__doc__": "Top Hessian eigenvalues of the training loss every ``every_n_steps`` "
-                   "optimiser steps (a Lightning callback).", "__module__": __name__})
-    globals()[name] = cls
-    return cls

@@ -14,13 +14,19 @@ the values go through ``trainer.log`` (``state.log_history`` and every
 are appended to ``state.log_history`` as ``{"sharpness": ..., "step": ...}``
 (a Trainer callback has no other way to log). Keyword arguments go to the Monitor.
 
-This module imports without ``transformers``; ``SharpnessCallback`` is made
-(as a ``transformers.TrainerCallback``) on first access.
+Importing this module needs the ``transformers`` extra; nothing else in eoskit
+imports it.
 """
 
 from __future__ import annotations
 
 from eoskit.monitor.monitor import Monitor, logged_values
+
+try:
+    from transformers import TrainerCallback
+except ImportError as err:  # one clear line instead of a bare "No module named"
+    raise ImportError("eoskit.integrations.transformers needs transformers: "
+                      "pip install 'eoskit[transformers]'") from err
 
 
 def output_loss(output, _target=None):
@@ -28,8 +34,8 @@ def output_loss(output, _target=None):
     return output["loss"] if isinstance(output, dict) else output.loss
 
 
-class SharpnessHooks:
-    """The callback's hooks; :data:`SharpnessCallback` adds ``transformers.TrainerCallback``."""
+class SharpnessCallback(TrainerCallback):
+    """Top Hessian eigenvalues of the training loss every ``every_n_steps`` optimiser steps."""
 
     def __init__(self, data, every_n_steps: int = 10, neigs: int = 1, loss_fn=None,
                  trainer=None, **monitor_kwargs):
@@ -58,14 +64,3 @@ class SharpnessHooks:
             self.monitor.close()
         return control
 
-
-def __getattr__(name: str):
-    if name != "SharpnessCallback":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from transformers import TrainerCallback
-
-    cls = type("SharpnessCallback", (SharpnessHooks, TrainerCallback), {
-        "__doc__": "Top Hessian eigenvalues of the training loss every ``every_n_steps`` "
-                   "optimiser steps (a Hugging Face Trainer callback).", "__module__": __name__})
-    globals()[name] = cls
-    return cls

@@ -294,7 +294,7 @@ class Monitor:
     def _artifacts(self) -> list[Path]:
         out = self.run_dir.out
         try:
-            from eoskit.plots.run import plot_run
+            from eoskit.plots.run_figures import plot_run
 
             plots = plot_run(out)
         except Exception:  # figures are a bonus (plot_run knows eoskit's optimisers only)

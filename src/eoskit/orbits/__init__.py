@@ -11,11 +11,11 @@
 * :mod:`~eoskit.orbits.minimum`: :func:`find_minimum`, a fixed point to reduce at.
 * :mod:`~eoskit.orbits.reduction`: :func:`reduce_at_fixed_point`, ``η_c = 2/λ``
   and ``Q`` per eigendirection, the predicted half-amplitude and orbit.
-* :mod:`~eoskit.orbits.preconditioned`: :class:`PreconditionedObjective`, the
+* :mod:`~eoskit.orbits.preconditioned_gd`: :class:`PreconditionedObjective`, the
   same tools for preconditioned GD with a fixed diagonal ``P`` (via ``z = P^{1/2} x``).
 * :mod:`~eoskit.orbits.continuation`: :func:`bifurcation_sweep` continues one
   branch over learning rates; :func:`eoskit.plots.bifurcation.plot_bifurcation`
-  draws it (also importable from here; matplotlib is loaded only then).
+  draws it.
 
 Example:
     >>> import torch
@@ -30,17 +30,11 @@ Example:
     ('period_two', 0.0031436)
 """
 
-from eoskit.orbits.continuation import (
-    BifurcationRow,
-    BifurcationSweep,
-    Sweep,
-    SweepRow,
-    bifurcation_sweep,
-)
+from eoskit.orbits.continuation import BifurcationRow, BifurcationSweep, bifurcation_sweep
 from eoskit.orbits.floquet import floquet_multipliers, orbit_checks
 from eoskit.orbits.minimum import MinimumResult, find_minimum
 from eoskit.orbits.orbit import OrbitResult, find_orbit, find_orbit_from_gd, gd_iterates
-from eoskit.orbits.preconditioned import (
+from eoskit.orbits.preconditioned_gd import (
     PreconditionedObjective,
     check_preconditioner,
     orbit_to_x,
@@ -67,16 +61,6 @@ __all__ = [
     # a fixed diagonal preconditioner (z = P^{1/2} x)
     "PreconditionedObjective", "check_preconditioner", "orbit_to_x", "reduction_to_x",
     # continuation over learning rates
-    "BifurcationSweep", "BifurcationRow", "bifurcation_sweep", "plot_bifurcation",
-    # previous names (one release): Sweep -> BifurcationSweep, SweepRow -> BifurcationRow
-    "Sweep", "SweepRow",
+    "BifurcationSweep", "BifurcationRow", "bifurcation_sweep",
 ]
 
-
-def __getattr__(name: str):
-    # plot_bifurcation lives in eoskit.plots; loading it here would import matplotlib
-    if name == "plot_bifurcation":
-        from eoskit.plots.bifurcation import plot_bifurcation
-
-        return plot_bifurcation
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

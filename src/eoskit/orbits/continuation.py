@@ -27,12 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from eoskit.objective import Objective
+from eoskit.objective.failures import at_step
 from eoskit.orbits._numeric import finite_or_none
 from eoskit.orbits.orbit import OrbitResult, find_orbit
 from eoskit.orbits.reduction import DirectionReduction, Reduction
-from eoskit.testfns.failures import at_step
 
-__all__ = ["BifurcationRow", "BifurcationSweep", "Sweep", "SweepRow", "bifurcation_sweep"]
+__all__ = ["BifurcationRow", "BifurcationSweep", "bifurcation_sweep"]
 
 
 @dataclass
@@ -95,9 +95,6 @@ class BifurcationSweep:
         }
 
 
-# the names of the previous release (eoskit.sweep.Sweep is the learning-rate sweep of runs)
-Sweep = BifurcationSweep
-SweepRow = BifurcationRow
 
 
 def _is_orbit(res: OrbitResult | None) -> bool:

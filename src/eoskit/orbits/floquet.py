@@ -36,8 +36,8 @@ from torch import Tensor
 from eoskit._threads import limit_blas_threads
 from eoskit.diagnostics import effective_curvature, segment_quadrature
 from eoskit.objective import Objective, PointObjective
+from eoskit.objective.failures import ObjectiveError
 from eoskit.orbits._numeric import dense_hessian, to_numpy, to_torch
-from eoskit.testfns.failures import ObjectiveError
 
 __all__ = ["floquet_multipliers", "multiplier_stability", "orbit_checks", "empty_checks"]
 

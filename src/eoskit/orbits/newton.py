@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from eoskit.objective import Objective, PointObjective
+from eoskit.objective.failures import ObjectiveError, at_step
 from eoskit.orbits._numeric import minres, to_numpy, to_torch
-from eoskit.testfns.failures import ObjectiveError, at_step
 
 __all__ = ["NewtonOutcome", "solve_coupling"]
 

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from eoskit._threads import limit_blas_threads
 from eoskit.objective import Objective
+from eoskit.objective.failures import ObjectiveError, at_step
 from eoskit.orbits._numeric import finite_or_none, to_numpy
 from eoskit.orbits.floquet import (
     empty_checks,
@@ -38,7 +39,6 @@ from eoskit.orbits.floquet import (
     orbit_checks,
 )
 from eoskit.orbits.newton import solve_coupling
-from eoskit.testfns.failures import ObjectiveError, at_step
 
 __all__ = ["OrbitResult", "find_orbit", "find_orbit_from_gd", "gd_iterates"]
 

@@ -41,8 +41,8 @@ from torch import Tensor
 from eoskit._threads import limit_blas_threads
 from eoskit.eigs import lanczos, top_eigenpairs
 from eoskit.objective import Objective, PointObjective
+from eoskit.objective.failures import ObjectiveError
 from eoskit.orbits._numeric import finite_or_none, hessian_operator, minres, to_numpy, to_torch
-from eoskit.testfns.failures import ObjectiveError
 
 __all__ = [
     "DirectionReduction",

@@ -1,8 +1,8 @@
 """Every figure eoskit draws; the only package that imports matplotlib.
 
-* :mod:`~eoskit.plots.run`: a run's loss, sharpness and effective curvature.
+* :mod:`~eoskit.plots.run_figures`: a run's loss, sharpness and effective curvature.
 * :mod:`~eoskit.plots.diagnostics`: the edge-coupling diagnostics of a run.
-* :mod:`~eoskit.plots.sweep`: a sweep's sharpness curves and plateau.
+* :mod:`~eoskit.plots.sweep_figures`: a sweep's sharpness curves and plateau.
 * :mod:`~eoskit.plots.bifurcation`: bifurcation diagrams.
 * :mod:`~eoskit.plots.flows`: GD beside gradient flow and the central flow.
 
@@ -13,7 +13,7 @@ theory quantities themselves.
 from eoskit.plots.bifurcation import plot_bifurcation
 from eoskit.plots.diagnostics import plot_diagnostics
 from eoskit.plots.flows import plot_flows
-from eoskit.plots.run import plot_run
-from eoskit.plots.sweep import plot_sweep
+from eoskit.plots.run_figures import plot_run
+from eoskit.plots.sweep_figures import plot_sweep
 
 __all__ = ["plot_run", "plot_diagnostics", "plot_sweep", "plot_bifurcation", "plot_flows"]

@@ -28,7 +28,7 @@ a run that diverges or raises is recorded and the sweep goes on.
 * :mod:`~eoskit.sweep.spec`: reading, expanding and validating a sweep file.
 * :mod:`~eoskit.sweep.index`: the sweep directory and its ``runs.csv``.
 * :mod:`~eoskit.sweep.runner`: the runs, on a process pool, Ray, or inline.
-* :mod:`eoskit.plots.sweep`: the sweep's figures.
+* :mod:`eoskit.plots.sweep_figures`: the sweep's figures.
 
 Example:
     >>> spec = parse_sweep({"run": {"dataset": "digits", "steps": 3},
@@ -37,11 +37,10 @@ Example:
     ['lr=0.1_seed=0', 'lr=0.2_seed=0']
 """
 
-from eoskit.data import FILE_DATASET_DIRS
-from eoskit.store import FINAL_STATUSES
 from eoskit.sweep.index import (
     INDEX_COLUMNS,
     SweepIndex,
+    indexed_runs,
     load_stored_sweep,
     prepare_out,
     resolve_run_dir,
@@ -57,33 +56,14 @@ from eoskit.sweep.spec import (
     point_name,
 )
 
-# old names, kept for one release
-Sweep = SweepIndex
-FINISHED = FINAL_STATUSES
-FILE_DATASETS = FILE_DATASET_DIRS
-
 __all__ = [
     # the sweep file
     "SweepSpec", "GridPoint", "SweepError", "load_sweep", "parse_sweep", "point_name",
     "data_path_problem",
     # the sweep directory and runs.csv
     "INDEX_COLUMNS", "SweepIndex", "prepare_out", "load_stored_sweep", "resolve_run_dir",
+    "indexed_runs",
     # running
     "BACKENDS", "LOCAL_RETRIES", "RAY_MAX_RETRIES", "run_point", "run_sweep",
-    # figures: eoskit.plots.sweep, loaded on first use
-    "plot_sweep",
-    # old names, kept for one release
-    "Sweep", "FINISHED", "FILE_DATASETS",
 ]
 
-# main_log (CLI progress lines) now lives in eoskit.cli.sweep; still reachable here
-_MOVED = {"plot_sweep": "eoskit.plots.sweep", "main_log": "eoskit.cli.sweep"}
-
-
-def __getattr__(name):
-    # matplotlib and the CLI load only when their names are asked for
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from eoskit import store
 from eoskit._version import __version__
-from eoskit.store import finished_summary  # noqa: F401 (one implementation, re-exported)
 from eoskit.sweep.spec import GridPoint, SweepError, SweepSpec, parse_sweep
 
 INDEX_COLUMNS = ["status", "eos_onset_step", "plateau_median_over_threshold",
@@ -115,6 +114,17 @@ def load_stored_sweep(out: Path) -> SweepSpec:
     toml = Path(out) / "sweep.toml"
     spec.source = toml.read_text() if toml.exists() else None
     return spec
+
+
+def indexed_runs(sweep_dir: Path) -> list[tuple[dict, Path]]:
+    """runs.csv's rows that have a run directory (one with ``config.json``), each with it."""
+    index = Path(sweep_dir) / "runs.csv"
+    pairs = []
+    for row in store.read_rows(index) if index.exists() else []:
+        run_dir = resolve_run_dir(sweep_dir, row)
+        if run_dir is not None and (run_dir / "config.json").exists():
+            pairs.append((row, run_dir))
+    return pairs
 
 
 def resolve_run_dir(sweep_dir: Path, row: dict) -> Path | None:

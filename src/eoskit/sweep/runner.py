@@ -16,7 +16,7 @@ from pathlib import Path
 
 from eoskit import store
 from eoskit.config import RunConfig
-from eoskit.sweep.index import SweepIndex, finished_summary, index_fields, prepare_out
+from eoskit.sweep.index import SweepIndex, index_fields, indexed_runs, prepare_out
 from eoskit.sweep.spec import SweepError, SweepSpec
 
 BACKENDS = ("local", "ray")
@@ -117,9 +117,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
         else:
             _run_ray(tasks, n_workers, ray_address, on_result)
     try:
-        from eoskit.plots.sweep import plot_sweep
+        from eoskit.plots.sweep_figures import plot_sweep
 
-        plot_sweep(out)
+        plot_sweep(out, indexed_runs(out))
     except Exception as err:  # figures must never lose the index
         log(f"warning: sweep figures failed: {type(err).__name__}: {err}")
     return index.index_rows()
@@ -138,7 +138,7 @@ def _pending_points(index: SweepIndex, resume: bool) -> list:
     """The grid points still to run; a resumed sweep's finished ones go into the index."""
     todo = []
     for p in index.spec.points:
-        summary = finished_summary(index.run_dir(p)) if resume else None
+        summary = store.finished_summary(index.run_dir(p)) if resume else None
         if summary is not None:
             index.rows[p.name] = index_fields(summary)
         else:

@@ -48,8 +48,8 @@ non-tensor, detaches its graph) is an :class:`ObjectiveError` naming it and the
 step where it happened, never a traceback from deep inside a solver.
 
 Modules: :mod:`~eoskit.testfns.problems` (the built-ins),
-:mod:`~eoskit.testfns.loading` (start vectors and user objectives),
-:mod:`~eoskit.testfns.failures` (the error and the wrapper).
+:mod:`~eoskit.testfns.loading` (start vectors and user objectives); the error and the
+wrapper are :mod:`eoskit.objective.failures`.
 
 Example:
     >>> import torch
@@ -58,13 +58,11 @@ Example:
     1.125
 """
 
-from eoskit.testfns.failures import ObjectiveError, at_step, checked_callable
 from eoskit.testfns.loading import load_objective, parse_vector
 from eoskit.testfns.problems import (
     BUILTINS,
     DTYPE,
     ObjectiveProblem,
-    Problem,
     builtin,
     digits_mlp,
     double_well,
@@ -82,8 +80,4 @@ __all__ = [
     "digits_mlp",
     # user objectives and start vectors
     "load_objective", "parse_vector",
-    # failures of an objective in use
-    "ObjectiveError", "at_step", "checked_callable",
-    # the name of the previous release: Problem -> ObjectiveProblem
-    "Problem",
 ]

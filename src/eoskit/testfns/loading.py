@@ -11,7 +11,7 @@ from torch import Tensor
 
 from eoskit.components import import_target
 from eoskit.objective import FunctionObjective, Objective
-from eoskit.testfns.failures import ObjectiveError, checked_callable
+from eoskit.objective.failures import ObjectiveError, checked_callable
 from eoskit.testfns.problems import BUILTINS, DTYPE, ObjectiveProblem, builtin
 
 

@@ -10,17 +10,14 @@ import torch
 from torch import Tensor, nn
 
 from eoskit.objective import FunctionObjective, ModelObjective, Objective
-from eoskit.testfns.failures import ObjectiveError
+from eoskit.objective.failures import ObjectiveError
 
 DTYPE = torch.float64
 
 
 @dataclass
 class ObjectiveProblem:
-    """An objective with a default start ``x0`` and, where known, a fixed point ``x_star``.
-
-    (Not :class:`eoskit.problem.Problem`, which is a training run's model and data.)
-    """
+    """An objective with a default start ``x0`` and, where known, a fixed point ``x_star``."""
 
     name: str
     objective: Objective
@@ -28,10 +25,6 @@ class ObjectiveProblem:
     x_star: Tensor | None = None
     description: str = ""
     meta: dict | None = None
-
-
-# the name of the previous release
-Problem = ObjectiveProblem
 
 
 def _t(values) -> Tensor:

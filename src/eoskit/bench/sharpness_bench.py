@@ -18,10 +18,10 @@ import numpy as np
 import scipy.sparse.linalg as sla
 import torch
 
+from eoskit.bench.bench_problem import BenchProblem, Cache, build, gd_points, reference_eig
 from eoskit.bench.cold import bench_cold
 from eoskit.bench.costs import bench_costs
 from eoskit.bench.goals import goals
-from eoskit.bench.problem import BenchProblem, Cache, build, gd_points, reference_eig
 from eoskit.bench.rows import row
 from eoskit.bench.scaling import bench_scaling
 from eoskit.bench.setting import FULL, SECTIONS, Setting

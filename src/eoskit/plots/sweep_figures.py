@@ -11,16 +11,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from eoskit import store  # noqa: E402
-from eoskit.sweep.index import resolve_run_dir  # noqa: E402
 
 _THRESHOLD_NAMES = {"gd": "2/η", "sgd": "2/η"}
 
 
-def plot_sweep(sweep_dir: str | Path) -> list[Path]:
+def plot_sweep(sweep_dir: str | Path, indexed: list[tuple[dict, Path]]) -> list[Path]:
     """``plots/sharpness.png`` (curves, each with its threshold in the same colour) and
-    ``plots/plateau.png`` (median sharpness after onset against the threshold, y = x)."""
+    ``plots/plateau.png`` (median sharpness after onset against the threshold, y = x).
+
+    ``indexed``: the sweep's ``runs.csv`` rows, each with its run directory
+    (:func:`eoskit.sweep.index.indexed_runs`); figures read runs, not a sweep's index."""
     sweep_dir = Path(sweep_dir)
-    runs = _runs_with_data(sweep_dir)
+    runs = _runs_with_data(indexed)
     folder = sweep_dir / "plots"
     folder.mkdir(exist_ok=True)
     colour = _lr_colours(runs)
@@ -95,14 +97,10 @@ def _plateau_figure(runs: list[dict], colour, tname: str):
     return fig
 
 
-def _runs_with_data(sweep_dir: Path) -> list[dict]:
-    """Each indexed run that has a run directory: its config, sharpness curve and plateau."""
-    index = sweep_dir / "runs.csv"
+def _runs_with_data(indexed: list[tuple[dict, Path]]) -> list[dict]:
+    """Each indexed run: its config, sharpness curve and plateau."""
     out = []
-    for row in store.read_rows(index) if index.exists() else []:
-        run_dir = resolve_run_dir(sweep_dir, row)
-        if run_dir is None or not (run_dir / "config.json").exists():
-            continue
+    for row, run_dir in indexed:
         conf = store.read_json(run_dir / "config.json")
         metrics = run_dir / "metrics.csv"
         rows = store.read_rows(metrics) if metrics.exists() else []

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from eoskit import store
 from eoskit.components import check_files
-from eoskit.report_flows import flows_dir, flows_figures, flows_medians
+from eoskit.report.flows_section import flows_dir, flows_figures, flows_medians
 
 # The page reports how many of its figures the browser decoded (a check that needs no network).
 _IMAGE_CHECK = """<script>
@@ -269,9 +269,10 @@ def sweep_html(sweep_dir: Path) -> str:
     names = ["sharpness.png", "plateau.png"]
     if rows and not all((plots / n).exists() for n in names):
         try:
-            from eoskit.plots.sweep import plot_sweep
+            from eoskit.plots.sweep_figures import plot_sweep
+            from eoskit.sweep.index import indexed_runs
 
-            plot_sweep(sweep_dir)
+            plot_sweep(sweep_dir, indexed_runs(sweep_dir))
         except Exception:
             pass
     figs = [(n.removesuffix(".png"), (plots / n).read_bytes()) for n in names
