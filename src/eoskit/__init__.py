@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from eoskit._version import __version__
-from eoskit.config import RunConfig, stability_threshold
+from eoskit.config import RunConfig
 from eoskit.diagnostics import (
     DIAGNOSTIC_COLUMNS,
     ForcingTracker,
@@ -30,7 +30,7 @@ from eoskit.diagnostics import (
 )
 from eoskit.eigs import EigResult, hessian_eigs, lanczos, lobpcg, top_eigenpairs
 from eoskit.objective import FunctionObjective, ModelObjective, Objective, PointObjective
-from eoskit.optim import UpdateRule
+from eoskit.optim import UpdateRule, stability_threshold
 
 __all__ = [
     "__version__",
