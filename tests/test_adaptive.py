@@ -11,7 +11,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from eoskit import store
 from eoskit.config import RunConfig
-from eoskit.optim import UpdateRule, run_quadratic, stability_threshold, torch_preconditioner
+from eoskit.optim import make_rule, run_quadratic, stability_threshold, torch_preconditioner
 from eoskit.train import train
 
 F64 = torch.float64
@@ -54,7 +54,7 @@ def test_rule_steps_are_torchs_to_1e12_after_50_steps(case):
     model, loss_fn = _problem()
     twin, _ = _problem()
     opt = TORCH[name](model.parameters(), lr=LR, **torch_kwargs)
-    rule = UpdateRule(name, LR, **ours_hyper)
+    rule = make_rule(name, LR, **ours_hyper)
     x = parameters_to_vector(twin.parameters()).detach().clone()
     worst = 0.0
     for _ in range(50):
@@ -90,12 +90,12 @@ def test_thresholds_and_hyperparameter_validation():
         with pytest.raises(ValueError, match="not used by optimizer"):
             RunConfig(**bad)
     with pytest.raises(ValueError, match="takes no alpha"):
-        UpdateRule("adam", 0.1, alpha=0.5)
+        make_rule("adam", 0.1, alpha=0.5)
 
 
 def test_adam_is_preconditioned_heavy_ball_on_a_quadratic():
     # x² curvature: Adam's steps stay bounded by ~η whatever λ is (it normalises g)
-    out = run_quadratic(UpdateRule("adam", 0.01), curvature=1e4, steps=300)
+    out = run_quadratic(make_rule("adam", 0.01), curvature=1e4, steps=300)
     assert max(out) < 1.05
 
 

@@ -18,7 +18,7 @@ from eoskit import store
 from eoskit.config import RunConfig
 from eoskit.diagnostics import ADAPTIVE_DIAGNOSTIC_COLUMNS, diagnose_adaptive_step
 from eoskit.objective import FunctionObjective
-from eoskit.optim import UpdateRule
+from eoskit.optim import make_rule
 from eoskit.train import train
 
 TINY = dict(dataset="digits", n_train=48, n_test=0, model="fc-tanh", width=6, depth=1,
@@ -70,7 +70,7 @@ def test_one_step_against_independent_references():
     gen = torch.Generator().manual_seed(3)
     A = torch.randn(4, 4, generator=gen, dtype=torch.float64)
     obj = FunctionObjective(lambda x: (x @ A @ x) ** 2 / 8 + (torch.tanh(x) ** 2).sum(), 4)
-    rule = UpdateRule("adam", 0.05, beta1=0.5)
+    rule = make_rule("adam", 0.05, beta1=0.5)
     x = torch.randn(4, generator=gen, dtype=torch.float64)
     for _ in range(3):  # a few steps so P and m are not trivial
         x = x + rule.step(obj.grad(x), x)

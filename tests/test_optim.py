@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from eoskit.config import stability_threshold
 from eoskit.objective import FunctionObjective
-from eoskit.optim import UpdateRule, run_quadratic
+from eoskit.optim import make_rule, run_quadratic, stability_threshold
 
 SETTINGS = [("gd", 0.0), ("sgd", 0.0), ("polyak", 0.5), ("polyak", 0.9), ("nesterov", 0.5),
             ("nesterov", 0.9)]
@@ -16,7 +15,7 @@ SETTINGS = [("gd", 0.0), ("sgd", 0.0), ("polyak", 0.5), ("polyak", 0.9), ("neste
 def test_threshold_on_scalar_quadratic(name, beta, side):
     lr = 0.1
     lam = side * stability_threshold(name, lr, beta)
-    traj = run_quadratic(UpdateRule(name, lr, beta), lam, steps=3000)
+    traj = run_quadratic(make_rule(name, lr, beta), lam, steps=3000)
     if side < 1:
         assert traj[-1] < 1e-3, traj[-1]
     else:
@@ -33,7 +32,7 @@ def test_threshold_on_matrix_quadratic_through_the_objective(name, beta):
         spectrum = torch.tensor([side * thr, 0.5 * thr, 3.0, 1.0, 0.3, 0.1], dtype=torch.float64)
         A = Q @ torch.diag(spectrum) @ Q.T
         obj = FunctionObjective(lambda x, A=A: 0.5 * x @ A @ x, dim=6)
-        rule = UpdateRule(name, lr, beta)
+        rule = make_rule(name, lr, beta)
         x = torch.ones(6, dtype=torch.float64)
         for _ in range(4000):
             x = x + rule.step(obj.grad(x))
@@ -48,6 +47,6 @@ def test_thresholds_closed_form():
 
 def test_bad_rule():
     with pytest.raises(ValueError, match="learning rate must be positive"):
-        UpdateRule("gd", 0.0)
+        make_rule("gd", 0.0)
     with pytest.raises(ValueError, match="unknown optimizer"):
-        UpdateRule("lion", 0.1)
+        make_rule("no-such-optimizer", 0.1)

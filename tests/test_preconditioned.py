@@ -13,7 +13,7 @@ from eoskit import store
 from eoskit.config import RunConfig
 from eoskit.diagnostics import preconditioned_identities as P
 from eoskit.eigs.preconditioned import preconditioned_matvec
-from eoskit.optim import UpdateRule, rule_for
+from eoskit.optim import make_rule, rule_for
 from eoskit.problem import build_problem
 from eoskit.train import train
 from tests.test_diagnostics import random_polynomial
@@ -83,7 +83,7 @@ def _frozen_quadratic_run(name, side, steps=1100, freeze=100, **hyper):
     """
     h = torch.tensor([50.0, 7.0, 1.0, 0.2], dtype=F64)
     x = torch.tensor([1.0, -0.5, 2.0, 1.0], dtype=F64)
-    rule = UpdateRule(name, 0.01, freeze_preconditioner_at=freeze, **hyper)
+    rule = make_rule(name, 0.01, freeze_preconditioner_at=freeze, **hyper)
     ps = []
     for t in range(steps):
         if t == freeze + 1:
@@ -107,7 +107,7 @@ def test_frozen_preconditioner_threshold_on_a_quadratic(name, hyper):
 
 
 def test_freeze_at_a_later_step_holds_p_and_moves_x():
-    rule = UpdateRule("adam", 0.05, freeze_preconditioner_at=5)
+    rule = make_rule("adam", 0.05, freeze_preconditioner_at=5)
     h = torch.tensor([3.0, 0.5], dtype=F64)
     x, ps = torch.tensor([1.0, 1.0], dtype=F64), []
     for _ in range(12):
@@ -115,7 +115,7 @@ def test_freeze_at_a_later_step_holds_p_and_moves_x():
         x = x + rule.step(h * x, x)
     assert not torch.equal(ps[4], ps[5])  # P_5 still sees g_5
     assert all(torch.equal(q, ps[5]) for q in ps[5:])
-    back = UpdateRule("adam", 0.05, freeze_preconditioner_at=5)
+    back = make_rule("adam", 0.05, freeze_preconditioner_at=5)
     back.load_state_dict(rule.state_dict())
     assert torch.equal(back.preconditioner(h * x, x), ps[5])
 

@@ -12,7 +12,7 @@ import torch
 from eoskit import store
 from eoskit.config import RunConfig
 from eoskit.diagnostics import ForcingTracker
-from eoskit.optim import UpdateRule
+from eoskit.optim import make_rule
 from eoskit.problem import build_problem
 from eoskit.summary import forcing_gap_curve, forcing_gap_slope, forcing_summary, summarize
 from eoskit.train import train
@@ -87,7 +87,7 @@ def test_momentum_kappa_is_the_rayleigh_quotient_on_a_quadratic(name):
     gen = torch.Generator().manual_seed(0)
     q, _ = torch.linalg.qr(torch.randn(5, 5, dtype=torch.float64, generator=gen))
     A = q @ torch.diag(torch.tensor([3.0, 2.0, 1.0, 0.5, 0.1], dtype=torch.float64)) @ q.T
-    rule = UpdateRule(name, 0.2, 0.6)
+    rule = make_rule(name, 0.2, 0.6)
     x = torch.randn(5, dtype=torch.float64, generator=gen)
     for _ in range(15):
         g = A @ x

@@ -12,8 +12,8 @@ Example:
     >>> import tempfile, torch
     >>> from eoskit.diagnostics import ForcingTracker
     >>> from eoskit.eigs import SharpnessTracker
-    >>> from eoskit.optim import UpdateRule
-    >>> parts = lambda: dict(rule=UpdateRule("polyak", 0.1, 0.5), tracker=SharpnessTracker(1, 1e-3),
+    >>> from eoskit.optim import make_rule
+    >>> parts = lambda: dict(rule=make_rule("polyak", 0.1, 0.5), tracker=SharpnessTracker(1, 1e-3),
     ...                      forcing=ForcingTracker(0.1), batch_gen=torch.Generator())
     >>> saved, folder = parts(), tempfile.mkdtemp()
     >>> _ = saved["rule"].step(torch.ones(2))

@@ -12,28 +12,27 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from eoskit.components import absolute_spec, is_spec
 from eoskit.data import DATASETS, FILE_DATASET_DIRS
+from eoskit.eigs import TRACKER_MODES
 from eoskit.models import MODELS
 from eoskit.optim import (
     HYPERPARAMETERS,
     OPTIMIZERS,
     RULES,
+    Hyper,
     rule_class,
     rule_hyperparameters,
-    stability_threshold,
+    rules_with,
 )
 
-__all__ = ["OPTIMIZERS", "RunConfig", "load_toml", "run_config_from", "stability_threshold"]
+__all__ = ["RunConfig", "load_toml", "run_config_from"]
 
 
-class RunConfig(BaseModel):
-    """Everything that determines a training run (and so its results).
-
-    Each field's ``description`` is also its ``eoskit run --<field>`` help.
-    """
+class _ProblemFields(BaseModel):
+    """RunConfig's fields up to the optimiser's; its rules' hyper-parameters follow."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,23 +61,37 @@ class RunConfig(BaseModel):
     optimizer: Literal[OPTIMIZERS] = Field("gd", description=f"{', '.join(OPTIMIZERS)}.")
     # an infinite η is bad input, not a divergence: no step can be taken with it
     lr: float = Field(0.05, gt=0, allow_inf_nan=False, description="Learning rate η.")
-    beta: float = Field(0.0, ge=0, lt=1, description="Momentum (polyak, nesterov).")
-    batch_size: int | None = Field(None, gt=0, description="Mini-batch size (sgd).")
-    # adaptive optimisers (None: torch's default for the optimizer; others must leave None)
-    beta1: float | None = Field(None, ge=0, lt=1,
-                                description="First-moment decay β₁ (adam, adamw; 0.9).")
-    beta2: float | None = Field(None, ge=0, lt=1,
-                                description="Second-moment decay β₂ (adam, adamw; 0.999).")
-    alpha: float | None = Field(None, ge=0, lt=1,
-                                description="Second-moment decay α (rmsprop; 0.99).")
-    eps: float | None = Field(None, ge=0, description="ε added to √v̂ (adam, adamw, "
-                              "rmsprop; 1e-8).")
-    weight_decay: float | None = Field(
-        None, ge=0, description="Weight decay λ (adam, rmsprop: L2 in the gradient, 0; "
-        "adamw: decoupled, 0.01).")
-    freeze_preconditioner_at: int | None = Field(
-        None, ge=0, description="Hold the preconditioner P fixed from this step on "
-        "(adam, adamw, rmsprop).")
+    beta: float = Field(0.0, ge=0, lt=1,
+                        description=f"Momentum ({', '.join(rules_with('momentum'))}).")
+    batch_size: int | None = Field(
+        None, gt=0, description=f"Mini-batch size ({', '.join(rules_with('samples_batch'))}).")
+
+
+def _hyper_help(name: str, hyper: Hyper) -> str:
+    """``meaning (rules: default; ...)``, the rules grouped by their default."""
+    by_default: dict = {}
+    for rule in RULES.values():
+        if name in rule.hyperparameters:
+            by_default.setdefault(rule.hyperparameters[name].default, []).append(rule.name)
+    parts = [", ".join(names) + ("" if d is None else ": " + f"{d:g}".replace("e-0", "e-"))
+             for d, names in by_default.items()]
+    return f"{hyper.meaning} ({'; '.join(parts)})."
+
+
+# the rules' hyper-parameters (None: the optimizer's default, torch's; other rules must
+# leave None), one field each, generated from the rule registry
+_WithRuleFields = create_model(
+    "_WithRuleFields", __base__=_ProblemFields, __module__=__name__,
+    **{name: (h.kind | None, Field(None, ge=h.ge, lt=h.lt, description=_hyper_help(name, h)))
+       for name, h in HYPERPARAMETERS.items()})
+
+
+class RunConfig(_WithRuleFields):
+    """Everything that determines a training run (and so its results).
+
+    Each field's ``description`` is also its ``eoskit run --<field>`` help.
+    """
+
     steps: int = Field(1000, gt=0, description="Optimiser steps.")
     # numerics
     dtype: Literal["float32", "float64"] = Field("float32", description="float32 or float64.")
@@ -97,7 +110,7 @@ class RunConfig(BaseModel):
     eig_restart_every: int = Field(
         50, ge=0, description="Random-start probe every K solves; it replaces the tracked "
         "vectors only if it finds a larger value.")
-    eig_mode: Literal["lanczos", "streaming"] = Field(
+    eig_mode: Literal[TRACKER_MODES] = Field(
         "lanczos", description="lanczos (converged to --eig-tol) or streaming "
         "(~1 HVP/step; use --eig-tol 1e-2).")
     eig_criterion: Literal["residual", "eigenvalue"] = Field(
@@ -150,7 +163,7 @@ class RunConfig(BaseModel):
     def _rule_defaults(cls, data):
         """Fill the optimizer's unset hyperparameters with its (torch's) defaults."""
         if isinstance(data, dict) and data.get("optimizer", "gd") in RULES:
-            hyper = rule_class(data.get("optimizer", "gd")).hyperparameters
+            hyper = rule_class(data.get("optimizer", "gd")).defaults()
             data = {**{k: v for k, v in hyper.items() if v is not None},
                     **{k: v for k, v in data.items() if not (k in hyper and v is None)}}
         return data
@@ -192,8 +205,8 @@ class RunConfig(BaseModel):
     @property
     def threshold(self) -> float:
         """The optimiser's stability threshold on sharpness."""
-        return stability_threshold(self.optimizer, self.lr, self.beta,
-                                   **rule_hyperparameters(self))
+        return rule_class(self.optimizer).threshold_for(self.lr, self.beta,
+                                                        **rule_hyperparameters(self))
 
 
 def _one_of(kind: str, name: str, registry) -> str:
@@ -208,7 +221,7 @@ def _one_of(kind: str, name: str, registry) -> str:
 
 def _names(fact: str) -> str:
     """The optimisers whose rule has ``fact``, e.g. ``polyak/nesterov`` for momentum."""
-    return "/".join(n for n, r in RULES.items() if getattr(r, fact))
+    return "/".join(rules_with(fact))
 
 
 def load_toml(path: str | Path) -> dict:

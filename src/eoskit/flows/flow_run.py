@@ -28,10 +28,10 @@ from eoskit.flows.rmsprop import RMSPROP_ALPHA, RMSPROP_EPS, RMSPropCentralFlow
 from eoskit.flows.rmsprop_tracks import RMSPropCentralTrack, StableTrack
 from eoskit.flows.tracks import CentralTrack, GDTrack, GradientTrack
 from eoskit.objective import Objective
+from eoskit.optim import GD, RULES, RMSprop, rule_class
 from eoskit.summary import ONSET_FRACTION
 
 FLOWS = ("gradient", "central")
-OPTIMIZERS = ("gd", "rmsprop")
 FLOW_COLUMNS = ["step", "flow", "loss", "predicted_loss", "grad_norm_sq",
                 "predicted_grad_norm_sq", "sharpness", "n_constrained", "trace_sigma",
                 "dist_to_gd", "hvps", "d3_calls", "sigma_top", "half_amplitude_sq",
@@ -77,7 +77,7 @@ class FlowSettings:
                f"window must be an odd number of steps, got {self.window}")
         _check(self.checkpoint_every >= 0 and (self.checkpoint_every % self.every == 0),
                "checkpoint_every must be a multiple of every (0: never)")
-        _check(self.optimizer in OPTIMIZERS,
+        _check(self.optimizer in RULES and rule_class(self.optimizer) in FLOW_TRACKS,
                f"flows follow {' or '.join(OPTIMIZERS)}, got optimizer {self.optimizer!r}")
         _check(0 <= self.alpha < 1 and self.eps > 0, "rmsprop needs 0 ≤ alpha < 1, eps > 0")
         GradientFlowSettings(self.method, self.rtol, self.atol)
@@ -100,8 +100,10 @@ def _check(ok: bool, message: str) -> None:
 
 
 def _tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
-    if s.optimizer == "rmsprop":
-        return _rmsprop_tracks(obj, x0, s)
+    return FLOW_TRACKS[rule_class(s.optimizer)](obj, x0, s)
+
+
+def _gd_tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
     tracks = {"gd": GDTrack(obj, x0, s.lr, s.eig_tol, s.window // 2, k=min(s.neigs, obj.dim))}
     if "gradient" in s.flows:
         tracks["gradient"] = GradientTrack(obj, x0, s.lr, s.eig_tol,
@@ -113,9 +115,7 @@ def _tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
 
 
 def _rmsprop_tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
-    from eoskit.optim import UpdateRule
-
-    rule = UpdateRule("rmsprop", lr=s.lr, alpha=s.alpha, eps=s.eps)
+    rule = RMSprop(lr=s.lr, alpha=s.alpha, eps=s.eps)
     tracks = {"gd": GDTrack(obj, x0, s.lr, s.eig_tol, s.window // 2, rule,
                             k=min(s.neigs, obj.dim))}
     if "gradient" in s.flows:
@@ -126,6 +126,11 @@ def _rmsprop_tracks(obj: Objective, x0: Tensor, s: FlowSettings) -> dict:
                                   s.eig_tol, alpha=s.alpha, eps=s.eps)
         tracks["central"] = RMSPropCentralTrack(obj, x0, flow)
     return tracks
+
+
+# the rules whose flows eoskit knows, each with the builder of its tracks
+FLOW_TRACKS = {GD: _gd_tracks, RMSprop: _rmsprop_tracks}
+OPTIMIZERS = tuple(rule.name for rule in FLOW_TRACKS)
 
 
 def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Path, *,

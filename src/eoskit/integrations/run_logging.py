@@ -1,5 +1,8 @@
 """``eoskit run --log tensorboard,mlflow``: the run's rows into loggers, exactly once.
 
+The loggers are the named sinks of :data:`eoskit.integrations.loggers.SINKS`; each
+says how it opens in the run directory and what it keeps to continue its log.
+
 Loggers never change a run's numbers, so they are not part of its
 ``RunConfig`` (nor of its identity): the choice is kept in
 ``RUN/loggers.json`` beside the MLflow run id and ``logged_below``, the
@@ -27,22 +30,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from eoskit import store
-from eoskit.integrations.loggers import MLflowSink, TensorBoardSink
+from eoskit.integrations.loggers import SINKS, parse_loggers
 
-LOGGERS = ("tensorboard", "mlflow")
 STATE = "loggers.json"
-
-
-def parse_loggers(text: str | list | tuple | None) -> list[str]:
-    """``"tensorboard,mlflow"`` (or a list) as a list of names; a ValueError names a bad one."""
-    if text is None:
-        return []
-    names = text.split(",") if isinstance(text, str) else list(text)
-    names = [n.strip() for n in names if n.strip()]
-    bad = [n for n in names if n not in LOGGERS]
-    if bad:
-        raise ValueError(f"unknown logger {bad[0]!r}; choose from {', '.join(LOGGERS)}")
-    return list(dict.fromkeys(names))
 
 
 def open_run_loggers(out: Path, log: dict | None, *, resumed: bool, cfg) -> RunLoggers | None:
@@ -51,47 +41,40 @@ def open_run_loggers(out: Path, log: dict | None, *, resumed: bool, cfg) -> RunL
     names = parse_loggers(log.get("loggers"))
     if not names and not (resumed and (Path(out) / STATE).exists()):
         return None
-    return RunLoggers(out, names, log.get("mlflow_uri"), resumed=resumed,
-                      stream=not cfg.checkpoint_every, params=cfg.model_dump(mode="json"))
+    options = {k: v for k, v in log.items() if k != "loggers"}
+    return RunLoggers(out, names, options, resumed=resumed, stream=not cfg.checkpoint_every,
+                      params=cfg.model_dump(mode="json"))
 
 
 class RunLoggers:
     """The loggers of one ``eoskit run``: buffer rows, hand them on when durable."""
 
-    def __init__(self, out: Path, names: list[str], mlflow_uri: str | None, *,
+    def __init__(self, out: Path, names: list[str], options: dict, *,
                  resumed: bool, stream: bool, params: dict):
         self.out = Path(out)
         old = store.read_json(self.out / STATE) if resumed and (self.out / STATE).exists() \
             else {}
         names = names or old.get("loggers", [])
-        self.state = {"loggers": names, "mlflow_uri": mlflow_uri or old.get("mlflow_uri"),
-                      "mlflow_run_id": old.get("mlflow_run_id") if resumed else None,
-                      "logged_below": old.get("logged_below", 0) if resumed else 0}
+        self.state = {"loggers": names}
         self.stream = stream
         self.buffer: list[dict] = []
         rows = store.read_rows(self.out / "metrics.csv") if resumed else []
         next_step = rows[-1]["step"] + 1 if rows else 0
         # a logger the run had gets the rows from where it stopped; one added now, all of them
         had = set(old.get("loggers", []))
-        below = min(self.state["logged_below"], next_step)
-        start = {n: below if n in had else 0 for n in names}
+        below = min(old.get("logged_below", 0), next_step)
         self.sinks = []
-        if "tensorboard" in names:
-            self.sinks.append(TensorBoardSink(self.out / "tensorboard",
-                                              purge_step=start["tensorboard"]))
-        if "mlflow" in names:
-            sink = MLflowSink(self.out, self.state["mlflow_uri"],
-                              run_id=self.state["mlflow_run_id"] if next_step else None,
-                              run_name=self.out.name)
-            if sink.run_id != self.state["mlflow_run_id"]:
+        for name in names:
+            start = below if name in had else 0
+            sink = SINKS[name].open(self.out, options, old if name in had else None, start)
+            if not sink.continued:
                 sink.log_params(params)
-                start["mlflow"] = 0
-            self.state["mlflow_run_id"] = sink.run_id
-            self.sinks.append(sink)
-        for name, sink in zip([n for n in LOGGERS if n in names], self.sinks, strict=True):
+                start = 0
             for row in rows:
-                if row["step"] >= start[name]:
+                if row["step"] >= start:
                     sink.log_row(row)
+            self.state.update(sink.saved_state())
+            self.sinks.append(sink)
         self.state["logged_below"] = next_step
         self.flush()
 
@@ -110,10 +93,8 @@ class RunLoggers:
         store.write_json(self.out / STATE, self.state)
 
     def finish(self, status: str) -> None:
-        """At the run's end: the last rows, then the files (for a final status), then close.
-
-        MLflow's run status: FINISHED (completed), FAILED (diverged, failed), KILLED
-        (interrupted: a resume sets it RUNNING again); tag ``eoskit.status`` = ours."""
+        """At the run's end: the last rows, then the files (for a final status), then close
+        each sink with the run's status."""
         if status in ("completed", "diverged"):
             self.flush()
             files = [self.out / n for n in ("metrics.csv", "summary.json", "config.json")]
@@ -123,12 +104,7 @@ class RunLoggers:
                     if path.exists():
                         sink.log_artifact(path)
         for sink in self.sinks:
-            if isinstance(sink, MLflowSink):
-                sink.client.set_tag(sink.run_id, "eoskit.status", status)
-                sink.close("FINISHED" if status == "completed" else
-                           "FAILED" if status in ("diverged", "failed") else "KILLED")
-            else:
-                sink.close()
+            sink.close(status)
 
 
 class LoggedTable:

@@ -1,16 +1,17 @@
 """What a ``torch.optim`` optimiser says about the stability threshold.
 
-Only the update rules whose linear stability on a quadratic is known get a
-threshold (``eoskit.config.stability_threshold``): ``torch.optim.SGD`` without
-momentum (``2/η``), with heavy-ball momentum β (``(2+2β)/η``; dampening ``d``
-scales the step to ``η(1−d)``), with ``nesterov=True`` (``(2+2β)/((1+2β)η)``).
-Weight decay ``λ`` makes the update GD on ``L + λ/2·|x|²``, whose Hessian is
-``H + λI``, so the threshold on the sharpness of ``L`` is lowered by ``λ``.
-``torch.optim.Adam``/``AdamW`` and ``RMSprop`` (without amsgrad, momentum or
-centring) have a threshold on the *preconditioned* sharpness
-λ₁(P^{-1/2} H P^{-1/2}), ``P = diag(√v̂ + ε)`` read off their state
-(:func:`eoskit.optim.torch_preconditioner`): ``(2+2β₁)/((1−β₁)η)`` and ``2/η``
-(AdamW's weight decay ignored); other optimisers: None.
+The threshold is that of the eoskit rule whose steps the optimiser takes
+(:func:`eoskit.optim.torch_rule`: each rule names the torch optimiser it mirrors
+and reads its settings off a parameter group), by that rule's own formula:
+``torch.optim.SGD`` without momentum is ``sgd``, with heavy-ball momentum
+``polyak`` (dampening ``d`` scales the step to ``η(1−d)``), with ``nesterov=True``
+``nesterov``. Weight decay ``λ`` makes the update the rule's on
+``L + λ/2·|x|²``, whose Hessian is ``H + λI``, so the threshold on the
+sharpness of ``L`` is lowered by ``λ``. ``torch.optim.Adam``/``AdamW`` and
+``RMSprop`` (without amsgrad, momentum or centring) have a threshold on the
+*preconditioned* sharpness λ₁(P^{-1/2} H P^{-1/2}), ``P = diag(√v̂ + ε)`` read off
+their state (:func:`eoskit.optim.torch_preconditioner`), weight decay ignored;
+other optimisers: None.
 
 Example:
     >>> import torch
@@ -29,9 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from eoskit.config import stability_threshold
-
-_SGD_KEYS = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "maximize")
+from eoskit.optim import torch_rule, torch_threshold
 
 
 def unwrap(optimizer):
@@ -45,27 +44,14 @@ def unwrap(optimizer):
     return optimizer
 
 
-def _sgd_settings(optimizer) -> dict | None:
-    """The SGD hyper-parameters shared by every parameter group, or None if they differ."""
-    groups = optimizer.param_groups
-    settings = {k: groups[0].get(k) for k in _SGD_KEYS}
-    if any({k: g.get(k) for k in _SGD_KEYS} != settings for g in groups[1:]):
-        return None
-    return settings
-
-
 def optimizer_kind(optimizer) -> str:
-    """``sgd``, ``polyak``, ``nesterov`` (eoskit's names), another optimiser's class name
-    in lower case, or ``none``."""
+    """The name of the eoskit rule whose steps the optimiser takes (``sgd``, ``polyak``,
+    ``nesterov``, ``adam``, ...), else its class name in lower case, or ``none``."""
     optimizer = unwrap(optimizer)
     if optimizer is None:
         return "none"
-    if isinstance(optimizer, torch.optim.SGD):
-        g = optimizer.param_groups[0]
-        if not g.get("momentum"):
-            return "sgd"
-        return "nesterov" if g.get("nesterov") else "polyak"
-    return type(optimizer).__name__.lower()
+    rule = torch_rule(optimizer)
+    return type(optimizer).__name__.lower() if rule is None else rule.name
 
 
 def optimizer_lr(optimizer) -> float | None:
@@ -85,23 +71,8 @@ def optimizer_beta(optimizer) -> float:
 
 def adaptive(optimizer) -> bool:
     """Whether the optimiser is one whose diagonal preconditioner P eoskit can read."""
-    optimizer = unwrap(optimizer)
-    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)):
-        return False
-    return not any(g.get("amsgrad") or g.get("centered") or g.get("momentum")
-                   for g in optimizer.param_groups)
-
-
-def _adaptive_threshold(optimizer) -> float | None:
-    groups = optimizer.param_groups
-    lrs = {float(g["lr"]) for g in groups}
-    if len(lrs) != 1 or lrs == {0.0} or any(g.get("maximize") for g in groups):
-        return None
-    lr = lrs.pop()
-    if isinstance(optimizer, torch.optim.RMSprop):
-        return stability_threshold("rmsprop", lr)
-    beta1 = {float(g["betas"][0]) for g in groups}
-    return stability_threshold("adam", lr, beta1=beta1.pop()) if len(beta1) == 1 else None
+    rule = torch_rule(unwrap(optimizer))
+    return rule is not None and rule.preconditioned
 
 
 def optimizer_threshold(optimizer) -> float | None:
@@ -109,21 +80,4 @@ def optimizer_threshold(optimizer) -> float | None:
 
     For an :func:`adaptive` optimiser, the preconditioned sharpness's threshold."""
     optimizer = unwrap(optimizer)
-    if adaptive(optimizer):
-        return _adaptive_threshold(optimizer)
-    if not isinstance(optimizer, torch.optim.SGD):
-        return None
-    s = _sgd_settings(optimizer)
-    if s is None or s["maximize"] or float(s["lr"]) <= 0:
-        return None
-    lr, beta = float(s["lr"]), float(s["momentum"] or 0.0)
-    damp = float(s["dampening"] or 0.0)
-    if beta == 0.0:
-        base = stability_threshold("sgd", lr)
-    elif s["nesterov"]:
-        base = stability_threshold("nesterov", lr, beta)  # torch requires dampening 0 here
-    elif damp < 1.0:
-        base = stability_threshold("polyak", lr * (1.0 - damp), beta)
-    else:
-        return None
-    return base - float(s["weight_decay"] or 0.0)
+    return None if optimizer is None else torch_threshold(optimizer)
