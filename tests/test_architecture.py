@@ -27,8 +27,9 @@ LAYERS = [
     ("_threads", "_version", "interrupts"),
     ("objective",),  # Objective on a flat parameter vector, losses, exact layers
     ("eigs",),  # eigensolvers and trackers
-    ("optim",),  # update rules and their registry
-    ("diagnostics", "metrics"),  # the identities; the metrics.csv contract
+    ("diagnostics",),  # the identities of the edge coupling (κ, residuals, localisation)
+    ("optim",),  # update rules and their registry; a rule reads κ off the identities
+    ("metrics",),  # the metrics.csv contract: columns, rows, summaries of rows
     ("orbits",),  # fixed points, orbits, the reduction, continuation
     # inputs, independent of the math; user components build on the built-in data and
     # models, and objectives to analyse (testfns/) load user files through components/
@@ -74,9 +75,6 @@ LAYER_EXCEPTIONS = {
     ("eoskit.distributed.worker", "eoskit.problem"),
     ("eoskit.distributed.worker", "eoskit.train"),
     ("eoskit.monitor.monitor", "eoskit.distributed.user_loop"),
-    ("eoskit.monitor.optimizers", "eoskit.config"),
-    # H2 (optim): a rule's κ formula from the diagnostics above it
-    ("eoskit.optim", "eoskit.diagnostics.identities"),
 }
 # TEMPORARY: module names other helpers are renaming (H1: problem.py, distributed/problem.py,
 # monitor/rundir.py, monitor/objective.py, distributed/objective.py)

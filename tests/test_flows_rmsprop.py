@@ -1,4 +1,4 @@
-"""The central flow of RMSProp (eoskit.flows.rmsprop) against independent references (float64)."""
+"""The central flow of RMSProp (eoskit.flows.rmsprop_central) against independent references (float64)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from eoskit import store
 from eoskit.cli import app
 from eoskit.flows.flow_run import FlowSettings, run_flows
 from eoskit.flows.gradient import GradientFlowSettings
-from eoskit.flows.rmsprop import RMSPropCentralFlow, initial_nu, integrate_stable
+from eoskit.flows.rmsprop_central import RMSPropCentralFlow, initial_nu, integrate_stable
 from eoskit.objective import FunctionObjective
 
 F64 = torch.float64

@@ -12,7 +12,7 @@ import torch
 
 import eoskit
 from eoskit.config import RunConfig
-from eoskit.flows.run import FLOW_TRACKS, FlowSettings
+from eoskit.flows.flow_run import FLOW_TRACKS, FlowSettings
 from eoskit.integrations.loggers import SINKS, NamedSink, parse_loggers
 from eoskit.integrations.run_logging import RunLoggers
 from eoskit.monitor.optimizers import adaptive, optimizer_kind, optimizer_threshold

@@ -11,7 +11,7 @@ Examples::
 ``package.module:NAME`` as ``eoskit orbits`` takes it. Time is in GD steps.
 ``--optimizer rmsprop`` (or a configuration with optimizer rmsprop) follows
 torch's RMSprop instead: its stable flow as ``gradient`` and its central flow
-(:mod:`eoskit.flows.rmsprop`) as ``central``.
+(:mod:`eoskit.flows.rmsprop_central`) as ``central``.
 """
 
 from __future__ import annotations

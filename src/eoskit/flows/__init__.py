@@ -10,7 +10,7 @@
 * :mod:`~eoskit.flows.flow_run`: the driver behind ``eoskit flow`` (rows, summary,
   checkpoints, all through :mod:`eoskit.store`).
 
-* :mod:`~eoskit.flows.rmsprop` and :mod:`~eoskit.flows.rmsprop_tracks`: the central flow of
+* :mod:`~eoskit.flows.rmsprop_central` and :mod:`~eoskit.flows.rmsprop_tracks`: the central flow of
   RMSProp (preconditioned Hessian, ν dynamics) and its stable flow.
 """
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from eoskit import store
 from eoskit.flows.central import DEFAULT_FRACTION, CentralFlow
 from eoskit.flows.gradient import ATOL, RTOL, GradientFlowSettings
-from eoskit.flows.rmsprop import RMSPROP_ALPHA, RMSPROP_EPS, RMSPropCentralFlow
+from eoskit.flows.rmsprop_central import RMSPROP_ALPHA, RMSPROP_EPS, RMSPropCentralFlow
 from eoskit.flows.rmsprop_tracks import RMSPropCentralTrack, StableTrack
 from eoskit.flows.tracks import CentralTrack, GDTrack, GradientTrack
 from eoskit.objective import Objective
@@ -58,7 +58,7 @@ class FlowSettings:
     atol: float = ATOL
     checkpoint_every: int = 0
     keep_checkpoints: int = 3
-    optimizer: str = "gd"  # gd or rmsprop (its central flow: eoskit.flows.rmsprop)
+    optimizer: str = "gd"  # gd or rmsprop (its central flow: eoskit.flows.rmsprop_central)
     alpha: float = RMSPROP_ALPHA  # rmsprop: ν's running-average factor (torch's alpha)
     eps: float = RMSPROP_EPS
 

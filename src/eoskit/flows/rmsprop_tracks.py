@@ -1,12 +1,12 @@
 """RMSProp's two reference trajectories beside its discrete run (state: w and ν).
 
 * :class:`StableTrack` (flow ``gradient``): RMSProp's stable flow by
-  :func:`eoskit.flows.rmsprop.integrate_stable`; its sharpness is the
+  :func:`eoskit.flows.rmsprop_central.integrate_stable`; its sharpness is the
   preconditioned one, ``λ₁(P^{-1/2}HP^{-1/2})``.
 * :class:`RMSPropCentralTrack` (flow ``central``): the central flow of
-  :class:`eoskit.flows.rmsprop.RMSPropCentralFlow`, K Euler substeps per step.
+  :class:`eoskit.flows.rmsprop_central.RMSPropCentralFlow`, K Euler substeps per step.
 
-Both start from ``ν₀ = (1−α)∇L(w₀)²`` (:func:`eoskit.flows.rmsprop.initial_nu`).
+Both start from ``ν₀ = (1−α)∇L(w₀)²`` (:func:`eoskit.flows.rmsprop_central.initial_nu`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from torch import Tensor
 
 from eoskit.flows.gradient import GradientFlowSettings
-from eoskit.flows.rmsprop import RMSPropCentralFlow, initial_nu, integrate_stable
+from eoskit.flows.rmsprop_central import RMSPropCentralFlow, initial_nu, integrate_stable
 from eoskit.flows.tracks import CentralTrack, GradientTrack
 from eoskit.objective import Objective
 
