@@ -1,4 +1,4 @@
-"""The central flow of RMSProp (eoskit.flows.rmsprop_central) against independent references (float64)."""
+"""The central flow of RMSProp (eoskit.flows.rmsprop_central) against independent references."""
 
 from __future__ import annotations
 
