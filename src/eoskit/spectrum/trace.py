@@ -70,7 +70,7 @@ def hutch_plus_plus(matvec: MatVec, dim: int, products: int = 100, seed: int = 0
     """Hutch++: ``k = products // 3`` for the sketch, ``k`` for its trace, the rest Hutchinson."""
     if products < 3:
         raise ValueError(f"hutch++ needs at least 3 products, got {products}")
-    k = products // 3
+    k = min(products // 3, dim)  # a sketch of all of ℝᵈ is exact; more would not be orthonormal
     stream = rademacher_stream(dim, seed, dtype, device)
     sketch = torch.stack([matvec(next(stream)) for _ in range(k)], 1)  # (d, k) = H S
     Q = torch.linalg.qr(sketch).Q  # (d, k)
