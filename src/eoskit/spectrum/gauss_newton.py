@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.func import jvp, vjp
+from torch.func import jvp
 
 from eoskit.eigs import EigResult, MatVec, SharpnessTracker, lanczos
 from eoskit.objective import FunctionObjective
@@ -51,7 +51,8 @@ class GaussNewtonSplit:
 def gauss_newton_product(outputs: Outputs, loss: OutputLoss, x: Tensor) -> MatVec:
     """``v ↦ G v = Jᵀ ∇²ℓ(z) J v`` at ``x``, with ``z = outputs(x)``."""
     x = x.detach()
-    z, pullback = vjp(outputs, x)
+    xr = x.clone().requires_grad_(True)
+    z = outputs(xr)  # this forward graph serves every VJP
     zr = z.detach().requires_grad_(True)
     (gz,) = torch.autograd.grad(loss(zr), zr, create_graph=True)
 
@@ -60,7 +61,8 @@ def gauss_newton_product(outputs: Outputs, loss: OutputLoss, x: Tensor) -> MatVe
         if not gz.requires_grad:  # ℓ linear in z: ∇²ℓ = 0
             return torch.zeros_like(v)
         (hjv,) = torch.autograd.grad(gz, zr, jv, retain_graph=True)
-        return pullback(hjv)[0]
+        (jt,) = torch.autograd.grad(z, xr, hjv, retain_graph=True)
+        return jt
 
     return product
 
