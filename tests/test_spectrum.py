@@ -71,12 +71,15 @@ def test_smoothed_density_integrates_to_one_and_converges_to_the_dense_one():
 
 
 def test_slq_is_exact_when_steps_reach_the_dimension():
-    A, obj = _decaying(d=12)
-    sd = slq(obj, torch.zeros(12, dtype=F64), probes=2, steps=40)
-    assert sd.nodes.shape == (2, 12)  # steps capped at the dimension
+    # 1/i²: the top converges in a few steps, after which a Lanczos basis without full
+    # reorthogonalisation loses orthogonality and repeats it (ghost nodes)
+    A, obj = _decaying(d=60)
+    sd = slq(obj, torch.zeros(60, dtype=F64), probes=2, steps=100)
+    assert sd.nodes.shape == (2, 60)  # steps capped at the dimension
     exact = np.sort(torch.linalg.eigvalsh(A).numpy())
     for p in range(2):
-        np.testing.assert_allclose(np.sort(sd.nodes[p]), exact, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.sort(sd.nodes[p]), exact, rtol=1e-6, atol=1e-10)
+        np.testing.assert_allclose(sd.weights[p].sum(), 1.0, atol=1e-13)
 
 
 @pytest.mark.parametrize("method,products", [("hutchinson", 10), ("hutch++", 12)])
