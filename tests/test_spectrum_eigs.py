@@ -31,7 +31,8 @@ def _closures(prob):
     sizes = [s.numel() for s in shapes]
 
     def outputs(p):
-        params = {n: c.view(s) for n, c, s in zip(names, torch.split(p, sizes), shapes)}
+        chunks = torch.split(p, sizes)
+        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
         return functional_call(prob.model, params, (prob.inputs,))
 
     return outputs, lambda z: LOSS_FNS[prob.loss_name](z, prob.targets)
@@ -154,7 +155,7 @@ def test_lambda_min_tracker_follows_a_trajectory():
         x = x + 0.01 * torch.randn(x.shape, dtype=x.dtype, generator=gen)
         H = dense_hessian(prob.f, x)
         ref = float(torch.linalg.eigvalsh((H + H.T) / 2)[0])
-        res = tracker.measure(lambda v, x=x: H @ v, x.numel(), x.dtype, x.device)
+        res = tracker.measure(lambda v, H=H: H @ v, x.numel(), x.dtype, x.device)
         assert res.eigenvalues[0] == pytest.approx(ref, rel=TOL)
     state = tracker.state_dict()
     again = LambdaMinTracker(tol=1e-10, restart_every=0)

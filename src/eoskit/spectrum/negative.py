@@ -31,7 +31,7 @@ def _negated(res: EigResult) -> EigResult:
 
 
 def bottom_eigenpairs(matvec: MatVec, dim: int, k: int = 1, **kwargs) -> EigResult:
-    """The k smallest algebraic eigenpairs (ascending) of ``matvec``, by :func:`eoskit.eigs.lanczos`."""
+    """The k smallest algebraic eigenpairs of ``matvec``, ascending, by Lanczos on its negation."""
     return _negated(lanczos(lambda v: -matvec(v), dim, k, **kwargs))
 
 

@@ -101,7 +101,8 @@ def hessian_trace(f: Loss, x: Tensor, products: int = 100, method: str = "hutch+
     if method not in _ESTIMATORS:
         raise ValueError(f"method must be one of {TRACE_METHODS}, got {method!r}")
     if products < 2:
-        raise ValueError(f"products must be at least 2 (a standard error needs two), got {products}")
+        raise ValueError(f"products must be at least 2 (a standard error needs two), "
+                         f"got {products}")
     x = x.detach()
     with as_objective(f, x).at(x) as point:
         return _ESTIMATORS[method](point.hvp, x.numel(), products, seed, x.dtype, x.device)
