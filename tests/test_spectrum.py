@@ -82,6 +82,25 @@ def test_slq_is_exact_when_steps_reach_the_dimension():
         np.testing.assert_allclose(sd.weights[p].sum(), 1.0, atol=1e-13)
 
 
+def test_count_above_is_exact_for_a_diagonal_hessian_at_full_steps():
+    # Rademacher probes have (e_i·v)² = 1: each probe's measure is exactly uniform
+    lam = torch.linspace(-1.0, 4.0, 20, dtype=F64)
+    f = FunctionObjective(lambda x: 0.5 * (lam * x * x).sum(), 20)
+    sd = slq(f, torch.zeros(20, dtype=F64), probes=2, steps=20)
+    for t in (-2.0, 0.0, 1.5, 3.9, 5.0):
+        assert sd.count_above(t) == pytest.approx(int((lam > t).sum()), abs=1e-9), t
+
+
+def test_float32_slq_keeps_float32_accuracy():
+    prob, H, eig = _net()
+    f32 = FunctionObjective(lambda x: prob.f(x.double()).float(), prob.dim, dtype=torch.float32)
+    sd32 = slq(f32, prob.x0.float(), probes=2, steps=8, seed=2)
+    sd64 = slq(prob.f, prob.x0, probes=2, steps=8, seed=2)
+    rho = float(np.abs(eig).max())
+    for j in range(1, 6):
+        assert abs(sd32.moment(j) - sd64.moment(j)) <= 1e-5 * rho ** j, j
+
+
 @pytest.mark.parametrize("method,products", [("hutchinson", 10), ("hutch++", 12)])
 def test_trace_estimators_are_unbiased_with_honest_standard_errors(method, products):
     prob, H, eig = _net()

@@ -61,6 +61,14 @@ class SpectralDensity:
         """``d`` times the first moment: SLQ's estimate of tr(H)."""
         return self.dim * self.moment(1)
 
+    def count_above(self, threshold: float) -> float:
+        """Estimated number of eigenvalues above ``threshold``: ``d`` times the mass there.
+
+        E.g. ``threshold = 2/η``: how many directions are past the stability edge.
+        """
+        mass = np.sum(self.weights * (self.nodes > threshold), axis=1)
+        return float(self.dim * np.mean(mass))
+
     def density(self, grid, sigma: float) -> np.ndarray:
         """The measure convolved with a Gaussian of width ``sigma``, on ``grid``.
 
