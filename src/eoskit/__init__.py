@@ -69,3 +69,8 @@ def __getattr__(name: str):
 
     module, attr = _LAZY[name]
     return getattr(importlib.import_module(module), attr)
+
+# the whole spectrum (issue 23): density, trace, Gauss-Newton split, per-block λ₁, λ_min
+_SPECTRUM = ("slq", "hessian_trace", "gauss_newton_eigs", "block_sharpness", "lambda_min")
+__all__ += list(_SPECTRUM)
+_LAZY.update({name: ("eoskit.spectrum", name) for name in _SPECTRUM})
