@@ -27,6 +27,7 @@ LAYERS = [
     ("_threads", "_version", "interrupts"),
     ("objective",),  # Objective on a flat parameter vector, losses, exact layers
     ("eigs",),  # eigensolvers and trackers
+    ("spectrum",),  # beyond the top: density, trace, Gauss–Newton split, blocks, λ_min
     ("diagnostics",),  # the identities of the edge coupling (κ, residuals, localisation)
     ("optim",),  # update rules and their registry; a rule reads κ off the identities
     ("metrics",),  # the metrics.csv contract: columns, rows, summaries of rows
@@ -81,7 +82,7 @@ LAYER_EXCEPTIONS = {
 NAME_EXCEPTIONS = {"problem", "rundir", "objective"}
 # packages and modules that compute; plotting and files live elsewhere
 MATH = ("eoskit.objective", "eoskit.eigs", "eoskit.diagnostics", "eoskit.orbits",
-        "eoskit.optim", "eoskit.metrics", *(f"eoskit.{m}" for m, to in MOVING_TO.items()
+        "eoskit.optim", "eoskit.metrics", "eoskit.spectrum", *(f"eoskit.{m}" for m, to in MOVING_TO.items()
                                             if to == "metrics"))
 
 OLD_ALL = [  # eoskit.__all__ of release 0.1.0
