@@ -82,8 +82,8 @@ LAYER_EXCEPTIONS = {
 NAME_EXCEPTIONS = {"problem", "rundir", "objective"}
 # packages and modules that compute; plotting and files live elsewhere
 MATH = ("eoskit.objective", "eoskit.eigs", "eoskit.diagnostics", "eoskit.orbits",
-        "eoskit.optim", "eoskit.metrics", "eoskit.spectrum", *(f"eoskit.{m}" for m, to in MOVING_TO.items()
-                                            if to == "metrics"))
+        "eoskit.optim", "eoskit.metrics", "eoskit.spectrum",
+        *(f"eoskit.{m}" for m, to in MOVING_TO.items() if to == "metrics"))
 
 OLD_ALL = [  # eoskit.__all__ of release 0.1.0
     "EigResult", "ForcingTracker", "FunctionObjective", "ModelObjective", "Objective",
