@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from eoskit import hessian_trace, slq
+from eoskit.bench.bench_problem import build, set_params
 from eoskit.bench.peers import curvlinops_operator, default_dtype, pyhessian_setup
-from eoskit.bench.problem import build, set_params
 from eoskit.bench.setting import TINY
 from eoskit.spectrum import SpectralDensity
 
