@@ -14,7 +14,7 @@ import json
 import statistics
 import tempfile
 
-import eoskit.train as train_mod
+import eoskit.training.loop as train_mod
 from eoskit.config import RunConfig
 
 

@@ -12,7 +12,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from eoskit import store
 from eoskit.config import RunConfig
 from eoskit.optim import UpdateRule, run_quadratic, stability_threshold, torch_preconditioner
-from eoskit.train import train
+from eoskit.training.loop import train
 
 F64 = torch.float64
 TORCH = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}

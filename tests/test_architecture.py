@@ -23,7 +23,7 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 # packages and modules that compute; plotting and files live elsewhere
 MATH = ("eoskit.objective", "eoskit.eigs", "eoskit.diagnostics", "eoskit.orbits",
-        "eoskit.optim", "eoskit.summary")
+        "eoskit.optim", "eoskit.metrics")
 
 OLD_ALL = [  # eoskit.__all__ of release 0.1.0
     "EigResult", "ForcingTracker", "FunctionObjective", "ModelObjective", "Objective",

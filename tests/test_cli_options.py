@@ -6,7 +6,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-import eoskit.train
+import eoskit.training.loop
 from eoskit.cli import _register, app
 from eoskit.cli._common import plain_help
 from eoskit.config import RunConfig
@@ -46,7 +46,7 @@ def captured(monkeypatch):
         seen["cfg"] = cfg
         return {"status": "completed", "steps": 0}
 
-    monkeypatch.setattr(eoskit.train, "train", fake_train)
+    monkeypatch.setattr(eoskit.training.loop, "train", fake_train)
     _register()
 
     def invoke(*args):

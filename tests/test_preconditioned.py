@@ -14,8 +14,8 @@ from eoskit.config import RunConfig
 from eoskit.diagnostics import preconditioned as P
 from eoskit.eigs.preconditioned import preconditioned_matvec
 from eoskit.optim import UpdateRule, rule_for
-from eoskit.problem import build_problem
-from eoskit.train import train
+from eoskit.training.loop import train
+from eoskit.training.run_problem import build_problem
 from tests.test_diagnostics import random_polynomial
 
 F64 = torch.float64

@@ -53,7 +53,7 @@ __all__ = [
 
 # heavy modules load on first use so `import eoskit` stays quick
 _LAZY = {
-    "train": ("eoskit.train", "train"),
+    "train": ("eoskit.training", "train"),
     "load_run": ("eoskit.store", "load_run"),
     "Monitor": ("eoskit.monitor", "Monitor"),
     **{name: ("eoskit.orbits", name) for name in (

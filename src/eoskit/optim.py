@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import ClassVar
 
@@ -93,18 +94,22 @@ class UpdateRule(metaclass=_ByName):
         for rules without one. Advances nothing."""
         return None
 
+    def predicted_step(self, g: Tensor, x: Tensor | None = None) -> Tensor:
+        """The step :meth:`step` would take with ``g`` at ``x``, advancing nothing."""
+        return copy.deepcopy(self).step(g, x)
+
     def curvature_terms(self, g: Tensor, s: Tensor) -> dict:
         """Scalars of step ``s`` that :meth:`effective_curvature` needs besides the losses.
 
         They wait with the step's row until ``L(x_{t+1})`` is known, so they are
-        plain floats (a checkpoint keeps them).
+        plain floats (a checkpoint keeps them). By default ``gᵀs``.
         """
-        return {}
+        return {"_g_dot_s": float(g @ s)}
 
     def effective_curvature(self, loss: float, loss_next: float, step_sq: float,
                             terms: dict) -> float:
         """κ_t of the step, from ``L(x_t)``, ``L(x_{t+1})``, ``|s_t|²`` (docs/theory.md §3)."""
-        raise NotImplementedError
+        return second_order_curvature(loss, loss_next, step_sq, terms["_g_dot_s"])
 
     def state_dict(self) -> dict:
         return {"name": self.name, "lr": self.lr, "beta": self.beta, "buffer": self.buffer}
@@ -128,6 +133,9 @@ class GD(UpdateRule):
 
     def step(self, g: Tensor, x: Tensor | None = None) -> Tensor:
         return -self.lr * g
+
+    def curvature_terms(self, g: Tensor, s: Tensor) -> dict:
+        return {}  # s = −ηg: the losses and |s|² suffice
 
     def effective_curvature(self, loss, loss_next, step_sq, terms) -> float:
         # imported here: diagnostics pulls in the eigensolvers, and config imports this module
@@ -155,22 +163,13 @@ class _Momentum(UpdateRule):
         self.buffer = g.clone() if self.buffer is None else self.beta * self.buffer + g
         return -self.lr * self.direction(g, self.buffer)
 
-    def curvature_terms(self, g: Tensor, s: Tensor) -> dict:
-        return _g_dot_s(g, s)
 
-    def effective_curvature(self, loss, loss_next, step_sq, terms) -> float:
-        return _second_order_curvature(loss, loss_next, step_sq, terms)
-
-
-def _g_dot_s(g: Tensor, s: Tensor) -> dict:
-    return {"_g_dot_s": float(g @ s)}
-
-
-def _second_order_curvature(loss, loss_next, step_sq, terms) -> float:
-    # the exact second-order form 2(ΔL − gᵀs)/|s|²; GD's formula needs s = −ηg
-    if step_sq <= 0:
+def second_order_curvature(loss: float, loss_next: float, step_sq: float,
+                           g_dot_s: float) -> float:
+    """κ = 2(ΔL − gᵀs)/|s|², the mean curvature along any step s (NaN for s = 0)."""
+    if step_sq <= 0:  # GD's shorter formula needs s = −ηg
         return math.nan
-    return 2.0 * (loss_next - loss - terms["_g_dot_s"]) / step_sq
+    return 2.0 * (loss_next - loss - g_dot_s) / step_sq
 
 
 class Polyak(_Momentum):
@@ -260,12 +259,6 @@ class _Adaptive(UpdateRule):
         if self.decoupled_decay and wd != 0:
             s = s - (self.lr * wd) * x
         return s
-
-    def curvature_terms(self, g: Tensor, s: Tensor) -> dict:
-        return _g_dot_s(g, s)
-
-    def effective_curvature(self, loss, loss_next, step_sq, terms) -> float:
-        return _second_order_curvature(loss, loss_next, step_sq, terms)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "hyper": dict(self.hyper), "t": self.t, "v": self.v,

@@ -32,7 +32,7 @@ def _problem(source: dict, lr: float | None, steps: int | None):
     """(objective, x0, lr, steps, source) from a resolved source description."""
     if source["kind"] == "config":
         from eoskit.config import RunConfig
-        from eoskit.problem import build_problem
+        from eoskit.training.run_problem import build_problem
 
         cfg = RunConfig(**source["run"])
         if cfg.optimizer not in ("gd", "rmsprop"):

@@ -27,8 +27,8 @@ from eoskit.flows.gradient import ATOL, RTOL, GradientFlowSettings
 from eoskit.flows.rmsprop import RMSPROP_ALPHA, RMSPROP_EPS, RMSPropCentralFlow
 from eoskit.flows.rmsprop_tracks import RMSPropCentralTrack, StableTrack
 from eoskit.flows.tracks import CentralTrack, GDTrack, GradientTrack
+from eoskit.metrics.summary import ONSET_FRACTION
 from eoskit.objective import Objective
-from eoskit.summary import ONSET_FRACTION
 
 FLOWS = ("gradient", "central")
 OPTIMIZERS = ("gd", "rmsprop")

@@ -12,7 +12,7 @@ from eoskit.monitor.data import measurement_set
 from eoskit.monitor.monitor import Monitor
 from eoskit.monitor.objective import LossFnObjective
 from eoskit.monitor.optimizers import optimizer_kind, optimizer_threshold
-from eoskit.monitor.rundir import MonitorRun, load_monitor_run, metric_columns
+from eoskit.monitor.rundir import MonitorRun, load_monitor_run
 
 __all__ = [
     # the monitor
@@ -20,5 +20,5 @@ __all__ = [
     # its pieces
     "LossFnObjective", "measurement_set", "optimizer_threshold", "optimizer_kind",
     # its run directory
-    "MonitorRun", "load_monitor_run", "metric_columns",
+    "MonitorRun", "load_monitor_run",
 ]

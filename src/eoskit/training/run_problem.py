@@ -1,8 +1,9 @@
 """A run's problem: data, model and objectives built from a :class:`RunConfig`.
 
-Its own module so that the run directory (which rebuilds a stored run's
-objective), the training loop and the benchmark all depend on it, and on
-nothing above it.
+The loop trains on it; the run directory (which rebuilds a stored run's
+objective), the distributed ranks (which shard it) and the benchmarks build
+it too. Bad input raises ``ValueError`` (a user component's failure
+:class:`~eoskit.components.ComponentError`) before any training work.
 """
 
 from __future__ import annotations

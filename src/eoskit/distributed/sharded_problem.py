@@ -20,7 +20,7 @@ from eoskit.distributed.objective import Reduce, ShardedObjective, ShardModelObj
 from eoskit.distributed.shards import shard_samples
 from eoskit.objective.model import ModelObjective
 from eoskit.optim import rule_class
-from eoskit.problem import Problem
+from eoskit.training.run_problem import Problem
 
 
 def shard_objective(obj: ModelObjective, rank: int, world: int,
