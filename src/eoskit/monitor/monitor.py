@@ -8,7 +8,7 @@ threshold (docs/theory.md §1).
 
 It never changes the model: parameters are read into a flat vector and the
 module is evaluated with ``torch.func.functional_call`` on that vector and
-cloned buffers (:class:`~eoskit.monitor.objective.LossFnObjective`); its
+cloned buffers (:class:`~eoskit.objective.ModelObjective`); its
 dtype, device, training mode and ``.grad`` fields are left alone, and the
 global torch RNG (CPU, and CUDA when initialised) is forked around every
 measurement, so dropout or any other draw inside the forward pass does not
@@ -64,7 +64,6 @@ from eoskit.eigs.preconditioned import preconditioned_matvec
 from eoskit.metrics.columns import monitor_columns
 from eoskit.metrics.metric_rows import monitor_row, precond_cells, step_cells
 from eoskit.monitor.data import measurement_set
-from eoskit.monitor.objective import LossFn, LossFnObjective
 from eoskit.monitor.optimizers import (
     adaptive,
     optimizer_beta,
@@ -74,6 +73,7 @@ from eoskit.monitor.optimizers import (
     unwrap,
 )
 from eoskit.monitor.rundir import MonitorRunDir
+from eoskit.objective.model import Loss, ModelObjective
 from eoskit.optim import torch_preconditioner
 
 
@@ -112,7 +112,7 @@ class Monitor:
     def __init__(
         self,
         model: nn.Module,
-        loss_fn: LossFn,
+        loss_fn: Loss,
         data,
         every: int = 10,
         neigs: int = 1,
@@ -136,8 +136,9 @@ class Monitor:
         self.model, self.optimizer, self.every, self.k = model, optimizer, int(every), int(neigs)
         self.curvature = curvature
         inputs, targets = measurement_set(data, probe_size, seed)
-        self.objective = LossFnObjective(model, loss_fn, inputs, targets, dtype=dtype,
-                                         physical_batch=physical_batch, hvp_method=hvp_method)
+        self.objective = ModelObjective(model, loss_fn, inputs, targets, dtype=dtype,
+                                        physical_batch=physical_batch, hvp_method=hvp_method,
+                                        count_correct=False)
         # under torch.distributed: data is this rank's shard; the sums run over all ranks
         self.objective = across_ranks(self.objective)
         self.tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion,
