@@ -103,6 +103,21 @@ def test_curvature_terms_only_for_momentum():
     assert terms == {"_g_dot_s": pytest.approx(-LR * float(g @ g))}
 
 
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_predicted_step_is_the_next_step_and_advances_nothing(name):
+    # the loop's diagnostics take s_{t+1} from the rule, before the rule takes it
+    beta = BETA if rule_class(name).momentum else 0.0
+    rule = UpdateRule(name, LR, beta)
+    x = torch.tensor([0.3, -0.2], dtype=torch.float64)
+    for g in G:
+        before = rule.state_dict()
+        predicted = rule.predicted_step(g, x)
+        assert rule.state_dict().keys() == before.keys()
+        for key, value in rule.state_dict().items():
+            assert value is before[key] or value == before[key], key  # nothing advanced
+        _close([predicted], [rule.step(g, x)])
+
+
 def test_registry_is_the_one_list_of_optimisers():
     assert OPTIMIZERS == tuple(RULES) == ("gd", "polyak", "nesterov", "sgd", "adam", "adamw",
                                           "rmsprop")
