@@ -134,6 +134,8 @@ class GD(UpdateRule):
     def step(self, g: Tensor, x: Tensor | None = None) -> Tensor:
         return -self.lr * g
 
+    predicted_step = step  # GD keeps no state: no copy needed to look one step ahead
+
     def curvature_terms(self, g: Tensor, s: Tensor) -> dict:
         return {}  # s = −ηg: the losses and |s|² suffice
 

@@ -106,7 +106,8 @@ def build_problem(cfg: RunConfig, recorded: dict | None = None) -> Problem:
     data = _dataset(cfg, components).to(cfg.device, dtype)
     if cfg.loss == "ce" and data.task != "classification":
         raise ValueError(f"loss 'ce' needs a classification dataset; {cfg.dataset!r} is regression")
-    model = _model(cfg, data, components)
+    # built here, so ours to convert: the objective then casts nothing per evaluation
+    model = _model(cfg, data, components).to(device=cfg.device, dtype=dtype)
     loss = cfg.loss
     if is_spec(cfg.loss):
         loss, imported = user_loss(cfg.loss)
