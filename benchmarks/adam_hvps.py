@@ -14,8 +14,8 @@ import json
 import statistics
 import tempfile
 
-import eoskit.train as train_mod
-from eoskit.config import RunConfig
+import eoskit.training.loop as train_mod
+from eoskit.training.config import RunConfig
 
 
 def main() -> None:

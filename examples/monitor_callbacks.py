@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from eoskit.monitor import LossFnObjective
+from eoskit.objective import ModelObjective
 
 
 def data():
@@ -26,7 +26,7 @@ def data():
 
 
 def dense(net, X, Y, mon):
-    obj = LossFnObjective(net, F.mse_loss, X, Y)
+    obj = ModelObjective(net, F.mse_loss, X, Y)
     H = obj.hessian(obj.x0())
     top = float(torch.linalg.eigvalsh(H)[-1])
     p = mon.preconditioner()

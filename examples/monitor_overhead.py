@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from eoskit.monitor import LossFnObjective, Monitor
+from eoskit.monitor import Monitor
+from eoskit.objective import ModelObjective
 
 
 def make(args, seed=0):
@@ -62,7 +63,8 @@ def loop(args, optimizer_name, monitored):
 def dense_top(model, mon) -> tuple[float, float | None]:
     """Top eigenvalue of the dense float64 Hessian, and of P^{-1/2} H P^{-1/2} (Adam)."""
     obj = mon.objective
-    dense = LossFnObjective(model, F.cross_entropy, obj.inputs, obj.targets, dtype=torch.float64)
+    dense = ModelObjective(model, F.cross_entropy, obj.inputs, obj.targets, dtype=torch.float64,
+                           count_correct=False)
     H = dense.hessian(dense.x0())
     p = mon.preconditioner()
     if p is None:

@@ -10,9 +10,9 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.optim import make_rule, run_quadratic, stability_threshold, torch_preconditioner
-from eoskit.train import train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
 
 F64 = torch.float64
 TORCH = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}

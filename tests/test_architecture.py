@@ -25,10 +25,10 @@ MAX_FUNCTION_LINES = 80
 # (its top-level package, or itself for a top-level module) or a lower layer.
 LAYERS = [
     ("_threads", "_version", "interrupts"),
-    ("objective",),  # Objective on a flat parameter vector, losses, exact layers
+    ("objective",),  # Objective on a flat parameter vector, losses, exact layers, products
     ("eigs",),  # eigensolvers and trackers
-    ("spectrum",),  # beyond the top: density, trace, Gauss–Newton split, blocks, λ_min
-    ("diagnostics",),  # the identities of the edge coupling (κ, residuals, localisation)
+    # beyond the top eigenvalue; the identities of the edge coupling (κ, residuals, localisation)
+    ("spectrum", "diagnostics"),
     ("optim",),  # update rules and their registry; a rule reads κ off the identities
     ("metrics",),  # the metrics.csv contract: columns, rows, summaries of rows
     ("orbits",),  # fixed points, orbits, the reduction, continuation
@@ -38,52 +38,19 @@ LAYERS = [
     ("components",),
     ("testfns",),
     ("store",),  # the run-directory contract, files
-    # runs that write run directories: the training run, your loop, processes, and
-    # `eoskit flow` (GD beside its flows: rows, summary, checkpoints through store/)
-    ("training", "monitor", "distributed", "flows"),
-    # products of runs; within them figures come first, the page that embeds them last
-    ("integrations", "plots"),
+    ("loggers", "plots"),  # where rows go besides the run directory: trackers, figures
+    # runs that write run directories: the training run and `eoskit flow`
+    ("training", "flows"),
+    ("distributed",),  # one run over many processes (wraps the training run's objective)
+    ("monitor",),  # your own loop (inside torch.distributed too)
+    ("integrations",),  # Lightning and Hugging Face callbacks on the Monitor
     ("sweep", "bench"),
     ("report",),
     ("cli",),
 ]
-# Today's top-level modules on their way into training/ and metrics/ (H1, issue 21),
-# checked as the package they are moving to.
-MOVING_TO = {
-    **dict.fromkeys(("train", "problem", "checkpointing", "progress", "run_results", "config"),
-                    "training"),
-    **dict.fromkeys(("columns", "run_rows", "series", "summary"), "metrics"),
-}
-# TEMPORARY (issue 21, merge of the house branches): imports against LAYERS in files other
-# helpers own; each owner's move removes its own. (importer, imported module)
-LAYER_EXCEPTIONS = {
-    # H1 (training/metrics/monitor/distributed): the loop draws figures and logs
-    ("eoskit.run_results", "eoskit.plots"),
-    ("eoskit.run_results", "eoskit.plots.diagnostics"),
-    ("eoskit.train", "eoskit.integrations.run_logging"),
-    ("eoskit.monitor.monitor", "eoskit.integrations.loggers"),
-    ("eoskit.monitor.monitor", "eoskit.plots.run_figures"),
-    # H1: metrics importing the training layer's config
-    ("eoskit.columns", "eoskit.config"),
-    # H1: store reading a run back as a training problem
-    ("eoskit.store.stored_run", "eoskit.config"),
-    ("eoskit.store.stored_run", "eoskit.problem"),
-    # H1: one layer, three packages (the single-process run passes through distributed/)
-    ("eoskit.distributed.launch", "eoskit.config"),
-    ("eoskit.distributed.launch", "eoskit.train"),
-    ("eoskit.distributed.problem", "eoskit.problem"),
-    ("eoskit.distributed.worker", "eoskit.config"),
-    ("eoskit.distributed.worker", "eoskit.problem"),
-    ("eoskit.distributed.worker", "eoskit.train"),
-    ("eoskit.monitor.monitor", "eoskit.distributed.user_loop"),
-}
-# TEMPORARY: module names other helpers are renaming (H1: problem.py, distributed/problem.py,
-# monitor/rundir.py, monitor/objective.py, distributed/objective.py)
-NAME_EXCEPTIONS = {"problem", "rundir", "objective"}
 # packages and modules that compute; plotting and files live elsewhere
 MATH = ("eoskit.objective", "eoskit.eigs", "eoskit.diagnostics", "eoskit.orbits",
-        "eoskit.optim", "eoskit.metrics", "eoskit.spectrum",
-        *(f"eoskit.{m}" for m, to in MOVING_TO.items() if to == "metrics"))
+        "eoskit.optim", "eoskit.metrics", "eoskit.spectrum")
 
 OLD_ALL = [  # eoskit.__all__ of release 0.1.0
     "EigResult", "ForcingTracker", "FunctionObjective", "ModelObjective", "Objective",
@@ -129,8 +96,7 @@ def _imports(name: str, path: Path) -> set[str]:
 
 def _package(module: str) -> str:
     """The unit a module belongs to: its top-level package, or the top-level module."""
-    top = module.split(".")[1]
-    return MOVING_TO.get(top, top)
+    return module.split(".")[1]
 
 
 def _layer(module: str) -> int:
@@ -181,7 +147,7 @@ def test_module_names_are_unique():
     for name in _modules():
         if _modules()[name].name != "__init__.py":
             by_name.setdefault(name.rsplit(".", 1)[-1], []).append(name)
-    twice = {n: ms for n, ms in by_name.items() if len(ms) > 1 and n not in NAME_EXCEPTIONS}
+    twice = {n: ms for n, ms in by_name.items() if len(ms) > 1}
     assert not twice, twice
 
 
@@ -192,17 +158,10 @@ def test_imports_point_down_the_layers():
             continue
         for dep in sorted(_imports(name, path) - {"eoskit"}):
             same = _package(dep) == _package(name)
-            if not same and _layer(dep) >= _layer(name) and (name, dep) not in LAYER_EXCEPTIONS:
+            if not same and _layer(dep) >= _layer(name):
                 upward.append(f"{name} (layer {_layer(name)}) imports {dep} "
                               f"(layer {_layer(dep)})")
     assert not upward, upward
-
-
-def test_layer_exceptions_are_still_needed():
-    # an exception whose import is gone must leave the list, or it would excuse its return
-    graph = {name: _imports(name, path) for name, path in _modules().items()}
-    stale = [pair for pair in LAYER_EXCEPTIONS if pair[1] not in graph.get(pair[0], ())]
-    assert not stale, stale
 
 
 def test_no_import_circle():

@@ -1,15 +1,16 @@
 """``eoskit run``'s options are RunConfig's fields: same names, types, help and defaults."""
 
+import importlib
 import typing
 
 import pytest
 import typer.main
 from typer.testing import CliRunner
 
-import eoskit.train
+import eoskit.training.loop
 from eoskit.cli import _register, app
 from eoskit.cli._common import plain_help
-from eoskit.config import RunConfig
+from eoskit.training.config import RunConfig
 
 
 def _run_command():
@@ -46,7 +47,7 @@ def captured(monkeypatch):
         seen["cfg"] = cfg
         return {"status": "completed", "steps": 0}
 
-    monkeypatch.setattr(eoskit.train, "train", fake_train)
+    monkeypatch.setattr(eoskit.training.loop, "train", fake_train)
     _register()
 
     def invoke(*args):
@@ -124,3 +125,18 @@ def test_no_option_help_loses_a_bracketed_word_to_rich_markup():
             text = getattr(p, "help", None) or ""
             shown = Text.from_markup(text).plain
             assert shown == text.replace("\\[", "["), (cmd.name, p.name, text)
+
+
+def test_one_process_trains_here_not_through_distributed(tmp_path, captured, monkeypatch):
+    # the module, not the function eoskit.distributed.launch that the package exports
+    launch = importlib.import_module("eoskit.distributed.launch")
+
+    def refuse(*args, **kw):
+        raise AssertionError("a one-process run went through eoskit.distributed")
+
+    monkeypatch.setattr(launch, "train_parallel", refuse)
+    for name in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    r, cfg = captured("--out", str(tmp_path / "o"), "--steps", "2")
+    assert r.exit_code == 0, r.output
+    assert cfg.steps == 2

@@ -97,8 +97,8 @@ def test_bifurcation_human_output_amplitude():
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A tiny digits run whose final parameters are far from its initial ones."""
-    from eoskit.config import RunConfig
-    from eoskit.train import train
+    from eoskit.training.config import RunConfig
+    from eoskit.training.loop import train
 
     out = tmp_path_factory.mktemp("run") / "run"
     train(RunConfig(dataset="digits", n_train=24, n_test=0, width=3, depth=1, steps=20, lr=0.5,
@@ -110,8 +110,8 @@ def trained_run(tmp_path_factory):
 def test_bifurcation_run_reduces_at_the_final_parameters(trained_run):
     import torch
 
-    from eoskit.problem import build_problem
-    from eoskit.store import load_run
+    from eoskit.training.run_problem import build_problem
+    from eoskit.training.stored_run import load_run
 
     final = torch.load(trained_run / "params_final.pt")
     initial = build_problem(load_run(trained_run).config).x0

@@ -16,9 +16,9 @@ from torch.func import functional_call
 
 from eoskit import store
 from eoskit.components import ComponentChanged, ComponentError, accepted_kwargs, import_target
-from eoskit.config import RunConfig
-from eoskit.problem import build_problem
-from eoskit.store.stored_run import load_run
+from eoskit.training.config import RunConfig
+from eoskit.training.run_problem import build_problem
+from eoskit.training.stored_run import load_run
 from tests import references as R
 
 USER = Path(__file__).resolve().parent.parent / "examples" / "user"

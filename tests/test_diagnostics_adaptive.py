@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.diagnostics import ADAPTIVE_DIAGNOSTIC_COLUMNS, diagnose_adaptive_step
 from eoskit.objective import FunctionObjective
 from eoskit.optim import make_rule
-from eoskit.train import train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
 
 TINY = dict(dataset="digits", n_train=48, n_test=0, model="fc-tanh", width=6, depth=1,
             dtype="float64", steps=16, sharpness_every=0, eval_every=0, checkpoint_every=0,

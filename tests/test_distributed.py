@@ -23,10 +23,10 @@ import torch
 import torch.multiprocessing as tmp
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.distributed.shards import shard_bounds, shard_samples
 from eoskit.objective.model import chunk_bounds
-from eoskit.train import train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -128,8 +128,8 @@ def _objective_rank(rank: int, world: int, port: int, result: str) -> None:
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     from eoskit.distributed.group import init_from_env, shutdown
-    from eoskit.distributed.problem import shard_problem
-    from eoskit.problem import build_problem
+    from eoskit.distributed.sharded_problem import shard_problem
+    from eoskit.training.run_problem import build_problem
 
     init_from_env("cpu", timeout_s=30)
     cfg = RunConfig(**{**TINY, "n_train": 60})  # chunks 16, 16, 16, 12

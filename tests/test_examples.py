@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from eoskit.config import load_toml, run_config_from
 from eoskit.sweep.spec import load_sweep
+from eoskit.training.config import load_toml, run_config_from
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.toml"))
 

@@ -162,8 +162,8 @@ def test_diverging_gd_is_not_blamed_on_the_objective():
 
 # ---------------------------------------------------------------- --run without parameters
 def test_bifurcation_run_without_parameters_is_one_line(tmp_path):
-    from eoskit.config import RunConfig
-    from eoskit.train import train
+    from eoskit.training.config import RunConfig
+    from eoskit.training.loop import train
 
     run = tmp_path / "run"
     train(RunConfig(dataset="digits", n_train=16, n_test=0, width=3, depth=1, steps=2,

@@ -21,8 +21,8 @@ import torch
 from typer.testing import CliRunner
 
 from eoskit import store
-from eoskit.config import RunConfig
-from eoskit.train import train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
 
 TINY = dict(dataset="digits", n_train=64, n_test=0, width=8, depth=1, dtype="float64",
             steps=12, lr=0.05, checkpoint_every=4, keep_checkpoints=5, eval_every=0)

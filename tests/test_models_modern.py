@@ -18,15 +18,15 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.data import DATASETS, DataError, load_dataset
 from eoskit.eigs import SharpnessTracker
 from eoskit.models import MODELS, NORMS, ModelError, build_model, count_parameters
 from eoskit.models.resnet import parameter_count as resnet_parameters
 from eoskit.models.transformer import parameter_count as transformer_parameters
 from eoskit.objective import ModelObjective, ce_sum, mse_sum, n_correct
-from eoskit.problem import build_problem
-from eoskit.train import train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
+from eoskit.training.run_problem import build_problem
 
 METHODS = ["retained", "rev-rev", "fwd-rev"]
 TRANSFORMERS = ["transformer", "transformer-causal"]

@@ -13,7 +13,6 @@ from torch.nn import functional as F
 
 from eoskit import store
 from eoskit.monitor import (
-    LossFnObjective,
     Monitor,
     load_monitor_run,
     measurement_set,
@@ -21,6 +20,7 @@ from eoskit.monitor import (
     optimizer_threshold,
 )
 from eoskit.objective import ModelObjective
+from eoskit.training.stored_run import load_run
 
 
 def mlp(dtype=torch.float64, seed=0, width=8, extra=()):
@@ -67,16 +67,16 @@ def gd_steps(model, opt, X, Y, mon, steps, loss_fn=F.mse_loss):
 # ---------------------------------------------------------------- the objective
 def test_loss_fn_objective_is_the_mean_loss_whatever_the_chunks():
     model, (X, Y) = mlp(), data(n=23)
-    whole = LossFnObjective(model, F.mse_loss, X, Y)
+    whole = ModelObjective(model, F.mse_loss, X, Y)
     x = whole.x0()
     ref = F.mse_loss(model(X), Y)
     for chunks in (None, 5, [3, 20], 1):
-        obj = LossFnObjective(model, F.mse_loss, X, Y, physical_batch=chunks)
+        obj = ModelObjective(model, F.mse_loss, X, Y, physical_batch=chunks)
         assert torch.allclose(obj.value(x), ref, rtol=1e-13, atol=0)
         assert torch.allclose(obj.grad(x), whole.grad(x), rtol=1e-11, atol=1e-14)
     # the same number as eoskit's own ModelObjective (whose mse is ½‖·‖² summed over outputs)
     mo = ModelObjective(model, "mse", X, Y)
-    half_sq = LossFnObjective(model, lambda o, y: 0.5 * ((o - y) ** 2).sum(1).mean(), X, Y,
+    half_sq = ModelObjective(model, lambda o, y: 0.5 * ((o - y) ** 2).sum(1).mean(), X, Y,
                               physical_batch=7)
     assert torch.allclose(half_sq.value(x), mo.value(x), rtol=1e-13)
 
@@ -91,7 +91,7 @@ def test_loss_fn_objective_takes_dict_inputs_and_no_targets():
             return {"loss": F.mse_loss(self.lin(x), labels)}
 
     model, (X, Y) = Model(), data(n=12)
-    obj = LossFnObjective(model, lambda out, _: out["loss"], {"x": X, "labels": Y},
+    obj = ModelObjective(model, lambda out, _: out["loss"], {"x": X, "labels": Y},
                           physical_batch=5)
     assert torch.allclose(obj.value(obj.x0()), F.mse_loss(model.lin(X), Y), rtol=1e-13)
 
@@ -187,7 +187,7 @@ def test_eff_curvature_is_the_exact_curvature_along_the_step_on_a_quadratic():
     model, (X, Y) = nn.Linear(4, 2).double(), data()
     opt = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.5)
     mon = Monitor(model, F.mse_loss, (X, Y), every=3, optimizer=opt)
-    obj = LossFnObjective(model, F.mse_loss, X, Y)
+    obj = ModelObjective(model, F.mse_loss, X, Y)
     H = obj.hessian(obj.x0())  # constant
     xs = []
     for _ in range(8):
@@ -260,7 +260,7 @@ def test_run_directory_contract_and_report(tmp_path):
     run = load_monitor_run(out)
     assert run.metrics == rows and run.summary["status"] == "completed"
     # load_run reads it too, without objective or parameters (tests/test_monitor_load_run.py)
-    assert store.load_run(out).objective is None
+    assert load_run(out).objective is None
     with pytest.raises(store.RunDirError):
         Monitor(model, F.mse_loss, (X, Y), out=out)
 
@@ -339,7 +339,7 @@ def test_integration_modules_name_their_missing_framework():
             "for m in ('lightning', 'lightning.pytorch', 'transformers', 'mlflow',"
             " 'torch.utils.tensorboard'):\n"
             "    sys.modules[m] = None\n"
-            "import eoskit, eoskit.integrations, eoskit.integrations.loggers, eoskit.monitor\n"
+            "import eoskit, eoskit.integrations, eoskit.loggers, eoskit.monitor\n"
             "for name, extra in (('lightning', 'lightning'), ('transformers', 'transformers')):\n"
             "    try:\n"
             "        importlib.import_module('eoskit.integrations.' + name)\n"

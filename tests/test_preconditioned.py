@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 
 from eoskit import diagnostics as D
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.diagnostics import preconditioned_identities as P
 from eoskit.eigs.preconditioned import preconditioned_matvec
 from eoskit.optim import make_rule, rule_for
-from eoskit.problem import build_problem
-from eoskit.train import train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
+from eoskit.training.run_problem import build_problem
 from tests.test_diagnostics import random_polynomial
 
 F64 = torch.float64

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import eoskit
-from eoskit.config import RunConfig
 from eoskit.flows.flow_run import FLOW_TRACKS, FlowSettings
-from eoskit.integrations.loggers import SINKS, NamedSink, parse_loggers
-from eoskit.integrations.run_logging import RunLoggers
+from eoskit.loggers import SINKS, NamedSink, parse_loggers
+from eoskit.loggers.run_logging import RunLoggers
 from eoskit.monitor.optimizers import adaptive, optimizer_kind, optimizer_threshold
 from eoskit.optim import HYPERPARAMETERS, OPTIMIZERS, RULES, Polyak, rules_with, torch_rule
+from eoskit.training.config import RunConfig
 
 
 def test_runconfig_fields_and_help_come_from_the_rules():
@@ -70,7 +70,7 @@ def _module_imports(module: str) -> set[str]:
 
 def test_the_monitors_optimiser_reading_needs_no_config_nor_pydantic():
     reached = _module_imports("eoskit.monitor.optimizers")
-    assert "eoskit.optim" in reached and "eoskit.config" not in reached
+    assert "eoskit.optim" in reached and "eoskit.training.config" not in reached
     assert not any(m.startswith("eoskit.models") for m in reached)
 
 

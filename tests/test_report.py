@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.report import write_report
 from eoskit.sweep import parse_sweep, run_sweep
-from eoskit.train import train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
 
 CHROMIUM = "/usr/bin/chromium"
 TINY = dict(dataset="digits", n_train=32, n_test=8, width=4, depth=1, dtype="float64",

@@ -17,9 +17,9 @@ import warnings
 import pytest
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.store import CheckpointWarning
-from eoskit.train import train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
 
 # diagnose_every=19: step 19's diagnostics are pending in the checkpoint at step 20
 BASE = ["--dataset", "digits", "--n-train", "48", "--n-test", "16", "--width", "8",
@@ -83,7 +83,7 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, cas
     _same_rows(ref, run)
     _same_rows(ref, run, "diagnostics.csv")
     s_ref, s_run = (store.read_json(d / "summary.json") for d in (ref, run))
-    for key in ("status", "steps", "final_loss", "eos_onset_step", "forcing_lhs",
+    for key in ("status", "steps", "final_loss", "eos_onset_step", "forcing_weighted_gap",
                 "hvps_total", "sharpness_after_onset_median"):
         assert s_ref[key] == s_run[key], key
     print(f"{case}: killed at rows (target, seen, rc) {kills}")

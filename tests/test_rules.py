@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from eoskit.config import RunConfig
 from eoskit.optim import (
     GD,
     OPTIMIZERS,
@@ -21,6 +20,7 @@ from eoskit.optim import (
     rule_class,
     stability_threshold,
 )
+from eoskit.training.config import RunConfig
 
 G = [torch.tensor([1.0, -2.0], dtype=torch.float64), torch.tensor([0.5, 3.0], dtype=torch.float64),
      torch.tensor([-4.0, 1.0], dtype=torch.float64)]
@@ -101,6 +101,21 @@ def test_curvature_terms_only_for_momentum():
     assert make_rule("gd", LR).curvature_terms(g, -LR * g) == {}
     terms = make_rule("polyak", LR, BETA).curvature_terms(g, -LR * g)
     assert terms == {"_g_dot_s": pytest.approx(-LR * float(g @ g))}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_predicted_step_is_the_next_step_and_advances_nothing(name):
+    # the loop's diagnostics take s_{t+1} from the rule, before the rule takes it
+    beta = BETA if rule_class(name).momentum else 0.0
+    rule = make_rule(name, LR, beta)
+    x = torch.tensor([0.3, -0.2], dtype=torch.float64)
+    for g in G:
+        before = rule.state_dict()
+        predicted = rule.predicted_step(g, x)
+        assert rule.state_dict().keys() == before.keys()
+        for key, value in rule.state_dict().items():
+            assert value is before[key] or value == before[key], key  # nothing advanced
+        _close([predicted], [rule.step(g, x)])
 
 
 def test_registry_is_the_one_list_of_optimisers():

@@ -12,7 +12,7 @@ import math
 import pytest
 
 from eoskit import store
-from eoskit.config import RunConfig
+from eoskit.training.config import RunConfig
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -67,7 +67,7 @@ def _check_equal(run):
 
 
 def test_run_loggers_equal_metrics_csv(tmp_path):
-    from eoskit.train import train
+    from eoskit.training.loop import train
 
     run = tmp_path / "r"
     train(_cfg(), run, progress=False, log={"loggers": ["tensorboard", "mlflow"]})
@@ -82,7 +82,7 @@ def test_run_loggers_equal_metrics_csv(tmp_path):
 
 def test_resume_after_a_crash_past_a_checkpoint_continues_the_same_mlflow_run(
         tmp_path, monkeypatch):
-    from eoskit import train as train_mod
+    from eoskit.training import loop as train_mod
 
     run = tmp_path / "r"
     real = train_mod.Trainer._take_step
@@ -125,7 +125,7 @@ def test_cli_log_option_and_toml_table(tmp_path):
 
 
 def test_a_logger_added_at_resume_gets_every_row(tmp_path, monkeypatch):
-    from eoskit import train as train_mod
+    from eoskit.training import loop as train_mod
 
     run = tmp_path / "r"
     real = train_mod.Trainer._take_step

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 
 from eoskit import load_run
-from eoskit.config import RunConfig
-from eoskit.train import train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
 
 
 def test_load_run_metrics_is_a_typed_frame(tmp_path):

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.diagnostics import ForcingTracker
+from eoskit.metrics.summary import forcing_gap_curve, forcing_gap_slope, forcing_summary, summarize
 from eoskit.optim import make_rule
-from eoskit.problem import build_problem
-from eoskit.summary import forcing_gap_curve, forcing_gap_slope, forcing_summary, summarize
-from eoskit.train import train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
+from eoskit.training.run_problem import build_problem
 
 TINY = dict(dataset="digits", n_train=48, n_test=0, width=6, depth=1, dtype="float64",
             steps=12, lr=0.5, checkpoint_every=0, sharpness_every=0)
@@ -129,17 +129,14 @@ def test_float64_run_diagnostics_hold_to_1e_10(tmp_path):
 
 
 # ---------------------------------------------------------------- the forcing summary
-def test_forcing_summary_names_and_deprecated_aliases():
+def test_forcing_summary_names():
     tr = ForcingTracker(lr=0.1)
     tr.update(loss_t=2.0, loss_next=0.72, kappa=4.0, step_norm_sq=0.16)
     out = forcing_summary(tr)
     assert out["forcing_weighted_gap"] == pytest.approx(16.0)
     assert out["forcing_loss_drop_ratio"] == pytest.approx(16.0)
     assert out["forcing_bookkeeping_error"] <= 1e-15 and out["forcing_gap_slope"] is None
-    for old, new in (("forcing_lhs", "forcing_weighted_gap"),
-                     ("forcing_rhs", "forcing_loss_drop_ratio"),
-                     ("forcing_relative_error", "forcing_bookkeeping_error")):
-        assert out[old] == out[new]  # written under both names for one release
+    assert not {"forcing_lhs", "forcing_rhs", "forcing_relative_error"} & set(out)  # removed
 
 
 def _rows(losses, step=1.0):

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from eoskit import store
-from eoskit.config import RunConfig
-from eoskit.train import build_problem, train
+from eoskit.training.config import RunConfig
+from eoskit.training.loop import train
+from eoskit.training.run_problem import build_problem
 
 TINY = dict(dataset="digits", n_train=48, n_test=24, width=6, depth=1, dtype="float64",
             steps=12, lr=0.5, checkpoint_every=0, eval_every=4)
@@ -86,7 +87,7 @@ def test_other_optimisers_record_their_threshold(tmp_path, optimizer, beta, batc
 
 
 def test_onset_and_plateau_summary():
-    from eoskit.train import summarize
+    from eoskit.metrics.summary import summarize
 
     rows = [{"step": str(t), "loss": "1", "sharpness": str(v)}
             for t, v in enumerate([1.0, 5.0, 9.4, 9.6, 10.2, 9.9])]

@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 from eoskit._version import __version__
-from eoskit.config import RunConfig
 from eoskit.diagnostics import (
     DIAGNOSTIC_COLUMNS,
     ForcingTracker,
@@ -31,6 +30,7 @@ from eoskit.diagnostics import (
 from eoskit.eigs import EigResult, hessian_eigs, lanczos, lobpcg, top_eigenpairs
 from eoskit.objective import FunctionObjective, ModelObjective, Objective, PointObjective
 from eoskit.optim import UpdateRule, stability_threshold
+from eoskit.training.config import RunConfig
 
 __all__ = [
     "__version__",
@@ -53,8 +53,8 @@ __all__ = [
 
 # heavy modules load on first use so `import eoskit` stays quick
 _LAZY = {
-    "train": ("eoskit.train", "train"),
-    "load_run": ("eoskit.store", "load_run"),
+    "train": ("eoskit.training", "train"),
+    "load_run": ("eoskit.training.stored_run", "load_run"),
     "Monitor": ("eoskit.monitor", "Monitor"),
     **{name: ("eoskit.orbits", name) for name in (
         "find_orbit", "find_minimum", "floquet_multipliers", "orbit_checks",

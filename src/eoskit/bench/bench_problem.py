@@ -25,8 +25,8 @@ from eoskit.data import load_dataset
 from eoskit.eigs import lanczos
 from eoskit.models import build_model
 from eoskit.objective import ModelObjective
-from eoskit.problem import torch_dtype
 from eoskit.store import read_json, write_json
+from eoskit.training.run_problem import torch_dtype
 
 
 @dataclass

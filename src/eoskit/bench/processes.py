@@ -82,9 +82,9 @@ class TimedReduce:
 
 
 def _objective(s: ProcSetting, rank: int, world: int, reduce):
-    from eoskit.config import RunConfig
-    from eoskit.distributed.problem import shard_objective
-    from eoskit.problem import build_problem
+    from eoskit.distributed.sharded_problem import shard_objective
+    from eoskit.training.config import RunConfig
+    from eoskit.training.run_problem import build_problem
 
     cfg = RunConfig(dataset=s.dataset, n_train=s.n_train, n_test=0, width=s.width,
                     depth=s.depth, dtype=s.dtype, lr=s.lr)

@@ -31,8 +31,8 @@ _O = typer.Option
 def _problem(source: dict, lr: float | None, steps: int | None):
     """(objective, x0, lr, steps, source) from a resolved source description."""
     if source["kind"] == "config":
-        from eoskit.config import RunConfig
-        from eoskit.problem import build_problem
+        from eoskit.training.config import RunConfig
+        from eoskit.training.run_problem import build_problem
 
         cfg = RunConfig(**source["run"])
         if cfg.optimizer not in ("gd", "rmsprop"):
@@ -62,7 +62,7 @@ def _source(config: Path | None, objective: str | None, x0: str | None, lr, step
         if x0 is not None:
             raise UsageError("--x0 is for --objective; a configuration starts at its model's "
                              "initialisation")
-        from eoskit.config import run_config_from
+        from eoskit.training.config import run_config_from
 
         cfg = run_config_from(config, {"lr": lr, "steps": steps})
         return {"kind": "config", "run": cfg.model_dump(mode="json")}

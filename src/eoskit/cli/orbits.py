@@ -53,11 +53,8 @@ def _load_problem(objective: str | None, run: Path | None, x0: str | None,
     if (objective is None) == (run is None):
         raise UsageError("give exactly one of --objective or --run")
     if run is not None:
-        try:
-            from eoskit.store import load_run
-        except ImportError as err:
-            raise UsageError("--run needs eoskit.store.load_run, which this installation does "
-                             f"not provide yet ({err})") from err
+        from eoskit.training.stored_run import load_run
+
         if not Path(run).is_dir():
             raise FileNotFoundError(f"run directory not found: {run}")
         loaded = load_run(run)

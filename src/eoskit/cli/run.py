@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -20,7 +21,7 @@ from eoskit.cli._common import (
     with_model_options,
 )
 from eoskit.cli.app import app
-from eoskit.config import RunConfig
+from eoskit.training.config import RunConfig
 
 _O = typer.Option
 
@@ -51,8 +52,7 @@ def run_cmd(
 
     Exit status: 0 completed, 2 bad input, 3 diverged, 4 I/O failure, 130 interrupted.
     """
-    from eoskit.config import run_config_from
-    from eoskit.distributed.launch import train_parallel
+    from eoskit.training.config import run_config_from
 
     opts = option_values(RunConfig, fields)
     if resume is not None:
@@ -64,15 +64,15 @@ def run_cmd(
             dropped = ", ".join("--" + g.replace("_", "-") for g in given) or "--config"
             raise UsageError("--resume takes the configuration from the run directory; "
                              f"drop {dropped}")
-        summary = train_parallel(None, resume, resume=True, progress=progress, nproc=nproc,
-                                 log=_log_options(None, log, mlflow_uri))
+        summary = _train(None, resume, nproc, resume=True, progress=progress,
+                         log=_log_options(None, log, mlflow_uri))
         run_dir = resume
     else:
         if out is None:
             raise UsageError("--out DIR is required (or --resume DIR)")
         cfg = run_config_from(config, opts)
-        summary = train_parallel(cfg, out, progress=progress, overwrite=overwrite, nproc=nproc,
-                                 log=_log_options(config, log, mlflow_uri))
+        summary = _train(cfg, out, nproc, progress=progress, overwrite=overwrite,
+                         log=_log_options(config, log, mlflow_uri))
         run_dir = out
     if summary is None:  # a rank other than 0 under torchrun: rank 0 reports
         return
@@ -86,10 +86,23 @@ def run_cmd(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _train(cfg: RunConfig | None, out: Path, nproc: int, **train_kw) -> dict | None:
+    """The run in this process; over ``nproc`` local processes, or as a rank of a
+    ``torchrun`` launch (which sets ``RANK`` and ``WORLD_SIZE``), by :mod:`eoskit.distributed`.
+    The summary, or None on a rank other than 0."""
+    if nproc == 1 and not {"RANK", "WORLD_SIZE"} <= os.environ.keys():
+        from eoskit.training import loop
+
+        return loop.train(cfg, out, **train_kw)
+    from eoskit.distributed.launch import train_parallel
+
+    return train_parallel(cfg, out, nproc=nproc, **train_kw)
+
+
 def _log_options(config: Path | None, log: str | None, mlflow_uri: str | None) -> dict:
     """--log/--mlflow-uri over the TOML file's ``[log]`` table (``loggers``, ``mlflow_uri``)."""
-    from eoskit.config import load_toml
-    from eoskit.integrations.run_logging import parse_loggers
+    from eoskit.loggers.run_logging import parse_loggers
+    from eoskit.training.config import load_toml
 
     table = {}
     if config is not None:

@@ -3,9 +3,9 @@
 * :mod:`~eoskit.distributed.group`: the rank, the process group (gloo/nccl,
   explicit timeouts), the all-reduce and the cross-rank parameter checksum.
 * :mod:`~eoskit.distributed.shards`: deterministic contiguous shards.
-* :mod:`~eoskit.distributed.objective`: :class:`ShardedObjective`, the sum
+* :mod:`~eoskit.distributed.sharded_objective`: :class:`ShardedObjective`, the sum
   over ranks of each rank's shard of the loss (every derivative all-reduced).
-* :mod:`~eoskit.distributed.problem`: a run's problem sharded for one rank.
+* :mod:`~eoskit.distributed.sharded_problem`: a run's problem sharded for one rank.
 * :mod:`~eoskit.distributed.worker`: one rank's run (rank 0 writes).
 * :mod:`~eoskit.distributed.launch`: ``eoskit run --nproc N`` and ``torchrun``.
 * :mod:`~eoskit.distributed.user_loop`: the Monitor in a user's own distributed loop.
@@ -24,8 +24,8 @@ from eoskit.distributed.group import (
     shutdown,
 )
 from eoskit.distributed.launch import launch, train_parallel
-from eoskit.distributed.objective import ShardedObjective, ShardedPoint, ShardModelObjective
-from eoskit.distributed.problem import shard_objective, shard_problem
+from eoskit.distributed.sharded_objective import ShardedObjective, ShardedPoint, ShardModelObjective
+from eoskit.distributed.sharded_problem import shard_objective, shard_problem
 from eoskit.distributed.shards import shard_bounds, shard_samples
 from eoskit.distributed.user_loop import across_ranks, in_process_group, is_main_rank
 from eoskit.distributed.worker import RankGroup, mark_failed, run_rank

@@ -25,16 +25,16 @@ from pathlib import Path
 import torch
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.distributed.group import env_rank
 from eoskit.distributed.worker import mark_failed, one_line, run_rank
+from eoskit.training.config import RunConfig
 
 GRACE_S = 3.0  # how long the other ranks get to stop after one failed
 
 
 def train_parallel(cfg: RunConfig | None, out: str | Path, *, resume: bool = False,
                    progress: bool = True, nproc: int = 1, **train_kw) -> dict | None:
-    """:func:`eoskit.train.train` as this rank of a ``torchrun`` launch, over ``nproc``
+    """:func:`eoskit.training.loop.train` as this rank of a ``torchrun`` launch, over ``nproc``
     local processes, or in this process; the summary (None on a rank other than 0)."""
     if env_rank() is not None:
         if nproc != 1:
@@ -42,7 +42,7 @@ def train_parallel(cfg: RunConfig | None, out: str | Path, *, resume: bool = Fal
                              "starts the processes (drop --nproc)")
         return run_rank(cfg, out, resume=resume, progress=progress, **train_kw)
     if nproc == 1:
-        from eoskit.train import train
+        from eoskit.training.loop import train
 
         return train(cfg, out, resume=resume, progress=progress, **train_kw)
     return launch(cfg, out, nproc, resume=resume, progress=progress, **train_kw)

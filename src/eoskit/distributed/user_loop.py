@@ -14,10 +14,10 @@ Outside ``torch.distributed`` (or with one process) the objective is returned
 unchanged:
 
     >>> import torch
-    >>> from eoskit.monitor.objective import LossFnObjective
+    >>> from eoskit.objective import ModelObjective
     >>> model = torch.nn.Linear(3, 1)
-    >>> obj = LossFnObjective(model, torch.nn.functional.mse_loss, torch.randn(4, 3),
-    ...                       torch.randn(4, 1))
+    >>> obj = ModelObjective(model, torch.nn.functional.mse_loss, torch.randn(4, 3),
+    ...                      torch.randn(4, 1))
     >>> across_ranks(obj) is obj, is_main_rank()
     (True, True)
 """
@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from eoskit.distributed.group import all_reduce_sum, assert_same_params
-from eoskit.distributed.objective import ShardedObjective
+from eoskit.distributed.sharded_objective import ShardedObjective
 
 
 def in_process_group() -> bool:

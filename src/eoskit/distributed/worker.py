@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.distributed.group import Rank, assert_same_params, init_from_env, shutdown
-from eoskit.distributed.problem import shard_problem
-from eoskit.problem import Problem
-from eoskit.summary import summarize
+from eoskit.distributed.sharded_problem import shard_problem
+from eoskit.metrics.summary import summarize
+from eoskit.training.config import RunConfig
+from eoskit.training.run_problem import Problem
 
 
 @dataclass(frozen=True)
 class RankGroup:
-    """What :func:`eoskit.train.train` needs to know of its rank (its ``parallel=``)."""
+    """What :func:`eoskit.training.loop.train` needs to know of its rank (its ``parallel=``)."""
 
     me: Rank
 
@@ -63,7 +63,7 @@ def stored_device(out: Path) -> str:
 def run_rank(cfg: RunConfig | None, out: str | Path, *, resume: bool = False,
              progress: bool = True, **train_kw) -> dict | None:
     """Train as the rank the environment names; rank 0's summary (None on the others)."""
-    from eoskit.train import train
+    from eoskit.training.loop import train
 
     device = cfg.device if cfg is not None else stored_device(Path(out))
     me = init_from_env(device)

@@ -27,9 +27,9 @@ from eoskit.flows.gradient import ATOL, RTOL, GradientFlowSettings
 from eoskit.flows.rmsprop_central import RMSPROP_ALPHA, RMSPROP_EPS, RMSPropCentralFlow
 from eoskit.flows.rmsprop_tracks import RMSPropCentralTrack, StableTrack
 from eoskit.flows.tracks import CentralTrack, GDTrack, GradientTrack
+from eoskit.metrics.summary import ONSET_FRACTION
 from eoskit.objective import Objective
 from eoskit.optim import GD, RULES, RMSprop, rule_class
-from eoskit.summary import ONSET_FRACTION
 
 FLOWS = ("gradient", "central")
 FLOW_COLUMNS = ["step", "flow", "loss", "predicted_loss", "grad_norm_sq",

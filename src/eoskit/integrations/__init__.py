@@ -1,6 +1,5 @@
 """eoskit in other frameworks, each an optional extra imported on use.
 
-* :mod:`~eoskit.integrations.loggers`: sinks (TensorBoard, MLflow) and their interface.
 * :mod:`~eoskit.integrations.lightning`: ``SharpnessCallback`` for PyTorch Lightning.
 * :mod:`~eoskit.integrations.transformers`: ``SharpnessCallback`` for the Hugging Face
   ``Trainer``.

@@ -1,24 +1,21 @@
 """Sharpness of your model, your loss and your training loop.
 
 * :mod:`~eoskit.monitor.monitor`: :class:`Monitor`, measured every few optimiser steps.
-* :mod:`~eoskit.monitor.objective`: :class:`LossFnObjective`, a module and a mean
-  loss function as an :class:`~eoskit.objective.Objective`.
 * :mod:`~eoskit.monitor.data`: the fixed measurement set (tensors or a DataLoader).
 * :mod:`~eoskit.monitor.optimizers`: the stability threshold a torch optimiser implies.
-* :mod:`~eoskit.monitor.rundir`: the run directory a Monitor writes, and reading it back.
+* :mod:`~eoskit.monitor.monitor_dir`: the run directory a Monitor writes, and reading it back.
 """
 
 from eoskit.monitor.data import measurement_set
 from eoskit.monitor.monitor import Monitor
-from eoskit.monitor.objective import LossFnObjective
+from eoskit.monitor.monitor_dir import MonitorRun, load_monitor_run
 from eoskit.monitor.optimizers import optimizer_kind, optimizer_threshold
-from eoskit.monitor.rundir import MonitorRun, load_monitor_run, metric_columns
 
 __all__ = [
     # the monitor
     "Monitor",
     # its pieces
-    "LossFnObjective", "measurement_set", "optimizer_threshold", "optimizer_kind",
+    "measurement_set", "optimizer_threshold", "optimizer_kind",
     # its run directory
-    "MonitorRun", "load_monitor_run", "metric_columns",
+    "MonitorRun", "load_monitor_run",
 ]

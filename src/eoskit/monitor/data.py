@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from eoskit.monitor.objective import n_samples, take
+from eoskit.objective.model import n_samples, pick, take
 
 
 def _split(batch) -> tuple[object, object]:
@@ -45,16 +45,6 @@ def _cat(parts: list):
     if isinstance(first, (tuple, list)):
         return type(first)(_cat([p[i] for p in parts]) for i in range(len(first)))
     return torch.cat([p.detach() for p in parts])
-
-
-def _index(data, index: Tensor):
-    if data is None:
-        return None
-    if isinstance(data, dict):
-        return {k: _index(v, index) for k, v in data.items()}
-    if isinstance(data, (tuple, list)):
-        return type(data)(_index(v, index) for v in data)
-    return data[index.to(data.device)]
 
 
 def _is_batch(data) -> bool:
@@ -81,5 +71,5 @@ def measurement_set(data, probe_size: int | None = None, seed: int = 0) -> tuple
     if probe_size is not None and probe_size < n:
         gen = torch.Generator().manual_seed(seed)
         index = torch.randperm(n, generator=gen)[:probe_size].sort().values
-        return _index(inputs, index), _index(targets, index)
+        return pick(inputs, index), pick(targets, index)
     return take(inputs, 0, n), take(targets, 0, n)

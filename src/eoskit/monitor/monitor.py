@@ -8,7 +8,7 @@ threshold (docs/theory.md §1).
 
 It never changes the model: parameters are read into a flat vector and the
 module is evaluated with ``torch.func.functional_call`` on that vector and
-cloned buffers (:class:`~eoskit.monitor.objective.LossFnObjective`); its
+cloned buffers (:class:`~eoskit.objective.ModelObjective`); its
 dtype, device, training mode and ``.grad`` fields are left alone, and the
 global torch RNG (CPU, and CUDA when initialised) is forked around every
 measurement, so dropout or any other draw inside the forward pass does not
@@ -18,7 +18,8 @@ current mode: in training mode dropout masks are drawn once per measurement
 
 Effective curvature (docs/theory.md §3): for the step ``s = x_{t+1} − x_t``
 right after a measurement at ``x_t``, ``κ_t = 2(L(x_{t+1}) − L(x_t) − g_tᵀs)/|s|²``
-with ``L``, ``g`` the measurement set's loss and gradient. This is the exact
+with ``L``, ``g`` the measurement set's loss and gradient (the update rules'
+second-order reading, :func:`eoskit.optim.second_order_curvature`). This is the exact
 mean curvature of ``L`` along ``s`` for *any* optimiser (one extra forward
 pass at ``x_{t+1}``); its comparison with ``2/η`` is the GD/SGD edge-coupling
 reading. It is filled into row ``t`` at the next call, and the row reaches
@@ -50,7 +51,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,8 +61,10 @@ from torch import Tensor, nn
 from eoskit.distributed.user_loop import across_ranks, is_main_rank
 from eoskit.eigs import SharpnessTracker
 from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.metrics.columns import monitor_columns
+from eoskit.metrics.metric_rows import monitor_row, precond_cells, step_cells
 from eoskit.monitor.data import measurement_set
-from eoskit.monitor.objective import LossFn, LossFnObjective
+from eoskit.monitor.monitor_dir import MonitorRunDir
 from eoskit.monitor.optimizers import (
     adaptive,
     optimizer_beta,
@@ -71,7 +73,7 @@ from eoskit.monitor.optimizers import (
     optimizer_threshold,
     unwrap,
 )
-from eoskit.monitor.rundir import MonitorRunDir, metric_columns
+from eoskit.objective.model import Loss, ModelObjective
 from eoskit.optim import torch_preconditioner
 
 
@@ -95,7 +97,7 @@ class Monitor:
     count is a multiple of it. ``optimizer``: read for the threshold (and its
     learning rate) at every measurement. ``out``: a run directory. ``loggers``:
     ``"tensorboard"``, ``"mlflow"`` (both need ``out``) or sink objects (see
-    :mod:`eoskit.integrations.loggers`). ``dtype``: of the measurement (default
+    :mod:`eoskit.loggers`). ``dtype``: of the measurement (default
     the model's; ``torch.float64`` for a float32 model gives a float64 Hessian).
     ``physical_batch``/``hvp_method``: memory, as in :class:`ModelObjective`.
     ``tol``/``criterion``: the eigensolver's stopping rule; the default
@@ -110,7 +112,7 @@ class Monitor:
     def __init__(
         self,
         model: nn.Module,
-        loss_fn: LossFn,
+        loss_fn: Loss,
         data,
         every: int = 10,
         neigs: int = 1,
@@ -134,8 +136,9 @@ class Monitor:
         self.model, self.optimizer, self.every, self.k = model, optimizer, int(every), int(neigs)
         self.curvature = curvature
         inputs, targets = measurement_set(data, probe_size, seed)
-        self.objective = LossFnObjective(model, loss_fn, inputs, targets, dtype=dtype,
-                                         physical_batch=physical_batch, hvp_method=hvp_method)
+        self.objective = ModelObjective(model, loss_fn, inputs, targets, dtype=dtype,
+                                        physical_batch=physical_batch, hvp_method=hvp_method,
+                                        count_correct=False)
         # under torch.distributed: data is this rank's shard; the sums run over all ranks
         self.objective = across_ranks(self.objective)
         self.tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion,
@@ -143,7 +146,7 @@ class Monitor:
         # P changes between measurements: its own tracker, warm-started from its own vectors
         self.precond_tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion,
                                                 mode=mode) if adaptive(optimizer) else None
-        self.columns = metric_columns(self.k, self.precond_tracker is not None)
+        self.columns = monitor_columns(self.k, self.precond_tracker is not None)
         self.rows: list[dict] = []  # every measurement so far, completed or pending
         self.hvps_total = 0
         self.steps = 0  # optimiser steps counted (or given) so far
@@ -155,7 +158,7 @@ class Monitor:
             out, loggers = None, ()
         config, meta = self._config(loss_fn, probe_size, tol, seed, restart_every)
         self.run_dir = MonitorRunDir(out, config, meta, self.columns) if out is not None else None
-        from eoskit.integrations.loggers import make_sinks
+        from eoskit.loggers import make_sinks
 
         self.sinks = make_sinks(loggers, out)
         for sink in self.sinks:
@@ -206,11 +209,11 @@ class Monitor:
             self._complete_pending(x, loss)
         hvps = self.objective.hvp_count - hvps_before
         self.hvps_total += hvps
-        row = self._row(loss, g, eig, hvps)
+        row = monitor_row(self.steps, loss, g, eig, threshold=optimizer_threshold(self.optimizer),
+                          lr=optimizer_lr(self.optimizer), hvps=hvps,
+                          wall=time.perf_counter() - self._t0, neigs=self.k)
         if self.precond_tracker is not None:
-            values = [None] * self.k if peig is None else [float(v) for v in peig.eigenvalues]
-            row.update({"precond_sharpness": values[0],
-                        **{f"precond_eig_{i + 1}": v for i, v in enumerate(values)}})
+            row.update(precond_cells(peig, self.k, True))
         self.rows.append(row)
         if self.curvature:
             self._pending = (row, x, g)
@@ -229,18 +232,6 @@ class Monitor:
             return None
         return p.detach().to(dtype=self.objective.dtype, device=self.objective.device)
 
-    def _row(self, loss: float, g: Tensor, eig, hvps: int) -> dict:
-        top = float(eig.eigenvalues[0])
-        row = {"step": self.steps, "loss": loss, "grad_norm": float(torch.sqrt(g @ g)),
-               "sharpness": top, "threshold": optimizer_threshold(self.optimizer),
-               "lr": optimizer_lr(self.optimizer),
-               "eig_residual": float(eig.residuals[0] / max(abs(top), 1e-300)),
-               "hvps": hvps, "wall_time": time.perf_counter() - self._t0,
-               "eff_curvature": None, "step_norm": None}
-        for i, ev in enumerate(eig.eigenvalues):
-            row[f"eig_{i + 1}"] = float(ev)
-        return row
-
     def _complete_pending(self, x_next: Tensor | None = None, loss_next: float | None = None):
         """κ of the step after the pending measurement, if this call is exactly one step later."""
         row, x, g = self._pending
@@ -250,11 +241,7 @@ class Monitor:
                 x_next = self.objective.x0()
                 with torch.random.fork_rng(devices=_rng_devices()):
                     loss_next = float(self.objective.value(x_next))
-            s = x_next - x  # (d,)
-            sq = float(s @ s)
-            row["step_norm"] = math.sqrt(sq)
-            row["eff_curvature"] = (2.0 * (loss_next - row["loss"] - float(g @ s)) / sq
-                                    if sq > 0 else None)
+            row.update(step_cells(row["loss"], loss_next, g, x_next - x))
         self._flush()
 
     def _flush(self) -> None:

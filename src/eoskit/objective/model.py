@@ -1,9 +1,20 @@
 """A network's mean loss over a data set, as an :class:`~eoskit.objective.Objective`.
 
-The flat vector ``x`` splits into the module's named parameters by a
-:class:`ParamLayout`; the module itself is evaluated with
-``torch.func.functional_call`` so the user's module is never mutated by a
-forward pass.
+The one model objective of ``eoskit run`` and of the Monitor. The flat vector
+``x`` splits into the module's named parameters by a :class:`ParamLayout`; the
+module is evaluated with ``torch.func.functional_call`` on those parameters
+and *clones* of its buffers (cast to the objective's dtype), read from the
+live module at every evaluation: the user's module (its dtype, device,
+parameters, buffers, gradients) is never written.
+
+The loss is a built-in name (``"mse"``, ``"ce"``: per-chunk sums,
+:mod:`~eoskit.objective.losses`) or a user's *mean* loss ``loss(output,
+target)`` (the ``torch.nn.functional`` convention): chunk ``c`` of ``n_c``
+samples then contributes ``loss(chunk) · n_c/n``, so chunking
+(``physical_batch``) changes memory, never the value. Inputs may be a
+tensor, a tuple of tensors (``model(*inputs)``) or a dict of tensors
+(``model(**inputs)``, the Hugging Face convention); targets may be ``None``
+when the model computes its own loss (``loss(output, None)``).
 
 Example:
     >>> import torch
@@ -11,11 +22,15 @@ Example:
     >>> X, Y = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, 2, dtype=torch.float64)
     >>> ModelObjective(model, "mse", X, Y, physical_batch=4).dim
     8
+    >>> mse = torch.nn.functional.mse_loss
+    >>> whole, chunked = (ModelObjective(model, mse, X, Y, physical_batch=c) for c in (None, 3))
+    >>> x = whole.x0()
+    >>> bool(torch.isclose(whole.value(x), chunked.value(x), rtol=1e-12))
+    True
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,6 +42,8 @@ from torch.func import functional_call
 
 from eoskit.objective.base import Objective
 from eoskit.objective.losses import loss_sum_of, n_correct
+
+Loss = str | Callable[[object, object], Tensor]  # a built-in name or a user's mean loss
 
 
 @dataclass(frozen=True)
@@ -56,18 +73,44 @@ class BatchNormChunkingWarning(UserWarning):
     """Chunking a BatchNorm model's data changes its loss (each chunk has its own statistics)."""
 
 
-def _in_dtype(model: nn.Module, dtype: torch.dtype, device: torch.device) -> nn.Module:
-    """The model itself if it already lives in ``dtype`` on ``device``, else a converted copy
-    (the user's module is never converted in place)."""
-    tensors = list(model.parameters()) + list(model.buffers())
-    same = all((not t.is_floating_point() or t.dtype == dtype) and t.device == device
-               for t in tensors)
-    return model if same else copy.deepcopy(model).to(dtype=dtype, device=device)
-
-
 def _batch_norm_in_training(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
                for m in model.modules())
+
+
+def take(data, lo: int, hi: int):
+    """Samples ``lo:hi`` of a tensor, or of every tensor in a tuple, list or dict."""
+    return _map(data, lambda t: t[lo:hi])
+
+
+def pick(data, index: Tensor):
+    """Samples ``index`` of a tensor, or of every tensor in a tuple, list or dict."""
+    return _map(data, lambda t: t[index.to(t.device)])
+
+
+def to_device(data, dtype: torch.dtype, device: torch.device):
+    """Floating tensors to ``dtype`` and every tensor to ``device``, recursively."""
+    return _map(data, lambda t: t.to(device=device,
+                                     dtype=dtype if t.is_floating_point() else t.dtype))
+
+
+def _map(data, fn):
+    if data is None:
+        return None
+    if isinstance(data, dict):
+        return {k: _map(v, fn) for k, v in data.items()}
+    if isinstance(data, (tuple, list)):
+        return type(data)(_map(v, fn) for v in data)
+    return fn(data) if isinstance(data, Tensor) else data
+
+
+def n_samples(data) -> int:
+    """Length of the first tensor found in ``data`` (its sample dimension)."""
+    if isinstance(data, dict):
+        return n_samples(next(iter(data.values())))
+    if isinstance(data, (tuple, list)):
+        return n_samples(data[0])
+    return len(data)
 
 
 def layout_of(model: nn.Module) -> ParamLayout:
@@ -102,7 +145,9 @@ class ModelObjective(Objective):
 
     The loss is ``loss_sum(chunk) / n`` summed over chunks, so unequal chunks
     (``physical_batch``, or explicit sizes) are weighted by their sample counts.
-    ``aux`` counts correct predictions (classification).
+    ``aux`` counts correct predictions (classification; ``count_correct=False``
+    skips it). ``dtype``/``device`` (default: the model's parameters') are those
+    of the flat vector and of the data; the module is not converted.
 
     Example:
         >>> import torch
@@ -116,9 +161,9 @@ class ModelObjective(Objective):
     def __init__(
         self,
         model: nn.Module,
-        loss: str | Callable[[Tensor, Tensor], Tensor],
-        inputs: Tensor,
-        targets: Tensor,
+        loss: Loss,
+        inputs,
+        targets=None,
         *,
         physical_batch: int | Sequence[int] | None = None,
         dtype: torch.dtype | None = None,
@@ -128,64 +173,82 @@ class ModelObjective(Objective):
     ):
         super().__init__(hvp_method)
         loss_sum = loss_sum_of(loss)  # checks the name first: bad input before any work
-        if len(inputs) != len(targets) or len(inputs) == 0:
+        self.n = n_samples(inputs)
+        if self.n == 0 or (targets is not None and n_samples(targets) != self.n):
             raise ValueError("inputs and targets must be non-empty and of equal length")
-        self.dtype = dtype or (inputs.dtype if inputs.is_floating_point()
-                               else torch.get_default_dtype())  # token inputs are integers
-        self.device = torch.device(device) if device is not None else inputs.device
-        self.model = _in_dtype(model, self.dtype, self.device)
-        self.layout = layout_of(self.model)
+        first = next(model.parameters())
+        self.dtype = dtype or first.dtype
+        self.device = torch.device(device) if device is not None else first.device
+        self.model = model
+        self.layout = layout_of(model)
         self.dim = self.layout.dim
         self.loss = loss
         self.loss_name = loss if isinstance(loss, str) else loss_sum.name
         self.loss_sum = loss_sum
-        self.inputs = inputs.to(device=self.device,
-                                dtype=self.dtype if inputs.is_floating_point() else None)
-        self.targets = targets.to(device=self.device)
-        if self.targets.is_floating_point():
-            self.targets = self.targets.to(self.dtype)
-        self.n = len(inputs)
+        self.inputs = to_device(inputs, self.dtype, self.device)
+        self.targets = to_device(targets, self.dtype, self.device)
         self.physical_batch = physical_batch
         self.bounds = chunk_bounds(self.n, physical_batch)
         # a user loss is counted on class ids only: its floating targets may be anything
-        countable = (not self.targets.is_floating_point() if callable(loss)
-                     else loss == "ce" or self.targets.ndim >= 2)
+        countable = isinstance(self.targets, Tensor) and (
+            not self.targets.is_floating_point() if callable(loss)
+            else loss == "ce" or self.targets.ndim >= 2)
         self.count_correct = count_correct and countable
-        if len(self.bounds) > 1 and _batch_norm_in_training(self.model):
+        if len(self.bounds) > 1 and _batch_norm_in_training(model):
             warnings.warn("the model has BatchNorm in training mode: each physical chunk is "
                           "normalised by its own statistics, so physical_batch changes the "
                           "loss (chunking is exact only for models without BatchNorm)",
                           BatchNormChunkingWarning, stacklevel=2)
 
     def x0(self) -> Tensor:
-        """The model's own parameters, flat, in the objective's dtype and device."""
+        """The model's current parameters, flat, in the objective's dtype and device."""
         return flatten_params(self.model, self.dtype, self.device)
 
-    def forward(self, x: Tensor, inputs: Tensor) -> Tensor:
-        # fresh copies of the buffers: a forward pass (BatchNorm's num_batches_tracked, a
-        # user module's counters) may write to them, never to the model's own
-        buffers = {name: b.clone() for name, b in self.model.named_buffers()}
-        return functional_call(self.model, {**self.layout.unflatten(x), **buffers}, (inputs,))
+    def forward(self, x: Tensor, inputs):
+        # buffers cloned from the live module: a forward pass may write to them (BatchNorm's
+        # running statistics, a user module's counters), never to the module's own
+        buffers = {name: b.detach().clone().to(
+            device=self.device, dtype=self.dtype if b.is_floating_point() else b.dtype)
+            for name, b in self.model.named_buffers()}
+        tensors = {**self.layout.unflatten(x), **buffers}
+        if isinstance(inputs, dict):
+            return functional_call(self.model, tensors, (), inputs)
+        args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+        return functional_call(self.model, tensors, args)
 
     def terms(self):
         for lo, hi in self.bounds:
-            xb, yb = self.inputs[lo:hi], self.targets[lo:hi]
+            xb, yb = take(self.inputs, lo, hi), take(self.targets, lo, hi)
 
-            def term(x, xb=xb, yb=yb):
+            def term(x, xb=xb, yb=yb, size=hi - lo):
                 out = self.forward(x, xb)
                 aux = n_correct(out.detach(), yb) if self.count_correct else None
-                return self.loss_sum(out, yb) / self.n, aux
+                return self._loss_sum(out, yb, size) / self.n, aux
 
             yield term
+
+    def _loss_sum(self, out, target, size: int) -> Tensor:
+        """The chunk's loss summed over its ``size`` samples (a user's mean loss times
+        ``size``: the count comes from the data, as a model may return a dict)."""
+        if not callable(self.loss):
+            return self.loss_sum(out, target)
+        value = self.loss(out, target)
+        if not isinstance(value, Tensor) or value.ndim != 0:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"loss {self.loss_name} must return the mean loss over the samples "
+                             f"given (a scalar tensor), not {shape}")
+        return value * size
 
     def subset(self, index: Tensor) -> ModelObjective:
         """The same loss on a subset of the samples (a mini-batch), mean over that subset."""
         return ModelObjective(
             self.model,
             self.loss,
-            self.inputs[index],
-            self.targets[index],
+            pick(self.inputs, index),
+            pick(self.targets, index),
             physical_batch=self.physical_batch if isinstance(self.physical_batch, int) else None,
+            dtype=self.dtype,
+            device=self.device,
             hvp_method=self.hvp_method,
             count_correct=self.count_correct,
         )

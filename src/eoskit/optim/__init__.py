@@ -42,11 +42,12 @@ from eoskit.optim.rule_registry import (
 )
 from eoskit.optim.sgd import SGD
 from eoskit.optim.torch_preconditioner import torch_preconditioner
-from eoskit.optim.update_rule import Hyper, UpdateRule, run_quadratic
+from eoskit.optim.update_rule import Hyper, UpdateRule, run_quadratic, second_order_curvature
 
 __all__ = [
     "HYPERPARAMETERS", "OPTIMIZERS", "RULES", "RULE_CLASSES", "Hyper", "UpdateRule",
     "GD", "SGD", "Polyak", "Nesterov", "Adam", "AdamW", "RMSprop", "make_rule", "rule_class",
-    "rule_for", "rule_hyperparameters", "rules_with", "run_quadratic", "stability_threshold",
+    "rule_for", "rule_hyperparameters", "rules_with", "run_quadratic", "second_order_curvature",
+    "stability_threshold",
     "torch_preconditioner", "torch_rule", "torch_threshold",
 ]

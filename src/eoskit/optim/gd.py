@@ -21,6 +21,11 @@ class GD(UpdateRule):
     def step(self, g: Tensor, x: Tensor | None = None) -> Tensor:
         return -self.lr * g
 
+    predicted_step = step  # GD keeps no state: no copy needed to look one step ahead
+
+    def curvature_terms(self, g: Tensor, s: Tensor) -> dict:
+        return {}  # s = −ηg: the losses and |s|² suffice
+
     def effective_curvature(self, loss, loss_next, step_sq, terms) -> float:
         # imported here: diagnostics pulls in the eigensolvers, above this layer's import time
         from eoskit.diagnostics.identities import effective_curvature

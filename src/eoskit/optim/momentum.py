@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from eoskit.optim.update_rule import UpdateRule, g_dot_s, second_order_curvature
+from eoskit.optim.update_rule import UpdateRule
 
 
 class MomentumRule(UpdateRule):
@@ -22,8 +22,3 @@ class MomentumRule(UpdateRule):
         self.buffer = g.clone() if self.buffer is None else self.beta * self.buffer + g
         return -self.lr * self.direction(g, self.buffer)
 
-    def curvature_terms(self, g: Tensor, s: Tensor) -> dict:
-        return g_dot_s(g, s)
-
-    def effective_curvature(self, loss, loss_next, step_sq, terms) -> float:
-        return second_order_curvature(loss, loss_next, step_sq, terms)

@@ -11,7 +11,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from eoskit.optim.update_rule import Hyper, UpdateRule, g_dot_s, second_order_curvature
+from eoskit.optim.update_rule import Hyper, UpdateRule
 
 EPS = Hyper(1e-8, "ε added to √v̂")
 WEIGHT_DECAY = Hyper(0.0, "Weight decay λ, L2 in the gradient (adamw: decoupled)")
@@ -93,12 +93,6 @@ class SecondMomentRule(UpdateRule):
         if self.decoupled_decay and wd != 0:
             s = s - (self.lr * wd) * x
         return s
-
-    def curvature_terms(self, g: Tensor, s: Tensor) -> dict:
-        return g_dot_s(g, s)
-
-    def effective_curvature(self, loss, loss_next, step_sq, terms) -> float:
-        return second_order_curvature(loss, loss_next, step_sq, terms)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "hyper": dict(self.hyper), "t": self.t, "v": self.v,

@@ -11,6 +11,7 @@ name. The rules are found in :mod:`eoskit.optim.rule_registry`.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -94,18 +95,22 @@ class UpdateRule:
         for rules without one. Advances nothing."""
         return None
 
+    def predicted_step(self, g: Tensor, x: Tensor | None = None) -> Tensor:
+        """The step :meth:`step` would take with ``g`` at ``x``, advancing nothing."""
+        return copy.deepcopy(self).step(g, x)
+
     def curvature_terms(self, g: Tensor, s: Tensor) -> dict:
         """Scalars of step ``s`` that :meth:`effective_curvature` needs besides the losses.
 
         They wait with the step's row until ``L(x_{t+1})`` is known, so they are
-        plain floats (a checkpoint keeps them).
+        plain floats (a checkpoint keeps them). By default ``gᵀs``.
         """
-        return {}
+        return {"_g_dot_s": float(g @ s)}
 
     def effective_curvature(self, loss: float, loss_next: float, step_sq: float,
                             terms: dict) -> float:
         """κ_t of the step, from ``L(x_t)``, ``L(x_{t+1})``, ``|s_t|²`` (docs/theory.md §3)."""
-        raise NotImplementedError
+        return second_order_curvature(loss, loss_next, step_sq, terms["_g_dot_s"])
 
     def state_dict(self) -> dict:
         return {"name": self.name, "lr": self.lr, "beta": self.beta, "buffer": self.buffer}
@@ -116,16 +121,12 @@ class UpdateRule:
         self.buffer = state["buffer"]
 
 
-def g_dot_s(g: Tensor, s: Tensor) -> dict:
-    """The curvature term of a step that is not ``−ηg``: ``gᵀs``."""
-    return {"_g_dot_s": float(g @ s)}
-
-
-def second_order_curvature(loss, loss_next, step_sq, terms) -> float:
-    """κ of any step in the exact second-order form ``2(ΔL − gᵀs)/|s|²`` (GD's needs s = −ηg)."""
-    if step_sq <= 0:
+def second_order_curvature(loss: float, loss_next: float, step_sq: float,
+                           g_dot_s: float) -> float:
+    """κ = 2(ΔL − gᵀs)/|s|², the mean curvature along any step s (NaN for s = 0)."""
+    if step_sq <= 0:  # GD's shorter formula needs s = −ηg
         return math.nan
-    return 2.0 * (loss_next - loss - terms["_g_dot_s"]) / step_sq
+    return 2.0 * (loss_next - loss - g_dot_s) / step_sq
 
 
 def run_quadratic(rule: UpdateRule, curvature: float, steps: int, x0: float = 1.0) -> list[float]:

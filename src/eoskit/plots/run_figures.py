@@ -12,12 +12,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from eoskit import store  # noqa: E402
-from eoskit.optim import rule_class  # noqa: E402
-from eoskit.summary import (  # noqa: E402
+from eoskit.metrics.summary import (  # noqa: E402
     forcing_gap_curve,
     forcing_gap_fit_range,
     forcing_gap_slope,
 )
+from eoskit.optim import rule_class  # noqa: E402
 
 
 def _series(rows, name):

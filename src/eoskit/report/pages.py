@@ -12,8 +12,8 @@ configuration; a sweep's page has the sweep options, the
 
 Example:
     >>> import tempfile
-    >>> from eoskit.config import RunConfig
-    >>> from eoskit.train import train
+    >>> from eoskit.training.config import RunConfig
+    >>> from eoskit.training.loop import train
     >>> out = tempfile.mkdtemp()
     >>> _ = train(RunConfig(dataset="digits", n_train=32, n_test=0, width=4, steps=3,
     ...                     dtype="float64", checkpoint_every=0), out, progress=False)
@@ -188,7 +188,7 @@ def _identities(run_dir: Path, c: dict) -> str:
                 "<code>diagnose_every</code> set to compare κ from the loss change with κ from "
                 "the Hessian quadrature, check the step recurrence and the localisation bound."
                 "</p>")
-    from eoskit.summary import summarize_diagnostics
+    from eoskit.metrics.summary import summarize_diagnostics
 
     rows = store.read_rows(diag_path)
     d = summarize_diagnostics(rows)
@@ -226,7 +226,7 @@ _FORCING_PNG = "forcing_gap.png"
 
 def _forcing(run_dir: Path, summary: dict) -> str:
     """The forcing gap figure and slope; the identity's two sides only as bookkeeping."""
-    from eoskit.summary import forcing_gap_curve, forcing_gap_slope
+    from eoskit.metrics.summary import forcing_gap_curve, forcing_gap_slope
 
     png = run_dir / "plots" / _FORCING_PNG
     try:
@@ -240,10 +240,9 @@ def _forcing(run_dir: Path, summary: dict) -> str:
            "like 1/S_T (log–log slope −1) and the weighted mean of κ is forced to 2/η.</p>"]
     out.append(_kv_table([
         ("fitted log–log slope (later half of the run)", slope),
-        ("2 (L_0 − L_T)/S_T at the end", summary.get("forcing_loss_drop_ratio",
-                                                     summary.get("forcing_rhs"))),
+        ("2 (L_0 − L_T)/S_T at the end", summary.get("forcing_loss_drop_ratio")),
         ("bookkeeping: |left − right|/max (equal by construction)",
-         summary.get("forcing_bookkeeping_error", summary.get("forcing_relative_error"))),
+         summary.get("forcing_bookkeeping_error")),
     ]))
     if png.exists():
         out.append(_figures([("forcing gap", png.read_bytes())]))

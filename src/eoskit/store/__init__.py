@@ -43,7 +43,6 @@ from eoskit.store.rundir import (
     run_files,
 )
 from eoskit.store.statuses import FINAL_STATUSES, STATUSES
-from eoskit.store.stored_run import StoredRun, load_run
 from eoskit.store.tables import CsvLog, column, format_cell, parse_cell, read_csv, read_rows
 
 __all__ = [
@@ -59,6 +58,4 @@ __all__ = [
     "RunLock", "RunDirError", "run_files", "holds_run", "clear_run", "claim_run", "mark_failed",
     "finished_summary",
     "config_digest", "changed_keys", "check_config", "snapshot_table", "restore_table",
-    # a stored run
-    "StoredRun", "load_run",
 ]

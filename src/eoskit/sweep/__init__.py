@@ -1,7 +1,7 @@
 """Sweeps: one training run per point of a grid of run options, on a process pool or Ray.
 
 A sweep file is TOML with a ``[run]`` table of run options (the
-:class:`~eoskit.config.RunConfig` field names, as for ``eoskit run --config``)
+:class:`~eoskit.training.config.RunConfig` field names, as for ``eoskit run --config``)
 and a ``[grid]`` table whose values are non-empty lists; any run option can
 be a grid key::
 

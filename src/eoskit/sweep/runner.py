@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.sweep.index import SweepIndex, index_fields, indexed_runs, prepare_out
 from eoskit.sweep.spec import SweepError, SweepSpec
+from eoskit.training.config import RunConfig
 
 BACKENDS = ("local", "ray")
 LOCAL_RETRIES = 2  # fresh process pools after a worker process died

@@ -32,9 +32,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from eoskit.config import RunConfig, load_toml
 from eoskit.data import FILE_DATASET_DIRS
 from eoskit.optim import rule_class
+from eoskit.training.config import RunConfig, load_toml
 
 # keys of a sweep point that say how it runs, not what (not RunConfig fields)
 POINT_OPTIONS = ("nproc",)

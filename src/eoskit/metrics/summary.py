@@ -1,4 +1,4 @@
-"""Run summaries from the typed rows of ``metrics.csv`` and ``diagnostics.csv``.
+"""Summaries of the typed rows of ``metrics.csv`` and ``diagnostics.csv``, for a run and a Monitor.
 
 Pure functions of rows (as :func:`eoskit.store.read_rows` returns them): the
 Edge-of-Stability onset, the plateau statistics after it, the post-onset
@@ -6,17 +6,28 @@ weighted mean of the effective curvature, and the worst diagnostic residuals;
 and the whole run's forcing identity (docs/theory.md §3) from its tracker, with the
 forcing gap curve and its log–log slope (the part of it that carries content).
 
+Which sharpness series a summary is about: an adaptive rule's threshold is on
+the preconditioned sharpness λ₁(P^{-1/2} H P^{-1/2}) (docs/theory.md §6), so
+its onset and plateau are read off ``precond_sharpness``, not the raw ``sharpness``.
+
 Example:
     >>> rows = [{"step": t, "loss": 1.0, "sharpness": v} for t, v in enumerate([1.0, 9.6, 9.8])]
     >>> s = summarize(rows, 10.0, "completed")
     >>> s["eos_onset_step"], s["sharpness_after_onset_max"]
     (1, 9.8)
+    >>> from eoskit.optim import rule_class
+    >>> sharpness_series(rule_class("adam")), sharpness_series(rule_class("gd"))
+    ('precond_sharpness', 'sharpness')
+    >>> series_rows([{"sharpness": 1.0, "precond_sharpness": 5.0}], "precond_sharpness")
+    [{'sharpness': 5.0, 'precond_sharpness': 5.0}]
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+
+from eoskit.metrics.columns import PRECOND
 
 ONSET_FRACTION = 0.95  # onset: first measured sharpness ≥ this fraction of the threshold
 
@@ -57,6 +68,38 @@ def summarize(rows: list[dict], threshold: float, status: str) -> dict:
     }
 
 
+def sharpness_series(rule_cls) -> str:
+    """The metrics column whose values the rule's threshold is about."""
+    return PRECOND if rule_cls.preconditioned else "sharpness"
+
+
+def series_rows(rows: list[dict], series: str) -> list[dict]:
+    """Rows whose ``sharpness`` is ``series``, for :func:`summarize`."""
+    if series == "sharpness":
+        return rows
+    return [{**r, "sharpness": r.get(series)} for r in rows]
+
+
+def summarize_series(rows: list[dict], threshold: float, status: str, series: str) -> dict:
+    """:func:`summarize` of the rows' ``series`` (``sharpness`` or ``precond_sharpness``),
+    naming it in ``sharpness_series``."""
+    return {**summarize(series_rows(rows, series), threshold, status), "sharpness_series": series}
+
+
+def monitor_summary(rows: list[dict], status: str) -> dict:
+    """A Monitor's summary: :func:`summarize` against the last row's threshold (none: no onset
+    is claimed), of ``precond_sharpness`` when the rows have it (an adaptive optimiser)."""
+    thresholds = [r["threshold"] for r in rows if r.get("threshold") is not None]
+    threshold = thresholds[-1] if thresholds else math.inf
+    series = PRECOND if any(PRECOND in r for r in rows) else "sharpness"
+    summary = summarize_series(rows, threshold, status, series)
+    if not thresholds:
+        summary["threshold"] = None
+    summary["steps"] = rows[-1]["step"] if rows else 0
+    summary["measurements"] = len(rows)
+    return summary
+
+
 def forcing_summary(forcing, rows: list[dict] | None = None) -> dict:
     """The forcing identity over the run, from a :class:`ForcingTracker` (and the rows).
 
@@ -67,8 +110,6 @@ def forcing_summary(forcing, rows: list[dict] | None = None) -> dict:
     ratio falls as S_T grows (L is bounded below, so it goes like 1/S_T and
     the weighted mean of κ is forced to 2/η): ``forcing_gap_slope``, the
     log–log slope of :func:`forcing_gap_curve` (None without ``rows``).
-    ``forcing_lhs``/``forcing_rhs``/``forcing_relative_error`` are the previous
-    names of the first three (deprecated; written for one more release).
 
     The weighted mean of κ is also given relative to ``2/η``, the identity's
     reference for every update rule (not the rule's own threshold).
@@ -82,8 +123,6 @@ def forcing_summary(forcing, rows: list[dict] | None = None) -> dict:
         "eff_curvature_weighted_mean_over_threshold": kappa / (2 / forcing.lr),
         "forcing_weighted_gap": gap, "forcing_loss_drop_ratio": ratio,
         "forcing_bookkeeping_error": error, "forcing_gap_slope": slope,
-        # deprecated names (one release)
-        "forcing_lhs": gap, "forcing_rhs": ratio, "forcing_relative_error": error,
     }
 
 

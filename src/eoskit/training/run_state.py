@@ -36,10 +36,10 @@ import torch
 from torch import Tensor
 
 from eoskit import store
-from eoskit.config import RunConfig
 from eoskit.diagnostics import ForcingTracker
 from eoskit.eigs import SharpnessTracker
 from eoskit.optim import UpdateRule
+from eoskit.training.config import RunConfig
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from eoskit.integrations.loggers.sink import NamedSink, scalars
+from eoskit.loggers.sink import NamedSink, scalars
 
 
 class TensorBoardSink(NamedSink):

@@ -44,7 +44,7 @@ class Sink(Protocol):
 
 
 class NamedSink:
-    """A sink found by name in :data:`eoskit.integrations.loggers.SINKS`."""
+    """A sink found by name in :data:`eoskit.loggers.SINKS`."""
 
     name: ClassVar[str]  # its --log name
     continued: bool = False  # opened onto the log an earlier session of the run began

@@ -1,7 +1,9 @@
 """A finished (or stopped) training run's results: its summary and its figures.
 
-Split out of :mod:`eoskit.train` so that the loop's module holds the loop;
-both read back what the loop wrote into the run directory.
+Both read back what the loop wrote into the run directory: the summary is
+:mod:`eoskit.metrics.summary`'s of the rows of ``metrics.csv`` (and
+``diagnostics.csv``) with the run's forcing identity and costs; the figures
+are :mod:`eoskit.plots`'.
 """
 
 from __future__ import annotations
@@ -9,15 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from eoskit import store
-from eoskit.series import rows_of_series
-from eoskit.summary import forcing_summary, summarize, summarize_diagnostics
+from eoskit.metrics.summary import (
+    forcing_summary,
+    sharpness_series,
+    summarize_diagnostics,
+    summarize_series,
+)
 
 
 def run_summary(out: Path, rule, forcing, state, status: str, diagnosed: bool) -> dict:
     """summary.json's contents from ``metrics.csv`` (and diagnostics.csv if ``diagnosed``)."""
     rows = store.read_rows(out / "metrics.csv")
-    series_rows, series = rows_of_series(rows, type(rule))
-    summary = {**summarize(series_rows, rule.threshold, status), "sharpness_series": series}
+    summary = summarize_series(rows, rule.threshold, status, sharpness_series(type(rule)))
     summary.update(forcing_summary(forcing, rows))
     summary.update({"hvps_total": state.hvps_total, "wall_time": state.elapsed})
     if diagnosed and (out / "diagnostics.csv").exists():

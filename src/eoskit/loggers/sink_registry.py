@@ -1,7 +1,7 @@
 """The sinks eoskit opens by name, listed once in :data:`SINK_CLASSES`.
 
 ``eoskit run --log`` and ``Monitor(loggers=...)`` take their names from here;
-adding a sink is one module with its :class:`~eoskit.integrations.loggers.sink.NamedSink`
+adding a sink is one module with its :class:`~eoskit.loggers.sink.NamedSink`
 class and one entry here.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from eoskit.integrations.loggers.mlflow_sink import MLflowSink
-from eoskit.integrations.loggers.sink import SINK_METHODS, NamedSink
-from eoskit.integrations.loggers.tensorboard_sink import TensorBoardSink
+from eoskit.loggers.mlflow_sink import MLflowSink
+from eoskit.loggers.sink import SINK_METHODS, NamedSink
+from eoskit.loggers.tensorboard_sink import TensorBoardSink
 
 SINK_CLASSES: tuple[type[NamedSink], ...] = (TensorBoardSink, MLflowSink)
 

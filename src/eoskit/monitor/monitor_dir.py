@@ -5,7 +5,7 @@ name, the optimiser's kind and learning rate, the measurement settings;
 ``"source": "monitor"`` marks it), ``metrics.csv`` (eoskit's column names,
 one row per measurement) and ``summary.json`` (``running`` until
 :meth:`MonitorRunDir.finish`, then ``completed`` or the status given, with
-:func:`eoskit.summary.summarize`'s fields). ``eoskit report DIR`` reads it.
+:func:`eoskit.metrics.summary.monitor_summary`'s fields). ``eoskit report DIR`` reads it.
 :func:`eoskit.load_run` reads it too, as a ``StoredRun`` whose ``objective`` and
 ``x_final`` are None (a user's model and data are not in it) and whose
 ``config`` is the dict below; :func:`load_monitor_run` reads the same.
@@ -13,7 +13,6 @@ one row per measurement) and ``summary.json`` (``running`` until
 
 from __future__ import annotations
 
-import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,19 +21,9 @@ import torch
 
 from eoskit import store
 from eoskit._version import __version__
-from eoskit.series import PRECOND, series_rows
-from eoskit.summary import summarize
+from eoskit.metrics.summary import monitor_summary
 
 SOURCE = "monitor"
-
-
-def metric_columns(k: int, precond: bool = False) -> list[str]:
-    """``metrics.csv`` columns of a Monitor run (eoskit's names; ``lr`` added); ``precond``:
-    with ``precond_sharpness`` and ``precond_eig_1..k`` (an adaptive optimiser)."""
-    return ["step", "loss", "grad_norm", "step_norm", "eff_curvature", "sharpness",
-            "threshold", "lr", "eig_residual", "hvps", "wall_time"] + [
-        f"eig_{i + 1}" for i in range(k)] + (
-        [PRECOND] + [f"precond_eig_{i + 1}" for i in range(k)] if precond else [])
 
 
 class MonitorRunDir:
@@ -67,21 +56,6 @@ class MonitorRunDir:
         summary.update(extra)
         store.write_json(self.out / "summary.json", summary)
         return summary
-
-
-def monitor_summary(rows: list[dict], status: str) -> dict:
-    """:func:`summarize` against the last row's threshold (none: no onset is claimed), of
-    ``precond_sharpness`` when the rows have it (an adaptive optimiser's threshold is on it)."""
-    thresholds = [r["threshold"] for r in rows if r.get("threshold") is not None]
-    threshold = thresholds[-1] if thresholds else math.inf
-    series = PRECOND if any(PRECOND in r for r in rows) else "sharpness"
-    summary = summarize(series_rows(rows, series), threshold, status)
-    summary["sharpness_series"] = series
-    if not thresholds:
-        summary["threshold"] = None
-    summary["steps"] = rows[-1]["step"] if rows else 0
-    summary["measurements"] = len(rows)
-    return summary
 
 
 @dataclass

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import torch
 
-from eoskit.config import RunConfig
 from eoskit.objective import ModelObjective
-from eoskit.problem import build_problem
 from eoskit.store.checkpoints import load_latest_checkpoint
 from eoskit.store.files import read_json
 from eoskit.store.tables import read_rows
+from eoskit.training.config import RunConfig
+from eoskit.training.run_problem import build_problem
 
-MONITOR_SOURCE = "monitor"  # eoskit.monitor.rundir.SOURCE (not imported: no import circle)
+MONITOR_SOURCE = "monitor"  # eoskit.monitor.monitor_dir.SOURCE (not imported: no import circle)
 
 
 @dataclass

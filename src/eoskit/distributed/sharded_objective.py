@@ -85,11 +85,9 @@ class ShardedObjective(Objective):
         super().__init__(local.hvp_method)
         self.local = local
         self.reduce = reduce
-        for name in ("dim", "dtype", "device", "n", "model", "layout"):
+        for name in ("dim", "dtype", "device", "n", "model", "layout", "loss", "loss_name",
+                     "physical_batch", "count_correct"):
             setattr(self, name, getattr(local, name))
-        # a ModelObjective's own (a user's loss in the Monitor has none of them)
-        for name in ("loss", "loss_name", "physical_batch", "count_correct"):
-            setattr(self, name, getattr(local, name, None))
 
     @property
     def inputs(self) -> Tensor:

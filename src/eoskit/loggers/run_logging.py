@@ -1,6 +1,6 @@
 """``eoskit run --log tensorboard,mlflow``: the run's rows into loggers, exactly once.
 
-The loggers are the named sinks of :data:`eoskit.integrations.loggers.SINKS`; each
+The loggers are the named sinks of :data:`eoskit.loggers.SINKS`; each
 says how it opens in the run directory and what it keeps to continue its log.
 
 Loggers never change a run's numbers, so they are not part of its
@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eoskit import store
-from eoskit.integrations.loggers import SINKS, parse_loggers
+from eoskit.loggers import SINKS, parse_loggers
 
 STATE = "loggers.json"
 

@@ -1,8 +1,9 @@
 """A run's problem: data, model and objectives built from a :class:`RunConfig`.
 
-Its own module so that the run directory (which rebuilds a stored run's
-objective), the training loop and the benchmark all depend on it, and on
-nothing above it.
+The loop trains on it; the run directory (which rebuilds a stored run's
+objective), the distributed ranks (which shard it) and the benchmarks build
+it too. Bad input raises ``ValueError`` (a user component's failure
+:class:`~eoskit.components.ComponentError`) before any training work.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from eoskit.components import (
     user_loss,
     user_model,
 )
-from eoskit.config import RunConfig
 from eoskit.data import Dataset, load_dataset
 from eoskit.models import build_model
 from eoskit.objective import ModelObjective
+from eoskit.training.config import RunConfig
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -105,7 +106,8 @@ def build_problem(cfg: RunConfig, recorded: dict | None = None) -> Problem:
     data = _dataset(cfg, components).to(cfg.device, dtype)
     if cfg.loss == "ce" and data.task != "classification":
         raise ValueError(f"loss 'ce' needs a classification dataset; {cfg.dataset!r} is regression")
-    model = _model(cfg, data, components)
+    # built here, so ours to convert: the objective then casts nothing per evaluation
+    model = _model(cfg, data, components).to(device=cfg.device, dtype=dtype)
     loss = cfg.loss
     if is_spec(cfg.loss):
         loss, imported = user_loss(cfg.loss)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from eoskit.integrations.loggers.sink import NamedSink, flat_params, scalars
+from eoskit.loggers.sink import NamedSink, flat_params, scalars
 
 # a run's status as MLflow's
 _STATUS = {"completed": "FINISHED", "diverged": "FAILED", "failed": "FAILED"}

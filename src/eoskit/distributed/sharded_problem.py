@@ -16,11 +16,11 @@ from __future__ import annotations
 import dataclasses
 
 from eoskit.distributed.group import all_reduce_sum
-from eoskit.distributed.objective import Reduce, ShardedObjective, ShardModelObjective
+from eoskit.distributed.sharded_objective import Reduce, ShardedObjective, ShardModelObjective
 from eoskit.distributed.shards import shard_samples
 from eoskit.objective.model import ModelObjective
 from eoskit.optim import rule_class
-from eoskit.problem import Problem
+from eoskit.training.run_problem import Problem
 
 
 def shard_objective(obj: ModelObjective, rank: int, world: int,

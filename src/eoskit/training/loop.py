@@ -1,4 +1,4 @@
-"""The training loop: full-batch GD (and momentum, SGD) with sharpness tracking.
+"""The training loop: a run of any update rule, with sharpness tracking, into a run directory.
 
 Each iteration ``t`` evaluates the loss and gradient at ``x_t`` (one pass
 over the data); on a sharpness step the same pass keeps its gradient graph
@@ -8,14 +8,17 @@ reuse it. Row ``t`` of ``metrics.csv`` describes the step from ``x_t`` to
 written at iteration ``t+1`` (the last one after a final loss evaluation).
 
 The loop never tests an optimiser's name: the update rule
-(:mod:`eoskit.optim`) says whether it samples a batch, whether the
+(:mod:`eoskit.optim`) takes every step (and predicts the next one the
+diagnostics need), says whether it samples a batch, whether the
 edge-coupling diagnostics apply, and how its effective curvature is read
-off the loss change. Checkpoints are :mod:`eoskit.checkpointing`'s, the
-progress bar :mod:`eoskit.progress`'s, summaries and figures
-:mod:`eoskit.run_results`'s.
+off the loss change. The run's problem is :mod:`~eoskit.training.run_problem`'s,
+checkpoints :mod:`~eoskit.training.run_state`'s, the progress bar
+:mod:`~eoskit.training.progress`'s, summaries and figures
+:mod:`~eoskit.training.results`'s; rows and columns are the metrics contract's
+(:mod:`eoskit.metrics`).
 
 Example:
-    >>> from eoskit.config import RunConfig
+    >>> from eoskit.training.config import RunConfig
     >>> cfg = RunConfig(dataset="digits", n_train=64, n_test=0, width=8, steps=3,
     ...                 dtype="float64", lr=0.1, checkpoint_every=0)
     >>> import tempfile; out = tempfile.mkdtemp()
@@ -37,7 +40,20 @@ from torch import Tensor
 
 from eoskit import store
 from eoskit._version import __version__
-from eoskit.checkpointing import (
+from eoskit.diagnostics import ForcingTracker, diagnosable, diagnose_rule_step, diagnostic_columns
+from eoskit.eigs import EigResult, SharpnessTracker
+from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.interrupts import sigterm_as_interrupt
+from eoskit.loggers.run_logging import LoggedTable, open_run_loggers
+from eoskit.metrics.columns import run_columns
+from eoskit.metrics.metric_rows import first_row
+from eoskit.objective import Objective
+from eoskit.optim import rule_for
+from eoskit.training.config import RunConfig
+from eoskit.training.progress import progress_bar
+from eoskit.training.results import plot_results, run_summary
+from eoskit.training.run_problem import Problem, build_problem
+from eoskit.training.run_state import (
     RunState,
     open_tables,
     recorded_components,
@@ -45,26 +61,6 @@ from eoskit.checkpointing import (
     save_run_state,
     stored_config,
     tensor_bytes,
-)
-from eoskit.columns import BASE_COLUMNS, metric_columns  # noqa: F401 (re-exported)
-from eoskit.config import RunConfig
-from eoskit.diagnostics import ForcingTracker, diagnosable, diagnose_rule_step, diagnostic_columns
-from eoskit.eigs import EigResult, SharpnessTracker
-from eoskit.eigs.preconditioned import preconditioned_matvec
-from eoskit.integrations.run_logging import LoggedTable, open_run_loggers
-from eoskit.interrupts import sigterm_as_interrupt
-from eoskit.objective import Objective
-from eoskit.optim import rule_for
-from eoskit.problem import Problem, build_problem, torch_dtype  # noqa: F401 (re-exported)
-from eoskit.progress import progress_bar
-from eoskit.run_results import plot_results, run_summary
-from eoskit.run_rows import first_row
-from eoskit.series import precond_tracker
-from eoskit.summary import (  # noqa: F401 (re-exported)
-    ONSET_FRACTION,
-    forcing_summary,
-    summarize,
-    summarize_diagnostics,
 )
 
 
@@ -82,7 +78,7 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
     re-raised) leaves status ``failed``. ``parallel``: a :class:`~eoskit.distributed.RankGroup`.
     ``log``: ``{"loggers": ["tensorboard", "mlflow"], "mlflow_uri": None}`` (not part of
     the run's config; a resume goes on with the stored choice, see
-    :mod:`eoskit.integrations.run_logging`).
+    :mod:`eoskit.loggers.run_logging`).
     """
     out = Path(out_dir)
     if resume and overwrite:
@@ -139,10 +135,13 @@ class Trainer:
         self.rule = rule_for(cfg)
         self.tracker = SharpnessTracker(cfg.neigs, cfg.eig_tol, cfg.eig_restart_every,
                                         mode=cfg.eig_mode, criterion=cfg.eig_criterion)
-        self.precond_tracker = precond_tracker(cfg, self.rule)  # None for a rule without P
+        # P changes from step to step: its own tracker, warm-started from its own vectors
+        self.precond_tracker = SharpnessTracker(
+            cfg.neigs, cfg.eig_tol, cfg.eig_restart_every, mode=cfg.eig_mode,
+            criterion=cfg.eig_criterion) if self.rule.preconditioned else None
         self.forcing = ForcingTracker(cfg.lr)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed + 7919)
-        self.columns = metric_columns(cfg)
+        self.columns = run_columns(type(self.rule), cfg.neigs)
         if self.main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "plots").mkdir(exist_ok=True)
@@ -348,8 +347,8 @@ class Trainer:
         s.pending_row = None
         if s.pending_diag is not None:
             d = s.pending_diag
-            # GD-type steps: s_{t+1} = −ηg; an adaptive rule predicts its own (§6)
-            s_next = None if g_next is None else -self.cfg.lr * g_next
+            # s_{t+1}, as the rule will take it from x_{t+1} (GD: −ηg_{t+1})
+            s_next = None if g_next is None else self.rule.predicted_step(g_next, s.x)
             self._diagnose(self.obj, d["step"], d["x"], d["s"], s_next, d["loss"], loss_next)
             s.pending_diag = None
 
