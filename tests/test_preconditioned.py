@@ -12,7 +12,7 @@ from eoskit import diagnostics as D
 from eoskit import store
 from eoskit.config import RunConfig
 from eoskit.diagnostics import preconditioned as P
-from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.eigs import preconditioned_matvec
 from eoskit.optim import UpdateRule, rule_for
 from eoskit.problem import build_problem
 from eoskit.train import train

@@ -368,7 +368,7 @@ def torch_preconditioner(optimizer: torch.optim.Optimizer, params) -> Tensor:
     Reads ``exp_avg_sq`` and ``step`` of ``torch.optim.Adam``/``AdamW`` (bias-corrected)
     or ``square_avg`` of ``torch.optim.RMSprop``, so it equals the ``p`` this module's
     rules used in that step; the preconditioned sharpness is then that of
-    ``preconditioned_matvec(hvp, p)`` (:mod:`eoskit.eigs.preconditioned`).
+    ``preconditioned_matvec(hvp, p)`` (:mod:`eoskit.eigs.preconditioned_operator`).
     """
     known = {torch.optim.RMSprop: ("square_avg", False), torch.optim.Adam: ("exp_avg_sq", True),
              torch.optim.AdamW: ("exp_avg_sq", True)}

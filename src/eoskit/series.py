@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from eoskit.eigs.tracker import SharpnessTracker
+from eoskit.eigs import SharpnessTracker, make_tracker
 
 PRECOND = "precond_sharpness"
 
@@ -38,8 +38,8 @@ def precond_tracker(cfg, rule) -> SharpnessTracker | None:
     """The preconditioned series' own tracker (its warm start follows P's eigenvectors)."""
     if not rule.preconditioned:
         return None
-    return SharpnessTracker(cfg.neigs, cfg.eig_tol, cfg.eig_restart_every, mode=cfg.eig_mode,
-                            criterion=cfg.eig_criterion)
+    return make_tracker(cfg.eig_mode, cfg.neigs, cfg.eig_tol, cfg.eig_restart_every,
+                        criterion=cfg.eig_criterion)
 
 
 def precond_cells(eig, neigs: int) -> dict:

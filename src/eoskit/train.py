@@ -49,8 +49,7 @@ from eoskit.checkpointing import (
 from eoskit.columns import BASE_COLUMNS, metric_columns  # noqa: F401 (re-exported)
 from eoskit.config import RunConfig
 from eoskit.diagnostics import ForcingTracker, diagnosable, diagnose_rule_step, diagnostic_columns
-from eoskit.eigs import EigResult, SharpnessTracker
-from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.eigs import EigResult, make_tracker, preconditioned_matvec
 from eoskit.integrations.run_logging import LoggedTable, open_run_loggers
 from eoskit.interrupts import sigterm_as_interrupt
 from eoskit.objective import Objective
@@ -137,8 +136,8 @@ class Trainer:
         self.progress = progress
         self.obj = problem.train
         self.rule = rule_for(cfg)
-        self.tracker = SharpnessTracker(cfg.neigs, cfg.eig_tol, cfg.eig_restart_every,
-                                        mode=cfg.eig_mode, criterion=cfg.eig_criterion)
+        self.tracker = make_tracker(cfg.eig_mode, cfg.neigs, cfg.eig_tol, cfg.eig_restart_every,
+                                    criterion=cfg.eig_criterion)
         self.precond_tracker = precond_tracker(cfg, self.rule)  # None for a rule without P
         self.forcing = ForcingTracker(cfg.lr)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed + 7919)
