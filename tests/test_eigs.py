@@ -103,8 +103,8 @@ def test_lobpcg_matches_lanczos_on_random_matrix():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from eoskit.eigs import SharpnessTracker  # noqa: E402
-from eoskit.eigs.krylov import _orthonormal_columns  # noqa: E402
+from eoskit.eigs import StreamingTracker, make_tracker  # noqa: E402
+from eoskit.eigs.krylov import orthonormal_columns  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
@@ -115,7 +115,7 @@ def test_orthonormal_columns_against_a_basis(m, p, seed):
     basis = torch.linalg.qr(torch.randn(d, p, dtype=torch.float64, generator=gen))[0]
     V = torch.randn(d, m, dtype=torch.float64, generator=gen)
     V = torch.cat([V, V[:, :1] * 2.0 + basis @ torch.ones(p, 1, dtype=torch.float64)], 1)
-    Q = _orthonormal_columns(V, basis if p else None)
+    Q = orthonormal_columns(V, basis if p else None)
     # the dependent last column is dropped; what is kept is orthonormal, orthogonal to the basis
     assert Q.shape == (d, m)
     assert torch.allclose(Q.T @ Q, torch.eye(m, dtype=torch.float64), atol=1e-12)
@@ -140,7 +140,7 @@ def _rotating_spectrum(t, d=50, k=2):
 
 @pytest.mark.parametrize("k", [1, 2])
 def test_streaming_top_k_follows_a_rotating_spectrum(k):
-    tr = SharpnessTracker(k, 1e-2, 0, mode="streaming")
+    tr = StreamingTracker(k, 1e-2, 0)
     hvps = 0
     for t in range(60):
         H, exact = _rotating_spectrum(t, k=k)
@@ -169,7 +169,7 @@ def test_periodic_restart_finds_a_new_direction_and_never_loses_the_tracked_one(
     d = 80
     lam = torch.linspace(0.0, 10.0, d, dtype=torch.float64).flip(0)
     lam[0] = 20.0
-    tr = SharpnessTracker(1, tol, 5, mode=mode, criterion="eigenvalue")
+    tr = make_tracker(mode, 1, tol, 5, criterion="eigenvalue")
     found = None
     for t in range(30):
         D = lam.clone()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eoskit.eigs import LanczosTracker, SharpnessTracker, StreamingTracker
+from eoskit.eigs import TRACKERS, LanczosTracker, SharpnessTracker, StreamingTracker, make_tracker
 
 D = 40
 MODES = [("lanczos", 1e-6, LanczosTracker), ("streaming", 1e-2, StreamingTracker)]
@@ -41,22 +41,22 @@ def _measure(tr, H):
 
 @pytest.mark.parametrize("mode,tol,cls", MODES)
 def test_mode_builds_its_class(mode, tol, cls):
-    tr = SharpnessTracker(2, tol, 5, mode=mode, criterion="eigenvalue")
-    assert type(tr) is cls and tr.mode == mode
+    tr = make_tracker(mode, 2, tol, 5, criterion="eigenvalue")
+    assert type(tr) is cls and tr.mode == mode and TRACKERS[mode] is cls
     assert type(cls(2, tol, 5)) is cls
 
 
 def test_unknown_mode_and_mismatched_class_are_rejected():
     with pytest.raises(ValueError, match="mode must be one of"):
-        SharpnessTracker(1, 1e-2, 0, mode="power")
-    with pytest.raises(ValueError, match="tracks mode 'streaming'"):
-        StreamingTracker(1, 1e-2, 0, mode="lanczos")
+        make_tracker("power", 1, 1e-2, 0)
+    with pytest.raises(TypeError, match="base class"):
+        SharpnessTracker(1, 1e-2, 0)
 
 
 @pytest.mark.parametrize("k", [1, 2])
 @pytest.mark.parametrize("mode,tol,cls", MODES)
 def test_tracker_matches_dense_eigvalsh(mode, tol, cls, k):
-    tr = SharpnessTracker(k, tol, 7, mode=mode, criterion="eigenvalue")
+    tr = make_tracker(mode, k, tol, 7, criterion="eigenvalue")
     for t in range(30):
         H = _hessian(t)
         dense = torch.linalg.eigvalsh(H).flip(0)[:k].numpy()
@@ -74,7 +74,7 @@ def test_tracker_matches_dense_eigvalsh(mode, tol, cls, k):
 @pytest.mark.parametrize("mode,tol,cls", MODES)
 def test_checkpoint_round_trip_continues_identically(mode, tol, cls):
     def make():
-        return SharpnessTracker(2, tol, 6, mode=mode, criterion="eigenvalue")
+        return make_tracker(mode, 2, tol, 6, criterion="eigenvalue")
 
     ref = make()
     ref_rows = [_measure(ref, _hessian(t)) for t in range(24)]
@@ -93,7 +93,7 @@ def test_checkpoint_round_trip_continues_identically(mode, tol, cls):
 
 
 def test_streaming_checkpoint_keeps_the_carried_curvature():
-    tr = SharpnessTracker(1, 1e-2, 0, mode="streaming")
+    tr = StreamingTracker(1, 1e-2, 0)
     for t in range(5):
         _measure(tr, _hessian(t))
     state = tr.state_dict()
@@ -101,7 +101,7 @@ def test_streaming_checkpoint_keeps_the_carried_curvature():
             "last_values", "history", "calm", "alternate"} <= set(state)
     # a checkpoint from before carried blocks were stored: the warm vectors start the block
     old = {"solves": state["solves"], "warm": state["warm"]}
-    tr2 = SharpnessTracker(1, 1e-2, 0, mode="streaming")
+    tr2 = StreamingTracker(1, 1e-2, 0)
     tr2.load_state_dict(old, "cpu")
     assert torch.equal(tr2.carried, state["warm"].to(torch.float64))
     res, _ = _measure(tr2, _hessian(5))

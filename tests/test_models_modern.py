@@ -19,7 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from eoskit import store
 from eoskit.data import DATASETS, DataError, load_dataset
-from eoskit.eigs import SharpnessTracker
+from eoskit.eigs import LanczosTracker
 from eoskit.models import MODELS, NORMS, ModelError, build_model, count_parameters
 from eoskit.models.resnet import parameter_count as resnet_parameters
 from eoskit.models.transformer import parameter_count as transformer_parameters
@@ -327,7 +327,7 @@ def test_user_transformer_encoder_tracked_with_every_method():
     plain = _plain_loss(model, data.x_train, data.y_train, "ce")
     objs = {m: ModelObjective(model, "ce", data.x_train, data.y_train, dtype=torch.float64,
                               hvp_method=m) for m in METHODS}
-    trackers = {m: SharpnessTracker(1, 1e-10, 0) for m in METHODS}
+    trackers = {m: LanczosTracker(1, 1e-10, 0) for m in METHODS}
     x, lr = objs["retained"].x0(), 0.5
     for _ in range(3):  # tracked GD steps, every method warm-started along the same path
         top = float(torch.linalg.eigvalsh(_dense_hessian(plain, x))[-1])

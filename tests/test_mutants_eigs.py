@@ -11,14 +11,14 @@ import scipy.linalg
 import torch
 
 from eoskit.eigs.krylov import (
-    _check_request,
-    _eigenvalue_bounds,
-    _grown,
-    _hcat,
-    _images,
-    _orthonormal_columns,
-    _reorthogonalised,
-    _start_vector,
+    check_request,
+    eigenvalue_bounds,
+    grown,
+    hcat,
+    images,
+    orthonormal_columns,
+    reorthogonalised,
+    start_vector,
 )
 from eoskit.eigs.solvers import _meets, _tridiagonal_ritz, lanczos, top_eigenpairs
 from eoskit.objective import FunctionObjective
@@ -33,13 +33,13 @@ def _matvec(v):
 
 
 def test_check_request_bounds_k_and_the_criterion():
-    _check_request(1, 3, "residual")
-    _check_request(3, 3, "eigenvalue")
+    check_request(1, 3, "residual")
+    check_request(3, 3, "eigenvalue")
     for k in (0, 4):
         with pytest.raises(ValueError, match="k must be"):
-            _check_request(k, 3, "residual")
+            check_request(k, 3, "residual")
     with pytest.raises(ValueError, match="criterion"):
-        _check_request(1, 3, "magnitude")
+        check_request(1, 3, "magnitude")
 
 
 @pytest.mark.parametrize("criterion", ["residual", "eigenvalue"])
@@ -103,14 +103,14 @@ def test_lanczos_continues_past_an_invariant_subspace():
 def test_eigenvalue_bounds_with_upper_and_gap_floor():
     theta, resid = np.array([3.0, 1.0]), np.array([0.1, 0.2])
     # gap_0 = 3 − (1 + 0.2) = 1.8: min(0.1, 0.01/1.8); the last value keeps its residual
-    assert np.allclose(_eigenvalue_bounds(theta, resid), [0.01 / 1.8, 0.2])
+    assert np.allclose(eigenvalue_bounds(theta, resid), [0.01 / 1.8, 0.2])
     # upper 2.5 caps the gaps: gap_0 = 0.5, gap_1 = 1 − 2.5 < 0 (no bound)
-    assert np.allclose(_eigenvalue_bounds(theta, resid, upper=2.5), [0.02, 0.2])
+    assert np.allclose(eigenvalue_bounds(theta, resid, upper=2.5), [0.02, 0.2])
     # upper 0 gives the last value the gap 1 (bound 0.04), which then narrows gap_0 to 1.96
-    assert np.allclose(_eigenvalue_bounds(theta, resid, upper=0.0), [0.01 / 1.96, 0.04])
-    assert np.allclose(_eigenvalue_bounds(theta, resid, gap_floor=5.0), [0.002, 0.2])
-    assert np.allclose(_eigenvalue_bounds(theta, np.array([0.5, 0.2])), [0.25 / 1.8, 0.2])
-    assert np.allclose(_eigenvalue_bounds(np.array([2.0]), np.array([0.3])), [0.3])
+    assert np.allclose(eigenvalue_bounds(theta, resid, upper=0.0), [0.01 / 1.96, 0.04])
+    assert np.allclose(eigenvalue_bounds(theta, resid, gap_floor=5.0), [0.002, 0.2])
+    assert np.allclose(eigenvalue_bounds(theta, np.array([0.5, 0.2])), [0.25 / 1.8, 0.2])
+    assert np.allclose(eigenvalue_bounds(np.array([2.0]), np.array([0.3])), [0.3])
 
 
 def test_meets_compares_each_wanted_error_with_tol_times_theta():
@@ -135,55 +135,55 @@ def test_tridiagonal_ritz_matches_dense_eigh():
 
 def test_start_vector_is_the_normalised_warm_direction():
     gen = torch.Generator().manual_seed(0)
-    v = _start_vector(3, None, F64, torch.device("cpu"), gen, 0.0)
+    v = start_vector(3, None, F64, torch.device("cpu"), gen, 0.0)
     assert abs(float(v.norm()) - 1.0) < 1e-14
     v0 = torch.tensor([3.0, 0.0, 4.0], dtype=F64)
-    v = _start_vector(3, v0, F64, torch.device("cpu"), gen, 0.0)
+    v = start_vector(3, v0, F64, torch.device("cpu"), gen, 0.0)
     assert torch.allclose(v, v0 / 5)
     block = torch.tensor([[2.0, 0.0], [0.0, 0.0], [0.0, -3.0]], dtype=F64)
-    v = _start_vector(3, block, F64, torch.device("cpu"), gen, 0.0)
+    v = start_vector(3, block, F64, torch.device("cpu"), gen, 0.0)
     assert torch.allclose(v, torch.tensor([1.0, 0.0, -1.0], dtype=F64) / 2 ** 0.5)
-    noisy = _start_vector(3, v0, F64, torch.device("cpu"), gen, 0.5)
+    noisy = start_vector(3, v0, F64, torch.device("cpu"), gen, 0.5)
     assert abs(float(noisy.norm()) - 1.0) < 1e-14 and not torch.allclose(noisy, v0 / 5)
 
 
 def test_reorthogonalised_removes_the_basis_component():
     Q = torch.eye(4, dtype=F64)[:2]  # (2, d) rows e_0, e_1
     w = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64)
-    r, a, b = _reorthogonalised(w, Q)
+    r, a, b = reorthogonalised(w, Q)
     assert a == 2.0  # q_j · w with q_j the last row
     assert torch.allclose(r, torch.tensor([0.0, 0.0, 3.0, 4.0], dtype=F64))
     assert b == pytest.approx(5.0)
-    r, a, b = _reorthogonalised(torch.tensor([1.0, 1.0, 1e-9, 0.0], dtype=F64), Q)
+    r, a, b = reorthogonalised(torch.tensor([1.0, 1.0, 1e-9, 0.0], dtype=F64), Q)
     assert b == pytest.approx(1e-9, rel=1e-6) and float(r[:2].abs().max()) == 0.0
 
 
 def test_orthonormal_columns_span_drop_and_basis():
     V = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 1.0], [1.0, 2.0, 1.0]], dtype=F64)
-    Q = _orthonormal_columns(V)  # column 2 = 2 × column 1: dropped
+    Q = orthonormal_columns(V)  # column 2 = 2 × column 1: dropped
     assert Q.shape == (3, 2)
     assert torch.allclose(Q.T @ Q, torch.eye(2, dtype=F64), atol=1e-14)
     P = Q @ Q.T
     assert torch.allclose(P @ V, V, atol=1e-13)  # same span
     basis = torch.tensor([[1.0], [0.0], [0.0]], dtype=F64)
-    Qb = _orthonormal_columns(V, basis)
+    Qb = orthonormal_columns(V, basis)
     assert torch.allclose(basis.T @ Qb, torch.zeros(1, Qb.shape[1], dtype=F64), atol=1e-14)
     assert Qb.shape == (3, 2)
-    assert _orthonormal_columns(torch.zeros(3, 2, dtype=F64)).shape == (3, 0)
+    assert orthonormal_columns(torch.zeros(3, 2, dtype=F64)).shape == (3, 0)
     near = torch.tensor([[1.0, 1.0], [0.0, 1e-9]], dtype=F64)
-    assert _orthonormal_columns(near).shape == (2, 1)
-    assert _orthonormal_columns(near, drop=1e-10).shape == (2, 2)
-    assert _orthonormal_columns(V[:, :1], basis[:, :0]).shape == (3, 1)
+    assert orthonormal_columns(near).shape == (2, 1)
+    assert orthonormal_columns(near, drop=1e-10).shape == (2, 2)
+    assert orthonormal_columns(V[:, :1], basis[:, :0]).shape == (3, 1)
 
 
 def test_block_helpers():
     V = torch.arange(6.0, dtype=F64).reshape(3, 2)
     H = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=F64))
-    assert torch.equal(_images(lambda v: H @ v, V, F64), H @ V)
-    assert torch.equal(_images(lambda v: H @ v, V[:, :1], F64), H @ V[:, :1])
-    assert torch.equal(_hcat(V[:, :1], V[:, 1:]), V)
+    assert torch.equal(images(lambda v: H @ v, V, F64), H @ V)
+    assert torch.equal(images(lambda v: H @ v, V[:, :1], F64), H @ V[:, :1])
+    assert torch.equal(hcat(V[:, :1], V[:, 1:]), V)
     Q = torch.zeros(3, 5, dtype=F64)
-    assert _grown(Q, 10).shape == (6, 5) and _grown(Q, 4).shape == (4, 5)
+    assert grown(Q, 10).shape == (6, 5) and grown(Q, 4).shape == (4, 5)
 
 
 def test_top_eigenpairs_of_an_objective_and_unknown_method():

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from eoskit import diagnostics as D
 from eoskit import store
 from eoskit.diagnostics import preconditioned_identities as P
-from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.eigs import preconditioned_matvec
 from eoskit.optim import make_rule, rule_for
 from eoskit.training.config import RunConfig
 from eoskit.training.loop import train

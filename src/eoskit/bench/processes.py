@@ -150,9 +150,9 @@ def _serve_hvps(point, dim: int, dtype) -> None:
 
 def _tracked(obj, x, s: ProcSetting, reduce: TimedReduce, rank: int, world: int,
              on_rank0: bool) -> dict:
-    from eoskit.eigs import SharpnessTracker
+    from eoskit.eigs import LanczosTracker
 
-    tr = SharpnessTracker(1, TRACK_TOL, 0, criterion="eigenvalue")
+    tr = LanczosTracker(1, TRACK_TOL, 0, criterion="eigenvalue")
     times, snaps, hvps, eigs, losses = [], [], [], [], []
     for i in range(s.tracked_steps + WARM_STEPS + 1):  # step 0: the cold solve
         a, h0, t0 = reduce.snapshot(), obj.hvp_count, time.perf_counter()

@@ -20,7 +20,7 @@ from torch import Tensor
 from eoskit.bench.bench_problem import BenchProblem, build
 from eoskit.bench.rows import median_time, row
 from eoskit.bench.setting import TRACK_TOL, Setting
-from eoskit.eigs import SharpnessTracker
+from eoskit.eigs import LanczosTracker
 
 WARM_STEPS = 5  # the first GD steps from init turn the eigenvectors fast: not timed
 
@@ -38,7 +38,7 @@ def _scaling_dataset(setting: Setting, log) -> str:
 def _tracked_step(prob: BenchProblem, x: Tensor, steps: int) -> tuple[float, float]:
     """Median seconds and mean HVPs of a GD step with the sharpness tracked (tol 1e-4)."""
     obj, d = prob.obj, prob.dim
-    tr = SharpnessTracker(1, TRACK_TOL, 0, criterion="eigenvalue")
+    tr = LanczosTracker(1, TRACK_TOL, 0, criterion="eigenvalue")
     with obj.at(x) as point:  # one cold solve first
         tr.measure(point.hvp, d, prob.dtype, x.device)
     times, hvps = [], []

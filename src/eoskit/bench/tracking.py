@@ -21,7 +21,7 @@ from eoskit.bench.bench_problem import BenchProblem, Cache, param_hash
 from eoskit.bench.cold import counted_matvec, numpy_dtype
 from eoskit.bench.rows import row
 from eoskit.bench.setting import STREAM_TOL, TRACK_TOL
-from eoskit.eigs import EigResult, SharpnessTracker, lanczos, subspace_eigs
+from eoskit.eigs import EigResult, lanczos, make_tracker, subspace_eigs
 
 TRACK_NAME = "eoskit-track (warm block Rayleigh-Ritz, eigenvalue tol 1e-4)"
 STREAM_NAME = "eoskit-stream (~1 HVP/step, tol 1e-2)"
@@ -70,14 +70,13 @@ def track_methods(k: int = 1) -> dict[str, Callable[[], object]]:
     """
     return {
         TRACK_NAME:
-            lambda: SharpnessTracker(k, TRACK_TOL, 0, mode="lanczos", criterion="eigenvalue"),
+            lambda: make_tracker("lanczos", k, TRACK_TOL, 0, criterion="eigenvalue"),
         TRACK_NAME + f" + cold restart every {RESTART}":
-            lambda: SharpnessTracker(k, TRACK_TOL, RESTART, mode="lanczos",
-                                     criterion="eigenvalue"),
+            lambda: make_tracker("lanczos", k, TRACK_TOL, RESTART, criterion="eigenvalue"),
         STREAM_NAME:
-            lambda: SharpnessTracker(k, STREAM_TOL, 0, mode="streaming"),
+            lambda: make_tracker("streaming", k, STREAM_TOL, 0),
         STREAM_NAME + f" + cold restart every {RESTART}":
-            lambda: SharpnessTracker(k, STREAM_TOL, RESTART, mode="streaming"),
+            lambda: make_tracker("streaming", k, STREAM_TOL, RESTART),
         "warm Lanczos (residual tol 1e-4, previous vector)":
             lambda: WarmLanczos(TRACK_TOL),
         "warm eigsh LA (tol 1e-4, v0 = previous vector)":

@@ -1,13 +1,17 @@
 """Top-k *algebraic* Hessian eigenvalues from Hessian-vector products, and their tracking.
 
-* :mod:`~eoskit.eigs.solvers`: :func:`lanczos`, :func:`subspace_eigs` (block
-  Rayleigh–Ritz warm start), :func:`lobpcg`, and :func:`top_eigenpairs` /
-  :func:`hessian_eigs` at a point of an objective.
-* :mod:`~eoskit.eigs.krylov`: the float64 basis arithmetic they share
-  (orthonormalisation, the a-posteriori eigenvalue bounds).
-* :mod:`~eoskit.eigs.tracker`: :class:`SharpnessTracker` (the shared base;
-  constructing it returns the class of its ``mode``) and :class:`LanczosTracker`.
-* :mod:`~eoskit.eigs.streaming`: :class:`StreamingTracker`, ~one product per step.
+* :mod:`~eoskit.eigs.solvers`: :func:`lanczos`, :func:`lobpcg`, and
+  :func:`top_eigenpairs` / :func:`hessian_eigs` at a point of an objective.
+* :mod:`~eoskit.eigs.subspace`: :func:`subspace_eigs` (block Rayleigh–Ritz
+  warm start, thick restarts under a bound on its basis).
+* :mod:`~eoskit.eigs.krylov`: the basis arithmetic they share (work dtype,
+  orthonormalisation, the a-posteriori eigenvalue bounds) and :class:`EigResult`.
+* :mod:`~eoskit.eigs.tracker`: :class:`SharpnessTracker` (the shared base) and
+  :class:`LanczosTracker`; :mod:`~eoskit.eigs.streaming`: :class:`StreamingTracker`,
+  ~one product per step; :mod:`~eoskit.eigs.tracker_modes`: :data:`TRACKERS`
+  and :func:`make_tracker`.
+* :mod:`~eoskit.eigs.preconditioned_operator`: :func:`preconditioned_matvec`
+  (``P^{-1/2} H P^{-1/2}``, the operator of the preconditioned sharpness).
 
 Example:
     >>> import torch
@@ -16,35 +20,24 @@ Example:
     [3.0, 2.0]
 """
 
-from eoskit.eigs.krylov import CRITERIA, WORK, MatVec
-from eoskit.eigs.krylov import _apply as _apply
-from eoskit.eigs.krylov import _basis_dtype as _basis_dtype
-from eoskit.eigs.krylov import _eigenvalue_bounds as _eigenvalue_bounds
-from eoskit.eigs.krylov import _hcat as _hcat
-from eoskit.eigs.krylov import _images as _images
-from eoskit.eigs.krylov import _norm as _norm
-from eoskit.eigs.krylov import _orthonormal_columns as _orthonormal_columns
-from eoskit.eigs.krylov import _start_vector as _start_vector
-from eoskit.eigs.solvers import (
-    SOLVERS,
-    EigResult,
-    hessian_eigs,
-    lanczos,
-    lobpcg,
-    subspace_eigs,
-    top_eigenpairs,
-)
+from eoskit.eigs.krylov import CRITERIA, EigResult, MatVec, work_dtype
+from eoskit.eigs.preconditioned_operator import preconditioned_matvec
+from eoskit.eigs.solvers import SOLVERS, hessian_eigs, lanczos, lobpcg, top_eigenpairs
 from eoskit.eigs.streaming import TURBULENT_TOL, StreamingTracker
-from eoskit.eigs.tracker import TRACKER_MODES, LanczosTracker, SharpnessTracker
-from eoskit.eigs.tracker import _overlap as _overlap
+from eoskit.eigs.subspace import subspace_eigs
+from eoskit.eigs.tracker import LanczosTracker, SharpnessTracker, default_max_vectors
+from eoskit.eigs.tracker_modes import TRACKERS, make_tracker
 
 __all__ = [
     # results and options
-    "EigResult", "MatVec", "CRITERIA", "WORK",
+    "EigResult", "MatVec", "CRITERIA", "work_dtype",
     # solvers
     "lanczos", "subspace_eigs", "lobpcg", "SOLVERS",
     # at a point of an objective
     "top_eigenpairs", "hessian_eigs",
     # trackers
-    "SharpnessTracker", "LanczosTracker", "StreamingTracker", "TRACKER_MODES", "TURBULENT_TOL",
+    "SharpnessTracker", "LanczosTracker", "StreamingTracker", "TRACKERS", "make_tracker",
+    "default_max_vectors", "TURBULENT_TOL",
+    # operators
+    "preconditioned_matvec",
 ]

@@ -1,15 +1,21 @@
 """Basis arithmetic shared by the eigensolvers and the trackers.
 
-Inner products and small dense algebra are float64 (``WORK``); norms are
-``sqrt(v·v)``: ``Tensor.norm`` over ~10⁵ float32 entries loses ~10⁻⁶
-relative, which used to cap float32 accuracy there. Blocks of vectors are
-(d, m) tensors whose columns are contiguous in memory (a transposed row-major
-block), so ``Q @ w`` over the columns is one gemv.
+Vectors of length d (bases, images, carried blocks) are kept in the *work
+dtype* of the products (:func:`work_dtype`): float64 for float64 products,
+float32 otherwise (float32 models, and half-precision ones, whose 3-digit
+rounding would exceed the tolerances asked of the solvers). Only the small
+projected problems (tridiagonal and Rayleigh–Ritz matrices, a few dozen rows)
+are float64. Inner products are BLAS dots in the work dtype; Gram–Schmidt runs
+twice where cancellation can occur. Norms are ``sqrt(v·v)``: ``Tensor.norm``
+over ~10⁵ float32 entries loses ~10⁻⁶ relative, which used to cap float32
+accuracy there. Blocks of vectors are (d, m) tensors whose columns are
+contiguous in memory (a transposed row-major block), so ``Q @ w`` over the
+columns is one gemv.
 
 Example:
     >>> import torch
     >>> V = torch.tensor([[3.0, 6.0], [4.0, 8.0]], dtype=torch.float64)
-    >>> _orthonormal_columns(V)  # the second column is dependent: dropped
+    >>> orthonormal_columns(V)  # the second column is dependent: dropped
     tensor([[0.6000],
             [0.8000]], dtype=torch.float64)
 """
@@ -17,6 +23,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,56 +31,78 @@ from torch import Tensor
 
 MatVec = Callable[[Tensor], Tensor]
 CRITERIA = ("residual", "eigenvalue")
-WORK = torch.float64  # dtype of every Krylov basis and inner product
 
 
-def _norm(v: Tensor) -> Tensor:
+@dataclass
+class EigResult:
+    eigenvalues: np.ndarray  # (k,) float64, descending
+    eigenvectors: Tensor  # (d, k), unit columns
+    residuals: np.ndarray  # (k,) ‖Hv − θv‖ estimates
+    n_matvecs: int
+    converged: bool
+    # extra Rayleigh-Ritz data (subspace_eigs; lanczos with keep): a few more top Ritz pairs in
+    # the work dtype, with their images H·Y (subspace_eigs), so a caller can carry them (or a
+    # power step H·Y) to the next point
+    ritz_values: np.ndarray | None = None
+    ritz_vectors: Tensor | None = None
+    ritz_images: Tensor | None = None
+
+    def __iter__(self):
+        # unpacks as (eigenvalues, eigenvectors)
+        return iter((self.eigenvalues, self.eigenvectors))
+
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Dtype of the d-long work vectors for products in ``dtype``: float64 or float32.
+
+    Example:
+        >>> work_dtype(torch.bfloat16), work_dtype(torch.float64)
+        (torch.float32, torch.float64)
+    """
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def norm(v: Tensor) -> Tensor:
     # sqrt(v·v): Tensor.norm on large float32 vectors loses ~1e-6 relative; a dot does not
     return torch.sqrt(v @ v)
 
 
-def _check_request(k: int, dim: int, criterion: str) -> None:
+def check_request(k: int, dim: int, criterion: str) -> None:
     if not 1 <= k <= dim:
         raise ValueError(f"k must be between 1 and the dimension {dim}, got {k}")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
 
 
-def _start_vector(dim, v0, dtype, device, generator, noise):
-    rand = torch.randn(dim, dtype=WORK, device="cpu", generator=generator).to(device)
+def start_vector(dim, v0, dtype, device, generator, noise):
+    """Unit start vector in the work dtype: ``v0`` (its columns summed) plus ``noise`` random."""
+    wd = work_dtype(dtype)
+    # drawn on the CPU generator so a seed gives the same vector on every device
+    rand = torch.randn(dim, dtype=wd, device="cpu", generator=generator).to(device)
     if v0 is None:
-        return rand / _norm(rand)
-    v0 = v0.to(dtype=WORK, device=device)
+        return rand / norm(rand)
+    v0 = v0.to(dtype=wd, device=device)
     if v0.ndim == 2:
         # one start vector holding every warm direction: each is then in the first Krylov space
         v0 = (v0 / v0.norm(dim=0, keepdim=True).clamp_min(1e-300)).sum(dim=1)
-    v = v0 / _norm(v0) + noise * rand / _norm(rand)
-    return v / _norm(v)
+    v = v0 / norm(v0) + noise * rand / norm(rand)
+    return v / norm(v)
 
 
-def _apply(matvec: MatVec, q: Tensor, dtype) -> Tensor:
-    """One product in the caller's dtype, returned in the working dtype."""
-    return matvec(q.to(dtype)).to(WORK)
+def product(matvec: MatVec, q: Tensor, dtype) -> Tensor:
+    """One product in the caller's ``dtype``, returned in ``q``'s (work) dtype."""
+    return matvec(q.to(dtype)).to(q.dtype)
 
 
-def _images(matvec: MatVec, V: Tensor, dtype) -> Tensor:
-    """``H·V`` for a (d, m) block, one product per column, columns contiguous, working dtype."""
+def images(matvec: MatVec, V: Tensor, dtype) -> Tensor:
+    """``H·V`` for a (d, m) block, one product per column, columns contiguous, V's dtype."""
     if V.shape[1] == 1:
-        return _apply(matvec, V[:, 0], dtype)[:, None]
-    return torch.stack([_apply(matvec, V[:, i], dtype) for i in range(V.shape[1])], 0).T
+        return product(matvec, V[:, 0], dtype)[:, None]
+    return torch.stack([product(matvec, V[:, i], dtype) for i in range(V.shape[1])], 0).T
 
 
-def _basis_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Lanczos basis dtype: float64, except float32 for float32 products.
-
-    With float64 scalars and ``sqrt(w·w)`` norms (never ``Tensor.norm``, which
-    loses ~1e-6 relative on 10⁵ float32 entries), a float32 basis is as accurate
-    as the float32 products themselves (~1e-7) at half the memory traffic.
-    """
-    return torch.float32 if dtype == torch.float32 else WORK
-
-
-def _eigenvalue_bounds(theta: np.ndarray, resid: np.ndarray, upper: float | None = None,
+def eigenvalue_bounds(theta: np.ndarray, resid: np.ndarray, upper: float | None = None,
                        gap_floor: float = 0.0) -> np.ndarray:
     """Error estimates for descending Ritz values: ``min(‖r_i‖, ‖r_i‖²/gap_i)``.
 
@@ -88,7 +117,7 @@ def _eigenvalue_bounds(theta: np.ndarray, resid: np.ndarray, upper: float | None
 
     Example:
         >>> import numpy as np
-        >>> _eigenvalue_bounds(np.array([3.0, 1.0]), np.array([0.1, 0.2])).round(6).tolist()
+        >>> eigenvalue_bounds(np.array([3.0, 1.0]), np.array([0.1, 0.2])).round(6).tolist()
         [0.005556, 0.2]
     """
     m = len(theta)
@@ -103,55 +132,55 @@ def _eigenvalue_bounds(theta: np.ndarray, resid: np.ndarray, upper: float | None
     return err
 
 
-def _reorthogonalised(w: Tensor, Qj: Tensor) -> tuple[Tensor, float, float]:
+def reorthogonalised(w: Tensor, Qj: Tensor) -> tuple[Tensor, float, float]:
     """``w`` minus its projection on the rows of ``Qj`` (j, d), with α = q_j·w and β = ‖w‖.
 
     Classical Gram-Schmidt with a second pass only when the first one cancelled
     much of ``w`` (the DGKS test, as in ARPACK).
     """
-    n0 = _norm(w)
+    n0 = norm(w)
     h = Qj @ w  # (j,)
     a = float(h[-1])
     w = w - h @ Qj
-    b = _norm(w)
+    b = norm(w)
     if b < 0.7071 * n0:
         w = w - (Qj @ w) @ Qj
-        b = _norm(w)
+        b = norm(w)
     return w, a, float(b)
 
 
-def _grown(Q: Tensor, rows: int) -> Tensor:
+def grown(Q: Tensor, rows: int) -> Tensor:
     """The row-major basis with room for twice its rows (at most ``rows``)."""
     grow = min(Q.shape[0], rows - Q.shape[0])
     return torch.cat([Q, torch.empty(grow, Q.shape[1], dtype=Q.dtype, device=Q.device)], 0)
 
 
-def _fresh_direction(Qj: Tensor, gen: torch.Generator) -> Tensor:
+def fresh_direction(Qj: Tensor, gen: torch.Generator) -> Tensor:
     """A random unit vector orthogonal to the rows of ``Qj`` (two Gram-Schmidt passes)."""
-    r = torch.randn(Qj.shape[1], dtype=WORK, generator=gen).to(device=Qj.device, dtype=Qj.dtype)
+    r = torch.randn(Qj.shape[1], dtype=Qj.dtype, generator=gen).to(Qj.device)
     r = r - (Qj @ r) @ Qj
     r = r - (Qj @ r) @ Qj
-    return r / _norm(r)
+    return r / norm(r)
 
 
-def _orthonormal_columns(V: Tensor, basis: Tensor | None = None, drop: float = 1e-8) -> Tensor:
+def orthonormal_columns(V: Tensor, basis: Tensor | None = None, drop: float = 1e-8) -> Tensor:
     """Columns of V made orthonormal (and orthogonal to ``basis``); near-dependent ones dropped.
 
     Gram-Schmidt, twice per column against ``basis`` and the columns kept so far
     (each pass one fused gemv pair); the result's columns are contiguous in memory.
     """
-    rows = V.to(WORK).reshape(V.shape[0], -1).T  # (m, d)
-    B = None if basis is None or basis.shape[1] == 0 else basis.to(WORK).T  # (p, d)
+    rows = V.to(work_dtype(V.dtype)).reshape(V.shape[0], -1).T  # (m, d)
+    B = None if basis is None or basis.shape[1] == 0 else basis.to(rows.dtype).T  # (p, d)
     kept: list[Tensor] = []
     for v in rows:
-        n0 = _norm(v)
+        n0 = norm(v)
         P = B if not kept else torch.stack(kept, 0) if B is None else torch.cat(
             [B, torch.stack(kept, 0)], 0)
         n = n0
         if P is not None:
             for _ in range(2):
                 v = torch.addmv(v, P.T, P @ v, alpha=-1.0)
-            n = _norm(v)
+            n = norm(v)
         n, n0 = float(n), float(n0)
         if n > drop * n0 and n > 0:
             kept.append(v / n)
@@ -160,6 +189,6 @@ def _orthonormal_columns(V: Tensor, basis: Tensor | None = None, drop: float = 1
     return kept[0][:, None] if len(kept) == 1 else torch.stack(kept, 0).T
 
 
-def _hcat(*blocks: Tensor) -> Tensor:
+def hcat(*blocks: Tensor) -> Tensor:
     """Columns side by side, each stored contiguously (a transposed row-major block)."""
     return torch.cat([b.T for b in blocks], 0).T

@@ -13,21 +13,23 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from eoskit.eigs.krylov import (
-    _apply,
-    _eigenvalue_bounds,
-    _hcat,
-    _images,
-    _norm,
-    _orthonormal_columns,
+    EigResult,
+    eigenvalue_bounds,
+    hcat,
+    images,
+    norm,
+    orthonormal_columns,
+    product,
 )
-from eoskit.eigs.solvers import EigResult, subspace_eigs
-from eoskit.eigs.tracker import SharpnessTracker, _power_step
+from eoskit.eigs.subspace import subspace_eigs
+from eoskit.eigs.tracker import SharpnessTracker, power_step
 
 TURBULENT_TOL = 1e-3  # eigenvalue tolerance on steps where the vectors turn fast
 
@@ -38,15 +40,15 @@ def _gram_ritz(top: Tensor, Wt: Tensor) -> tuple[np.ndarray, Tensor, np.ndarray]
     Two Gram matrices (one pass over the data each): ‖Hy − θy‖² = yᵀH²y − θ²
     for the orthonormal Ritz vectors y = top·S.
     """
-    G = top.T @ Wt
+    G = (top.T @ Wt).to(torch.float64)  # formed in the work dtype, solved in float64
     theta_t, S = torch.linalg.eigh(0.5 * (G + G.T))
     theta_t, S = theta_t.flip(0), S.flip(1)
-    r2 = (S * ((Wt.T @ Wt) @ S)).sum(0) - theta_t ** 2
+    r2 = (S * ((Wt.T @ Wt).to(torch.float64) @ S)).sum(0) - theta_t ** 2
     return theta_t.cpu().numpy(), S, np.sqrt(np.maximum(r2.cpu().numpy(), 0.0))
 
 
 @dataclass
-class StreamingTracker(SharpnessTracker, mode="streaming"):
+class StreamingTracker(SharpnessTracker):
     """About one product per step (``mode='streaming'``).
 
     The ``k`` tracked vectors get a fresh product each step (so the reported
@@ -67,7 +69,7 @@ class StreamingTracker(SharpnessTracker, mode="streaming"):
     but not used: every solve here uses the eigenvalue criterion.
     """
 
-    mode: str = "streaming"
+    mode: ClassVar[str] = "streaming"
     refresh_every: int = 16
     next_value: float | None = None  # curvature of the (k+1)-th carried vector
     next_error: float = 0.0
@@ -109,7 +111,7 @@ class StreamingTracker(SharpnessTracker, mode="streaming"):
         if self._alternate is not None and self._turbulent(prev):
             return self._turbulent_solve(hvp, dim, dtype, device)
         top = C[:, :k]
-        Wt = _images(hvp, top, dtype)  # (d, k)
+        Wt = images(hvp, top, dtype)  # (d, k)
         n_mv = k
         extra = C[:, k:k + 1] if C.shape[1] > k else None
         theta, S, resid = _gram_ritz(top, Wt)
@@ -121,23 +123,24 @@ class StreamingTracker(SharpnessTracker, mode="streaming"):
         refresh = extra is not None and self._refresh_due(upper, theta_k)
         gap_floor = self.tol * abs(theta_k)
         if not refresh:
-            err = _eigenvalue_bounds(theta, resid, upper, gap_floor)
+            err = eigenvalue_bounds(theta, resid, upper, gap_floor)
             if np.all(err <= self.tol * np.maximum(np.abs(theta), np.finfo(float).tiny)):
                 # the common step: one product per tracked vector and nothing else
-                Y = (S.T @ top.T).T  # (d, k), columns contiguous like every carried block
+                # (d, k), columns contiguous like every carried block
+                Y = (S.T.to(top.dtype) @ top.T).T
                 self._stream_info(False, upper, theta_k, 0, float(resid[-1]))
                 # next start: the power step H·top (its span is that of the Ritz images H·Y)
-                A = _orthonormal_columns(Wt)
+                A = orthonormal_columns(Wt)
                 if A.shape[1] < k:
-                    A = _orthonormal_columns(Y)
+                    A = orthonormal_columns(Y)
                 self._carry_extra(A, extra)
                 return EigResult(theta, Y.to(dtype), resid, n_mv, True)
         if refresh:
-            extra = _orthonormal_columns(extra, top)
+            extra = orthonormal_columns(extra, top)
             refresh = extra.shape[1] > 0
         if refresh:
-            v0 = _hcat(top, extra)
-            w0 = _hcat(Wt, _apply(hvp, extra[:, 0], dtype)[:, None])
+            v0 = hcat(top, extra)
+            w0 = hcat(Wt, product(hvp, extra[:, 0], dtype)[:, None])
             n_mv += 1
             upper = None
         else:
@@ -145,7 +148,7 @@ class StreamingTracker(SharpnessTracker, mode="streaming"):
         res = subspace_eigs(hvp, dim, k, tol=self.tol, v0=v0, w0=w0, dtype=dtype,
                             device=device, seed=self.solves, criterion="eigenvalue",
                             max_iter=self.max_matvecs, keep=min(dim, k + 1), upper=upper,
-                            gap_floor=gap_floor)
+                            gap_floor=gap_floor, max_basis=self.max_basis())
         n_mv += res.n_matvecs
         self._stream_info(bool(refresh), upper, theta_k, res.n_matvecs,
                           float(res.residuals[-1]))
@@ -160,13 +163,13 @@ class StreamingTracker(SharpnessTracker, mode="streaming"):
         """
         k = self.k
         Y, HY = res.ritz_vectors, res.ritz_images
-        A = _orthonormal_columns(HY[:, :k])
+        A = orthonormal_columns(HY[:, :k])
         if A.shape[1] < k:
-            A = _orthonormal_columns(Y[:, :k])
+            A = orthonormal_columns(Y[:, :k])
         better = (Y.shape[1] > k and self.next_value is not None
                   and res.ritz_values[k] > self.next_value)
         if Y.shape[1] > k and (refresh or better):
-            nxt = _orthonormal_columns(HY[:, k:k + 1], A)
+            nxt = orthonormal_columns(HY[:, k:k + 1], A)
             if nxt.shape[1]:
                 self._note_next(res)
                 extra = nxt
@@ -177,7 +180,7 @@ class StreamingTracker(SharpnessTracker, mode="streaming"):
         k = self.k
         self.next_value = float(res.ritz_values[k])
         rk = res.ritz_images[:, k] - res.ritz_values[k] * res.ritz_vectors[:, k]
-        self.next_error = float(_norm(rk))
+        self.next_error = float(norm(rk))
         self.next_age = 0
 
     def _stream_info(self, refresh, upper, theta_k, expansions, residual) -> None:
@@ -192,7 +195,7 @@ class StreamingTracker(SharpnessTracker, mode="streaming"):
         ``extra`` is made orthogonal to the tracked vectors where it is used (a
         refresh, or a solve that orthonormalises its start block), not every step.
         """
-        self.carried = A if extra is None or extra.shape[1] == 0 else _hcat(A, extra)
+        self.carried = A if extra is None or extra.shape[1] == 0 else hcat(A, extra)
 
     def _turbulent_solve(self, hvp, dim, dtype, device) -> EigResult:
         """Fast-turning vectors (the EoS spike, a period-two flip): a converged block solve.
@@ -202,13 +205,14 @@ class StreamingTracker(SharpnessTracker, mode="streaming"):
         eigenvector that swapped between alternating Hessians is still caught.
         """
         k = self.k
-        v0 = _hcat(self.carried, self._alternate[:, :k])
+        v0 = hcat(self.carried, self._alternate[:, :k])
         # a loose tolerance accepts a residual large enough to hide a swapped eigenvector;
         # converge these steps as tightly as the tracking mode does
         res = subspace_eigs(hvp, dim, k, tol=min(self.tol, TURBULENT_TOL), v0=v0, dtype=dtype,
                             device=device, seed=self.solves, criterion="eigenvalue",
-                            max_iter=self.max_matvecs, keep=min(dim, k + 1))
-        self.carried = _power_step(res)
+                            max_iter=self.max_matvecs, keep=min(dim, k + 1),
+                            max_basis=self.max_basis())
+        self.carried = power_step(res)
         if res.ritz_vectors.shape[1] > k:
             self._note_next(res)
         self.last_info = {"refresh": "turbulent", "expansions": res.n_matvecs,

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eoskit.eigs import SharpnessTracker
+from eoskit.eigs import LanczosTracker, SharpnessTracker
 from eoskit.flows.complementarity import solve_complementarity
 from eoskit.objective import Objective
 
@@ -114,7 +114,7 @@ class EdgeFlow:
 
     def __post_init__(self):
         check_flow_options(self.substeps, self.fraction)
-        self.tracker = SharpnessTracker(self.k, self.eig_tol)
+        self.tracker = LanczosTracker(self.k, self.eig_tol)
 
     @property
     def threshold(self) -> float:

@@ -43,7 +43,7 @@ import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
 
-from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.eigs import preconditioned_matvec
 from eoskit.flows.central import CentralPoint, EdgeFlow, pair_gradients
 from eoskit.flows.complementarity import solve_complementarity
 from eoskit.flows.gradient import GradientFlowSettings

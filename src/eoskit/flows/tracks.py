@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eoskit.eigs import SharpnessTracker
-from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.eigs import LanczosTracker, preconditioned_matvec
 from eoskit.flows.central import CentralFlow, CentralPoint
 from eoskit.flows.gradient import GradientFlowSettings, integrate
 from eoskit.objective import Objective
@@ -32,7 +31,7 @@ class _Track:
 
     def __init__(self, obj: Objective, lr: float, eig_tol: float, k: int = 1):
         self.obj, self.lr = obj, lr
-        self.tracker = SharpnessTracker(k, eig_tol)
+        self.tracker = LanczosTracker(k, eig_tol)
         self.cost = {"hvps": 0, "d3_calls": 0, "grads": 0, "seconds": 0.0, "time": 0}
 
     def _sharpness(self, x: Tensor, P: Tensor | None = None) -> tuple[float, Tensor]:

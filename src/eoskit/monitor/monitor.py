@@ -59,8 +59,7 @@ import torch
 from torch import Tensor, nn
 
 from eoskit.distributed.user_loop import across_ranks, is_main_rank
-from eoskit.eigs import SharpnessTracker
-from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.eigs import make_tracker, preconditioned_matvec
 from eoskit.metrics.columns import monitor_columns
 from eoskit.metrics.metric_rows import monitor_row, precond_cells, step_cells
 from eoskit.monitor.data import measurement_set
@@ -105,7 +104,7 @@ class Monitor:
     (``"residual"`` asks ``‖Hv − λv‖ ≤ tol·|λ|``, stricter and ~1.5x the products).
     ``restart_every``: a cold probe every that many measurements (0: never).
     ``curvature=False`` skips the extra forward pass that ``eff_curvature`` costs.
-    ``mode``: the tracker (:data:`eoskit.eigs.tracker.TRACKER_MODES`: ``"lanczos"``, or
+    ``mode``: the tracker (:data:`eoskit.eigs.TRACKERS`: ``"lanczos"``, or
     ``"streaming"``, about one product per measurement once the vectors settle).
     """
 
@@ -141,11 +140,10 @@ class Monitor:
                                         count_correct=False)
         # under torch.distributed: data is this rank's shard; the sums run over all ranks
         self.objective = across_ranks(self.objective)
-        self.tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion,
-                                        mode=mode)
+        self.tracker = make_tracker(mode, self.k, tol, restart_every, criterion=criterion)
         # P changes between measurements: its own tracker, warm-started from its own vectors
-        self.precond_tracker = SharpnessTracker(self.k, tol, restart_every, criterion=criterion,
-                                                mode=mode) if adaptive(optimizer) else None
+        self.precond_tracker = make_tracker(mode, self.k, tol, restart_every,
+                                            criterion=criterion) if adaptive(optimizer) else None
         self.columns = monitor_columns(self.k, self.precond_tracker is not None)
         self.rows: list[dict] = []  # every measurement so far, completed or pending
         self.hvps_total = 0

@@ -15,7 +15,7 @@ def torch_preconditioner(optimizer: torch.optim.Optimizer, params) -> Tensor:
     (``exp_avg_sq`` of ``torch.optim.Adam``/``AdamW``, bias-corrected, or
     ``square_avg`` of ``torch.optim.RMSprop``), so it equals the ``p`` that rule used
     in that step; the preconditioned sharpness is then that of
-    ``preconditioned_matvec(hvp, p)`` (:mod:`eoskit.eigs.preconditioned`).
+    ``preconditioned_matvec(hvp, p)`` (:mod:`eoskit.eigs.preconditioned_operator`).
     """
     rule = torch_rule(optimizer)
     if rule is None or not rule.preconditioned:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from eoskit.eigs import EigResult, MatVec, SharpnessTracker, lanczos
+from eoskit.eigs import EigResult, LanczosTracker, MatVec, lanczos
 from eoskit.objective import ModelObjective
 from eoskit.spectrum.operand import Loss, as_objective
 
@@ -65,7 +65,7 @@ def block_eigs(f: Loss, x: Tensor, blocks: dict[str, Tensor], k: int = 1,
 
 @dataclass
 class BlockSharpnessTracker:
-    """Each block's top-k along a run: one warm-started :class:`eoskit.eigs.SharpnessTracker` each.
+    """Each block's top-k along a run: one warm-started :class:`eoskit.eigs.LanczosTracker` each.
 
     The trackers (and their carried vectors, one block long) are created on a
     block's first measurement, so the blocks may be given late.
@@ -75,7 +75,7 @@ class BlockSharpnessTracker:
     tol: float = 1e-6
     restart_every: int = 50
     criterion: str = "residual"
-    trackers: dict[str, SharpnessTracker] = field(default_factory=dict, repr=False)
+    trackers: dict[str, LanczosTracker] = field(default_factory=dict, repr=False)
 
     def measure(self, hvp: MatVec, blocks: dict[str, Tensor], dim: int, dtype,
                 device) -> dict[str, EigResult]:
@@ -84,7 +84,7 @@ class BlockSharpnessTracker:
         for name, idx in blocks.items():
             tracker = self.trackers.get(name)
             if tracker is None:
-                tracker = self.trackers[name] = SharpnessTracker(
+                tracker = self.trackers[name] = LanczosTracker(
                     min(self.k, idx.numel()), self.tol, self.restart_every,
                     criterion=self.criterion)
             out[name] = tracker.measure(block_product(hvp, idx, dim), idx.numel(), dtype,
@@ -96,7 +96,7 @@ class BlockSharpnessTracker:
 
     def load_state_dict(self, state: dict, device) -> None:
         for name, s in state.items():
-            self.trackers[name] = SharpnessTracker(self.k, self.tol, self.restart_every,
+            self.trackers[name] = LanczosTracker(self.k, self.tol, self.restart_every,
                                                    criterion=self.criterion)
             self.trackers[name].load_state_dict(s, device)
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.func import jvp
 
-from eoskit.eigs import EigResult, MatVec, SharpnessTracker, lanczos
+from eoskit.eigs import EigResult, LanczosTracker, MatVec, lanczos
 from eoskit.objective import FunctionObjective
 
 Outputs = Callable[[Tensor], Tensor]
@@ -89,7 +89,7 @@ def gauss_newton_eigs(outputs: Outputs, loss: OutputLoss, x: Tensor, k: int = 1,
 class GaussNewtonTracker:
     """``G``'s and ``H − G``'s top-k along a run, each warm-started from the last point's vectors.
 
-    Each part is an :class:`eoskit.eigs.SharpnessTracker` (``mode``, ``criterion`` and
+    Each part is an :class:`eoskit.eigs.LanczosTracker` (``mode``, ``criterion`` and
     the periodic cold restart as there) fed that part's product.
     """
 
@@ -97,11 +97,11 @@ class GaussNewtonTracker:
     tol: float = 1e-6
     restart_every: int = 50
     criterion: str = "residual"
-    parts: dict[str, SharpnessTracker] = field(default_factory=dict, repr=False)
+    parts: dict[str, LanczosTracker] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         for name in ("gauss_newton", "remainder"):
-            self.parts[name] = SharpnessTracker(self.k, self.tol, self.restart_every,
+            self.parts[name] = LanczosTracker(self.k, self.tol, self.restart_every,
                                                 criterion=self.criterion)
 
     def measure(self, outputs: Outputs, loss: OutputLoss, x: Tensor) -> GaussNewtonSplit:

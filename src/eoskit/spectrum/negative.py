@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from eoskit.eigs import EigResult, MatVec, SharpnessTracker, lanczos
+from eoskit.eigs import EigResult, LanczosTracker, MatVec, lanczos
 from eoskit.spectrum.operand import Loss, as_objective
 
 
@@ -49,7 +49,7 @@ def lambda_min(f: Loss, x: Tensor, k: int = 1, tol: float = 1e-8, **kwargs) -> E
 
 @dataclass
 class LambdaMinTracker:
-    """λ_min along a run: an :class:`eoskit.eigs.SharpnessTracker` on ``−H``.
+    """λ_min along a run: an :class:`eoskit.eigs.LanczosTracker` on ``−H``.
 
     Warm-started from the last point's bottom vectors, with the same periodic
     cold restart (which keeps the more negative answer), modes and checkpoint state.
@@ -59,10 +59,10 @@ class LambdaMinTracker:
     tol: float = 1e-6
     restart_every: int = 50
     criterion: str = "residual"
-    tracker: SharpnessTracker = field(init=False, repr=False)
+    tracker: LanczosTracker = field(init=False, repr=False)
 
     def __post_init__(self):
-        self.tracker = SharpnessTracker(self.k, self.tol, self.restart_every,
+        self.tracker = LanczosTracker(self.k, self.tol, self.restart_every,
                                         criterion=self.criterion)
 
     def measure(self, hvp: MatVec, dim: int, dtype: torch.dtype, device) -> EigResult:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from eoskit.components import absolute_spec, is_spec
 from eoskit.data import DATASETS, FILE_DATASET_DIRS
-from eoskit.eigs import TRACKER_MODES
+from eoskit.eigs import TRACKERS
 from eoskit.models import MODELS
 from eoskit.optim import (
     HYPERPARAMETERS,
@@ -110,7 +110,7 @@ class RunConfig(_WithRuleFields):
     eig_restart_every: int = Field(
         50, ge=0, description="Random-start probe every K solves; it replaces the tracked "
         "vectors only if it finds a larger value.")
-    eig_mode: Literal[TRACKER_MODES] = Field(
+    eig_mode: Literal[tuple(TRACKERS)] = Field(
         "lanczos", description="lanczos (converged to --eig-tol) or streaming "
         "(~1 HVP/step; use --eig-tol 1e-2).")
     eig_criterion: Literal["residual", "eigenvalue"] = Field(

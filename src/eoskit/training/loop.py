@@ -41,8 +41,7 @@ from torch import Tensor
 from eoskit import store
 from eoskit._version import __version__
 from eoskit.diagnostics import ForcingTracker, diagnosable, diagnose_rule_step, diagnostic_columns
-from eoskit.eigs import EigResult, SharpnessTracker
-from eoskit.eigs.preconditioned import preconditioned_matvec
+from eoskit.eigs import EigResult, make_tracker, preconditioned_matvec
 from eoskit.interrupts import sigterm_as_interrupt
 from eoskit.loggers.run_logging import LoggedTable, open_run_loggers
 from eoskit.metrics.columns import run_columns
@@ -133,11 +132,11 @@ class Trainer:
         self.progress = progress
         self.obj = problem.train
         self.rule = rule_for(cfg)
-        self.tracker = SharpnessTracker(cfg.neigs, cfg.eig_tol, cfg.eig_restart_every,
-                                        mode=cfg.eig_mode, criterion=cfg.eig_criterion)
+        self.tracker = make_tracker(cfg.eig_mode, cfg.neigs, cfg.eig_tol, cfg.eig_restart_every,
+                                    criterion=cfg.eig_criterion)
         # P changes from step to step: its own tracker, warm-started from its own vectors
-        self.precond_tracker = SharpnessTracker(
-            cfg.neigs, cfg.eig_tol, cfg.eig_restart_every, mode=cfg.eig_mode,
+        self.precond_tracker = make_tracker(
+            cfg.eig_mode, cfg.neigs, cfg.eig_tol, cfg.eig_restart_every,
             criterion=cfg.eig_criterion) if self.rule.preconditioned else None
         self.forcing = ForcingTracker(cfg.lr)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed + 7919)

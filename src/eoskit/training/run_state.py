@@ -11,9 +11,9 @@ newest good checkpoint are :mod:`eoskit.store`'s.
 Example:
     >>> import tempfile, torch
     >>> from eoskit.diagnostics import ForcingTracker
-    >>> from eoskit.eigs import SharpnessTracker
+    >>> from eoskit.eigs import LanczosTracker
     >>> from eoskit.optim import make_rule
-    >>> parts = lambda: dict(rule=make_rule("polyak", 0.1, 0.5), tracker=SharpnessTracker(1, 1e-3),
+    >>> parts = lambda: dict(rule=make_rule("polyak", 0.1, 0.5), tracker=LanczosTracker(1, 1e-3),
     ...                      forcing=ForcingTracker(0.1), batch_gen=torch.Generator())
     >>> saved, folder = parts(), tempfile.mkdtemp()
     >>> _ = saved["rule"].step(torch.ones(2))
