@@ -60,6 +60,7 @@ def build(setting: Setting, dtype: str, *, n_train: int | None = None, width: in
                         seed=setting.seed, loss="mse").to("cpu", dt)
     model = build_model(setting.model, data.input_shape, data.n_outputs,
                         width=width or setting.width, depth=setting.depth, seed=setting.seed)
+    model = model.to(dt)  # the peers differentiate the module itself, in the setting's dtype
     obj = ModelObjective(model, "mse", data.x_train, data.y_train,
                          physical_batch=setting.physical_batch, dtype=dt, count_correct=False)
     return BenchProblem(setting, dt, obj, obj.inputs, obj.targets), obj.x0()
