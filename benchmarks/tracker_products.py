@@ -62,7 +62,8 @@ def run(args) -> dict:
     meas = slice(0, 512)
     opt = (torch.optim.Adam(model.parameters(), lr=args.lr) if args.optimizer == "adam"
            else torch.optim.SGD(model.parameters(), lr=args.lr))
-    shared = SharedTracker(1, args.tol, 0, max_vectors=args.max_vectors) if args.mode == "shared" else None
+    shared = (SharedTracker(1, args.tol, 0, max_vectors=args.max_vectors)
+              if args.mode == "shared" else None)
     trackers = {} if shared else {q: make_tracker(args.mode, 1, args.tol, 0,
                                                   criterion="eigenvalue") for q in ("raw", "pre")}
     g = torch.Generator().manual_seed(args.seed + 1)

@@ -119,7 +119,7 @@ class SharedBasis:
         """``Σ c_i w_i`` (or ``Σ c_i H·w_i``) for float64 coefficients c (m,)."""
         src = self.images if images else self.rows
         out = torch.zeros_like(src[0])
-        for c, r in zip(coef.tolist(), src):
+        for c, r in zip(coef.tolist(), src, strict=True):
             out.add_(r, alpha=c)
         return out
 
