@@ -64,6 +64,7 @@ class SharedBasis:
 
     def __init__(self, hvp: MatVec, p: Tensor | None, dtype=None):
         self.hvp, self.p, self.dtype = hvp, p, dtype
+        self.root = None if p is None else p.sqrt()  # D^{-1}
         self.rows: list[Tensor] = []
         self.images: list[Tensor] = []
         self.G = torch.zeros(0, 0, dtype=torch.float64)
@@ -83,7 +84,7 @@ class SharedBasis:
         n0 = float(norm(v))
         if not np.isfinite(n0) or n0 == 0.0:
             return None
-        v = v / n0
+        v = v.div_(n0)  # the caller's vector: a fresh one (a start copy or a residual)
         for _ in range(2):
             for r in self.rows:
                 v.sub_(r, alpha=float(r @ v))
@@ -126,12 +127,12 @@ class SharedBasis:
     def vector(self, target: str, coef: Tensor) -> Tensor:
         """The Ritz vector of ``target`` in its own space (unit): ``z`` or ``√p∘z``."""
         z = self.combine(coef)
-        return z if target == "raw" else z.mul_(self.p.sqrt())
+        return z if target == "raw" else z.mul_(self.root)
 
     def image(self, target: str, coef: Tensor) -> Tensor:
         """The image of the Ritz vector under the target's operator: ``H z`` or ``D H z``."""
         h = self.combine(coef, images=True)
-        return h if target == "raw" else h.div_(self.p.sqrt())
+        return h if target == "raw" else h.div_(self.root)
 
     def residual_norm(self, target: str, coef: Tensor, theta: float) -> float:
         return float(norm(self.residual(target, coef, theta)))
@@ -142,18 +143,19 @@ class SharedBasis:
         if target == "raw":
             return h.sub_(z, alpha=theta)
         h.sub_(z.mul_(self.p), alpha=theta)
-        return h.div_(self.p.sqrt())
+        del z
+        return h.div_(self.root)
 
     def expansion(self, target: str, coef: Tensor, theta: float) -> Tensor:
         """The row to add so the target's space gains its residual: ``r`` or ``D r``."""
         r = self.residual(target, coef, theta)
-        return r if target == "raw" else r.div_(self.p.sqrt())
+        return r if target == "raw" else r.div_(self.root)
 
     def compress(self, coef: Tensor) -> None:
         """Keep only the span of ``Wᵀ·coef`` (coef (m, q), q < m): a thick restart, no product."""
         C, _ = torch.linalg.qr(coef)
         rows = [self.combine(C[:, j]) for j in range(C.shape[1])]
-        self.rows = rows
+        self.rows = rows  # the old rows go before the new images are built
         self.images = [self.combine(C[:, j], images=True) for j in range(C.shape[1])]
         self.G = C.T @ self.G @ C
         self.M = {t: C.T @ M @ C for t, M in self.M.items()}

@@ -46,17 +46,23 @@ from eoskit._threads import limit_blas_threads
 from eoskit.eigs.krylov import EigResult, eigenvalue_bounds, norm, work_dtype
 from eoskit.eigs.shared_basis import SharedBasis
 
-_TEMPS = 3  # d-long temporaries besides rows, images, carried vectors and results
+_TEMPS = 4  # d-long temporaries: a Ritz vector, its image, a residual, the root of p
+
+
+def _held(k: int) -> int:
+    """Vectors held besides rows and images: carried (2k), results (2k), the rows a
+    restart builds before the old ones go (2k + 2) and the temporaries."""
+    return 2 * k + 2 * k + (2 * k + 2) + _TEMPS
 
 
 def default_shared_vectors(k: int) -> int:
     """Default bound on a :class:`SharedTracker`'s d-long vectors: a basis of 2k + 4 rows."""
-    return 2 * (2 * k + 4) + 4 * k + _TEMPS
+    return 2 * (2 * k + 4) + _held(k)
 
 
 def min_shared_vectors(k: int) -> int:
     """The smallest bound: a basis of 2k + 3 rows (a restart keeps k + 1 per target)."""
-    return 2 * (2 * k + 3) + 4 * k + _TEMPS
+    return 2 * (2 * k + 3) + _held(k)
 
 
 @dataclass
@@ -80,8 +86,8 @@ class SharedTracker:
         self.max_basis()
 
     def max_basis(self) -> int:
-        """Rows a basis may hold under ``max_vectors``: ``(max_vectors − 4k − 3) // 2``."""
-        cap = (self.max_vectors - 4 * self.k - _TEMPS) // 2
+        """Rows a basis may hold under ``max_vectors``: ``(max_vectors − 6k − 6) // 2``."""
+        cap = (self.max_vectors - _held(self.k)) // 2
         if cap < 2 * self.k + 3:
             raise ValueError(f"max_vectors must be at least {min_shared_vectors(self.k)} "
                              f"for k = {self.k}, got {self.max_vectors}")
@@ -143,14 +149,17 @@ class SharedTracker:
         return {"basis": b, "state": state, "products": b.products, "cold": cold,
                 "converged": all(s["ratio"] <= 1.0 for s in state.values())}
 
-    def _starts(self, dim, wd, device, p, gen, cold) -> list[Tensor]:
-        """Start rows: the carried vectors of both targets (each as the row ``w`` it needs)."""
+    def _starts(self, dim, wd, device, p, gen, cold):
+        """Start rows, one at a time: the carried vectors of both targets (each as the row
+        ``w`` it needs), or one random vector."""
         if cold:
-            return [torch.randn(dim, dtype=wd, generator=gen).to(device)]
-        starts = [c.to(wd) for c in self.carried["raw"].T]
+            yield torch.randn(dim, dtype=wd, generator=gen).to(device)
+            return
+        for c in self.carried["raw"].T:
+            yield c.to(wd).clone()
         if p is not None:  # a preconditioned vector u needs the row w = D u = u / √p
-            starts += [c.to(wd) / p.sqrt() for c in self.carried["pre"].T]
-        return starts
+            for c in self.carried["pre"].T:
+                yield c.to(wd).div_(p.sqrt())
 
     def _check(self, b: SharedBasis, target: str, cold: bool) -> dict:
         """Ritz values, residual norms and error bounds of the top k of one target."""
