@@ -135,8 +135,8 @@ class SharedTracker:
             if state[worst]["ratio"] <= 1.0 or b.products >= budget:
                 break
             if len(b) >= cap:
-                keep = torch.cat([state[t]["ritz"].coef[:, :self.k + 1] for t in b.targets], 1)
-                b.compress(keep[:, :cap - 1])
+                each = (cap - 1) // len(b.targets)  # at least k + 1 per target
+                b.compress(torch.cat([state[t]["ritz"].coef[:, :each] for t in b.targets], 1))
                 continue
             st = state[worst]
             i = st["index"]
@@ -164,7 +164,9 @@ class SharedTracker:
     def _check(self, b: SharedBasis, target: str, cold: bool) -> dict:
         """Ritz values, residual norms and error bounds of the top k of one target."""
         ritz = b.ritz(target)
-        th, k = ritz.values, min(self.k, len(ritz.values))
+        # a cold solve converges λ_{k+1} too: the warm solves' gap is carried from it
+        want = self.k + 1 if cold else self.k
+        th, k = ritz.values, min(want, len(ritz.values))
         q = min(len(th), k + 1)
         resid = np.array([b.residual_norm(target, ritz.coef[:, i], float(th[i]))
                           for i in range(q)])
@@ -175,7 +177,7 @@ class SharedTracker:
             err = eigenvalue_bounds(th[:k], resid[:k], upper=upper)
         scale = np.maximum(np.abs(th[:k]), np.finfo(float).tiny)
         ratios = err / (self.tol * scale)
-        if k < self.k:
+        if k < want:
             ratios = np.append(ratios, np.inf)
         i = int(np.argmax(ratios[:k])) if k else 0
         return {"ritz": ritz, "resid": resid, "err": err, "ratio": float(np.max(ratios)),
@@ -210,6 +212,7 @@ class SharedTracker:
             st = solve["state"][t]
             th, coef = st["ritz"].values, st["ritz"].coef
             k = min(self.k, len(th))
+            err = st["err"]
             vecs = torch.stack([b.vector(t, coef[:, i]) for i in range(k)], 1)
             # the next start: each Ritz vector advanced by one power step (its image is known)
             steps = [b.image(t, coef[:, i]) for i in range(k)]
@@ -219,9 +222,11 @@ class SharedTracker:
             self.values[t] = th[:k].copy()
             if len(th) > k:
                 # a cold (Krylov) basis resolves λ_{k+1}; a warm one only bounds it from below
+                # a cold solve converged θ_{k+1} (raised by its error bound); a warm basis's
+                # θ_{k+1} is only a lower bound of λ_{k+1}, so the carried one moves along
                 own, last = float(th[k]), self.next_value.get(t)
                 shift = 0.0 if moved_from is None else float(np.max(th[:k] - moved_from[:k]))
-                self.next_value[t] = own if solve["cold"] or last is None else max(
+                self.next_value[t] = own + float(err[k]) if solve["cold"] else max(
                     own, last + shift)
             out[t] = EigResult(th[:k].copy(), vecs, st["resid"][:k].copy(), solve["products"],
                                solve["converged"])
