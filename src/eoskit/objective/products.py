@@ -52,10 +52,16 @@ def graph_product(g: Tensor, x: Tensor, v: Tensor, retain_graph: bool) -> Tensor
     if v.ndim == 1:
         (hv,) = torch.autograd.grad(g, x, v, retain_graph=retain_graph)
         return hv
-    # (k, d) batched cotangents: one vmapped backward for the whole block
-    (hv,) = torch.autograd.grad(g, x, v.T.contiguous(), retain_graph=retain_graph,
-                                is_grads_batched=True)
-    return hv.T
+    try:  # (k, d) batched cotangents: one vmapped backward for the whole block
+        (hv,) = torch.autograd.grad(g, x, v.T.contiguous(), retain_graph=True,
+                                    is_grads_batched=True)
+        return hv.T
+    except RuntimeError:
+        # a fused kernel's backward without a batching rule (group_norm, layer_norm on
+        # images: unrouted for double backward) raises under vmap: one column at a time
+        k = v.shape[1]
+        return torch.stack([torch.autograd.grad(g, x, v[:, j], retain_graph=retain_graph or
+                                                j < k - 1)[0] for j in range(k)], dim=1)
 
 
 class DoubleBackward:
