@@ -36,7 +36,7 @@ from torch import nn
 
 from eoskit.objective import ModelObjective
 
-ENGINES = ("retained", "rev-rev", "fwd-rev", "fd", "fd+compile")
+ENGINES = ["retained", "rev-rev", "fwd-rev", "fd", "fd+compile"]
 FULL = dict(n_layer=4, n_embd=256, n_head=4, vocab_size=8192, n_positions=128)
 SMALL = dict(n_layer=2, n_embd=64, n_head=4, vocab_size=512, n_positions=32)
 
@@ -107,7 +107,8 @@ def timed_rows(args, device) -> dict[str, float]:
            **{m: (lambda m=m: objs[m].product(x, v)) for m in ENGINES if m != "retained"}}
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
-        objs["fd+compile"].product(x, v)  # compile once, outside the timed rounds
+        if "fd+compile" in objs:
+            objs["fd+compile"].product(x, v)  # compile once, outside the timed rounds
     compile_s = time.perf_counter() - start
     for op in ops.values():  # warm-up round
         op()
@@ -120,8 +121,9 @@ def timed_rows(args, device) -> dict[str, float]:
             sync(device)
             times[name].append(time.perf_counter() - t0)
     rows = {name: statistics.median(ts) for name, ts in times.items()}
-    rows["fd+compile: compile seconds"] = compile_s
-    rows["fd+compile: fell back to eager"] = float(bool(caught))
+    if "fd+compile" in objs:
+        rows["fd+compile: compile seconds"] = compile_s
+        rows["fd+compile: fell back to eager"] = float(bool(caught))
     return rows
 
 
@@ -171,8 +173,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--no-compile", action="store_true", help="leave out fd+compile "
+                    "(its inductor build takes minutes on a loaded 2-core CPU)")
     ap.add_argument("--memory-of", help=argparse.SUPPRESS)  # the child of memory_rows
     args = ap.parse_args()
+    if args.no_compile:
+        ENGINES.remove("fd+compile")
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
     device = torch.device(args.device)
