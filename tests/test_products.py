@@ -185,3 +185,14 @@ def test_a_failing_compile_warns_once_and_falls_back_to_eager(monkeypatch):
     assert len(caught) == 1
     assert R.relative_error(got, H @ v) <= TOL["fd"]
     assert R.relative_error(again, 2 * H @ v) <= TOL["fd"]
+
+
+def test_setting_hvp_method_switches_the_engine():
+    obj = FunctionObjective(lambda z: (z ** 4).sum() / 12, 2, hvp_method="retained")
+    x, v = torch.tensor([1.0, 2.0], dtype=F64), torch.ones(2, dtype=F64)
+    obj.hvp(x, v)
+    obj.hvp_method = "fd"
+    assert obj.engine is products.ENGINES["fd"] and obj._point is None
+    assert 0 < float((obj.hvp(x, v) - x ** 2).abs().max()) < 1e-9  # differences, not exact
+    with pytest.raises(ValueError, match="hvp_method"):
+        obj.hvp_method = "magic"

@@ -136,10 +136,18 @@ class Objective:
     device: torch.device
 
     def __init__(self, hvp_method: str = "retained"):
-        self.engine = engine_for(hvp_method)  # refuses a name not in HVP_METHODS
         self.hvp_method = hvp_method
         self.hvp_count = 0  # single-vector Hessian products so far
         self.grad_count = 0  # gradient evaluations so far
+
+    @property
+    def hvp_method(self) -> str:
+        """The product engine's name; setting it switches the engine (and drops the point)."""
+        return self.engine.name
+
+    @hvp_method.setter
+    def hvp_method(self, method: str) -> None:
+        self.engine = engine_for(method)  # refuses a name not in HVP_METHODS
         self._point: PointObjective | None = None
 
     # subclasses
