@@ -8,8 +8,9 @@ cross-entropy, float32. For each engine (``hvp_method``):
   turn, ``--repeats`` rounds in one process, medians compared (a retained point's build
   and its further products are separate rows);
 * peak memory above the gradient's own peak: on CPU each engine runs in a fresh child
-  process (``resource.getrusage`` high-water mark after one product minus after one
-  gradient); on CUDA ``torch.cuda.max_memory_allocated`` of a product minus of a gradient;
+  process (the resident set's peak during one product minus during one gradient, each
+  above its start, sampled every millisecond); on CUDA ``torch.cuda.max_memory_allocated``
+  of a product minus of a gradient;
 * relative error against double backward: float32 at full size (against ``retained``),
   and float64 on a smaller config (``--small``: float64 at full size is slow on 2 cores);
 * the exact-derivative routing before/after: the gradient and a retained product with
@@ -23,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -37,8 +40,9 @@ from torch import nn
 from eoskit.objective import ModelObjective
 
 ENGINES = ["retained", "rev-rev", "fwd-rev", "fd", "fd+compile"]
-FULL = dict(n_layer=4, n_embd=256, n_head=4, vocab_size=8192, n_positions=128)
-SMALL = dict(n_layer=2, n_embd=64, n_head=4, vocab_size=512, n_positions=32)
+NO_DROPOUT = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # a deterministic loss
+FULL = dict(n_layer=4, n_embd=256, n_head=4, vocab_size=8192, n_positions=128, **NO_DROPOUT)
+SMALL = dict(n_layer=2, n_embd=64, n_head=4, vocab_size=512, n_positions=32, **NO_DROPOUT)
 
 
 class Logits(nn.Module):
@@ -147,12 +151,41 @@ def peak_above_gradient(args, method: str, device) -> float:
         torch.cuda.reset_peak_memory_stats()
         product(obj, x, v)
         return (torch.cuda.max_memory_allocated() - grad_peak) / 2 ** 20
-    obj.value_grad_aux(x)
-    grad_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        product(obj, x, v)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - grad_peak) / 1024
+        product(obj, x, v)  # warm-up (a compile, lazily built state)
+        grad_peak = rss_peak_above_start(lambda: obj.value_grad_aux(x))
+        return (rss_peak_above_start(lambda: product(obj, x, v)) - grad_peak) / 2 ** 20
+
+
+def rss_peak_above_start(op) -> int:
+    """Bytes by which the resident set peaks above its size at the start of ``op``.
+
+    A thread samples /proc/self/statm every millisecond (torch releases the GIL in its
+    kernels); the parent runs this child with a fixed mmap threshold so large freed
+    tensors leave the resident set at once instead of staying in malloc's arenas.
+    """
+    page = resource.getpagesize()
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    start, peak, done = rss(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        op()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak[0], rss()) - start
 
 
 def memory_rows(args, device) -> dict[str, float]:
@@ -160,9 +193,10 @@ def memory_rows(args, device) -> dict[str, float]:
         return {m: peak_above_gradient(args, m, device) for m in ENGINES}
     rows = {}
     for m in ENGINES:  # a fresh process each: the CPU high-water mark never goes down
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
         out = subprocess.run([sys.executable, __file__, "--memory-of", m, "--threads",
                               str(args.threads), "--batch", str(args.batch)],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, env=env)
         rows[m] = float(out.stdout.strip().splitlines()[-1])
     return rows
 
