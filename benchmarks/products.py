@@ -209,6 +209,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--no-compile", action="store_true", help="leave out fd+compile "
                     "(its inductor build takes minutes on a loaded 2-core CPU)")
+    ap.add_argument("--timing-only", action="store_true", help="only the time rows")
     ap.add_argument("--memory-of", help=argparse.SUPPRESS)  # the child of memory_rows
     args = ap.parse_args()
     if args.no_compile:
@@ -227,15 +228,20 @@ def main() -> None:
         "seconds": {k: round(t, 4) for k, t in timed.items()},
         "in_gradients": {k: round(t / grad, 3) for k, t in timed.items()
                          if not k.startswith("fd+compile:")},
-        "peak_mb_above_gradient": {k: round(mb, 1) for k, mb in memory_rows(args, device).items()},
-        "rel_error_float32_full_vs_retained": errors(FULL, args.batch, torch.float32, device,
-                                                     "retained"),
-        "rel_error_float64_small_vs_rev_rev": errors(SMALL, 4, torch.float64, device,
-                                                     "rev-rev"),
-        "dim": build(FULL, 1, torch.float32, device).dim,
-        "dim_small": build(SMALL, 1, torch.float64, device).dim,
         "loadavg_end": open("/proc/loadavg").read().split()[:3],
     }
+    if not args.timing_only:
+        report.update({
+            "peak_mb_above_gradient": {k: round(mb, 1)
+                                       for k, mb in memory_rows(args, device).items()},
+            "rel_error_float32_full_vs_retained": errors(FULL, args.batch, torch.float32,
+                                                         device, "retained"),
+            "rel_error_float64_small_vs_rev_rev": errors(SMALL, 4, torch.float64, device,
+                                                         "rev-rev"),
+            "dim": build(FULL, 1, torch.float32, device).dim,
+            "dim_small": build(SMALL, 1, torch.float64, device).dim,
+            "loadavg_end": open("/proc/loadavg").read().split()[:3],
+        })
     print(json.dumps(report, indent=1))
 
 
