@@ -17,7 +17,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from eoskit.objective import FunctionObjective, ModelObjective
+from eoskit.objective import FunctionObjective, ModelObjective, layers
 from eoskit.objective.model import BatchNormChunkingWarning
 
 TOL = 1e-6  # the goal for every comparison with finite differences
@@ -105,8 +105,9 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("name", ["layernorm", "groupnorm", "rmsnorm", "attention",
                                   "batchnorm"])
-@pytest.mark.parametrize("method", ["retained", "rev-rev", "fwd-rev"])
+@pytest.mark.parametrize("method", ["retained", "rev-rev", "fwd-rev", "fd"])
 def test_hvp_matches_finite_differences(name, method):
+    # retained, rev-rev and fd run the fused norms (no routing): still exact
     model, X, Y, loss, x0 = _setup(name)
     obj = ModelObjective(model, "mse", X, Y, hvp_method=method)
     v = torch.randn(x0.numel(), generator=torch.Generator().manual_seed(2))
@@ -134,6 +135,25 @@ def test_third_and_fourth_derivatives_match_finite_differences(name):
     second = [(curvature(s) - 2 * curvature(0.0) + curvature(-s)) / s ** 2 for s in (h, h / 2)]
     d4_fd = (4 * second[1] - second[0]) / 3
     assert abs(float(obj.d4(x0, v)) - float(d4_fd)) < TOL * abs(float(d4_fd))
+
+
+@pytest.mark.parametrize("name", ["layernorm", "groupnorm", "rmsnorm", "batchnorm"])
+def test_norms_are_routed_for_d3_d4_and_forward_mode_only(name, monkeypatch):
+    model, X, Y, _, x0 = _setup(name)
+    routed = []
+    for fused, composite in list(layers._COMPOSITE.items()):
+        monkeypatch.setitem(layers._COMPOSITE, fused,
+                            lambda *a, c=composite, **k: routed.append(c) or c(*a, **k))
+    v = torch.ones_like(x0)
+    for method in ("retained", "rev-rev", "fd"):
+        obj = ModelObjective(model, "mse", X, Y, hvp_method=method)
+        obj.value(x0), obj.grad(x0), obj.hvp(x0, v)
+    assert routed == []
+    obj = ModelObjective(model, "mse", X, Y, hvp_method="fwd-rev")
+    for derivative in (lambda: obj.hvp(x0, v), lambda: obj.d3(x0, v, v), lambda: obj.d4(x0, v)):
+        routed.clear()
+        derivative()
+        assert routed, name
 
 
 def test_dense_hessian_and_user_closure_with_layernorm():
@@ -168,7 +188,7 @@ def test_batch_norm_buffers_untouched_and_chunking_warns():
     expected = 0.5 * ((ref_model(X) - Y) ** 2).sum() / len(X)
     assert abs(float(obj.value(x0)) - float(expected)) < 1e-12
     with pytest.warns(BatchNormChunkingWarning):
-        chunked = ModelObjective(model, "mse", X, Y, physical_batch=3)
+        chunked = ModelObjective(model, "mse", X, Y, physical_batch=4)  # 4 + 3: no 1-sample chunk
     assert abs(float(chunked.value(x0)) - float(expected)) > 1e-6  # chunk statistics differ
 
 

@@ -10,7 +10,7 @@ derivative F[v, v, v, v] = Σ 2 cᵢ vᵢ⁴ are exact; each term returns an aux
 import pytest
 import torch
 
-from eoskit.objective import HVP_METHODS, FunctionObjective, Objective
+from eoskit.objective import EXACT_METHODS, FunctionObjective, Objective
 from eoskit.objective.base import PointObjective, _same_point, directional_derivative
 
 F64 = torch.float64
@@ -55,7 +55,7 @@ def _close(a, b, tol=1e-12):
     return torch.allclose(a, b, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("method", HVP_METHODS)
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_value_grad_aux_sum_over_terms(method):
     obj = TwoTerms(method)
     value, g, aux = obj.value_grad_aux(X)
@@ -70,7 +70,7 @@ def test_value_grad_aux_sum_over_terms(method):
     assert TwoTerms(method, aux=False).value_grad_aux(X)[2] is None
 
 
-@pytest.mark.parametrize("method", HVP_METHODS)
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_hvp_single_and_block_match_the_closed_form_hessian(method):
     obj = TwoTerms(method)
     H = _hessian(X)
@@ -87,7 +87,7 @@ def test_hvp_single_and_block_match_the_closed_form_hessian(method):
     assert _close(obj.hessian(X), obj.hessian(X).T, 0.0)
 
 
-@pytest.mark.parametrize("method", HVP_METHODS)
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_counts_one_gradient_per_pass_and_one_product_per_vector(method):
     obj = TwoTerms(method)
     assert (obj.hvp_count, obj.grad_count) == (0, 0)
@@ -225,7 +225,7 @@ class LinearThenQuartic(TwoTerms):
         yield lambda x: ((C * x ** 4).sum() / 12, None)
 
 
-@pytest.mark.parametrize("method", HVP_METHODS)
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_a_linear_term_before_a_curved_one_is_skipped_not_the_end(method):
     obj, v = LinearThenQuartic(method), torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=F64)
     expected = torch.diag(C * X ** 2) @ v
@@ -234,7 +234,7 @@ def test_a_linear_term_before_a_curved_one_is_skipped_not_the_end(method):
         assert _close(point.hvp(v), expected)
 
 
-@pytest.mark.parametrize("method", HVP_METHODS)
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_a_linear_objective_at_a_point_has_zero_products(method):
     obj = FunctionObjective(lambda x: B @ x, D, hvp_method=method)
     with obj.at(X) as point:

@@ -8,7 +8,7 @@ nn.LayerNorm: see tests/test_references.py).
 import pytest
 import torch
 
-from eoskit.objective import HVP_METHODS, FunctionObjective, ModelObjective, chunk_bounds
+from eoskit.objective import EXACT_METHODS, FunctionObjective, ModelObjective, chunk_bounds
 from tests import references as R
 from tests.conftest import tiny_objective
 
@@ -32,7 +32,7 @@ def case_hessian(model: str, loss: str, obj: ModelObjective) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("model,loss", CASES)
-@pytest.mark.parametrize("method", HVP_METHODS)
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_hvp_matches_dense_hessian(model, loss, method):
     obj = tiny_objective(model, loss, width=3 if model.startswith("cnn") else 6,
                          physical_batch=[7, 3, 10], hvp_method=method)
@@ -46,7 +46,7 @@ def test_hvp_matches_dense_hessian(model, loss, method):
 
 
 @pytest.mark.parametrize("model,loss", CASES)
-@pytest.mark.parametrize("method", HVP_METHODS)
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_value_grad_and_dense_hessian_match_references(model, loss, method):
     obj = tiny_objective(model, loss, width=3 if model.startswith("cnn") else 6,
                          physical_batch=[7, 3, 10], hvp_method=method)
@@ -61,7 +61,7 @@ def test_value_grad_and_dense_hessian_match_references(model, loss, method):
 
 
 @pytest.mark.parametrize("loss", ["mse", "ce"])
-@pytest.mark.parametrize("method", HVP_METHODS)
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_layernorm_model_hvps_match_double_backward_reference(loss, method):
     # torch.func.hessian is off by ~1e-1 here; the Objective's products must not be
     ref = R.mlp_gelu_layernorm(loss)

@@ -1,15 +1,16 @@
 """Objectives: a scalar loss on a flat parameter vector and its derivatives.
 
-* :mod:`~eoskit.objective.base`: :class:`Objective` (value, gradient, HVPs by
-  three methods, ``d3``, ``d4``), :class:`PointObjective` (the one
+* :mod:`~eoskit.objective.base`: :class:`Objective` (value, gradient, HVPs, ``d3``,
+  ``d4``), :class:`PointObjective` (the one
   "products at a point" path), :class:`FunctionObjective`.
 * :mod:`~eoskit.objective.model`: :class:`ModelObjective`, a module's mean loss
   over data in chunks, and the flat-parameter layout.
+* :mod:`~eoskit.objective.products`: the Hessian-vector product engines and their
+  registry (``hvp_method``).
 * :mod:`~eoskit.objective.losses`: the per-chunk loss sums.
 """
 
 from eoskit.objective.base import (
-    HVP_METHODS,
     FunctionObjective,
     Objective,
     PointObjective,
@@ -23,12 +24,13 @@ from eoskit.objective.model import (
     flatten_params,
     layout_of,
 )
+from eoskit.objective.products import EXACT_METHODS, HVP_METHODS, fd_step
 
 __all__ = [
     # objectives
     "Objective", "PointObjective", "FunctionObjective", "ModelObjective",
     # derivatives and options
-    "HVP_METHODS", "directional_derivative",
+    "HVP_METHODS", "EXACT_METHODS", "fd_step", "directional_derivative",
     # losses
     "LOSSES", "LOSS_SUMS", "mse_sum", "ce_sum", "n_correct",
     # flat parameters

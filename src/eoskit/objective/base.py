@@ -4,7 +4,9 @@ An :class:`Objective` maps a 1-D tensor ``x`` (float32 or float64, any device)
 to a scalar loss and offers its derivatives:
 
 * ``value(x)``, ``grad(x)``, ``value_and_grad(x)``, ``value_grad_aux(x)``
-* ``hvp(x, v)`` for ``v`` of shape ``(d,)`` or a block ``(d, k)``
+* ``hvp(x, v)`` for ``v`` of shape ``(d,)`` or a block ``(d, k)``, by the engine named
+  ``hvp_method`` (:mod:`eoskit.objective.products`: ``retained``, ``rev-rev``,
+  ``fwd-rev``, ``fd``, and ``+compile`` variants)
 * ``d3(x, u, v)`` = ``T[u, v, ·]`` (third derivative tensor contracted twice)
 * ``d4(x, v)`` = ``F[v, v, v, v]`` (fourth directional derivative)
 * ``at(x)``: a :class:`PointObjective`, the *only* implementation of "many
@@ -35,11 +37,10 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
-from torch.func import grad, jvp, vmap
+from torch.func import grad, jvp
 
 from eoskit.objective.layers import exact_derivatives
-
-HVP_METHODS = ("retained", "rev-rev", "fwd-rev")
+from eoskit.objective.products import ENGINES, engine_for, graph_product
 
 ScalarFn = Callable[[Tensor], Tensor]
 Term = Callable[[Tensor], tuple[Tensor, Tensor | None]]
@@ -58,7 +59,7 @@ class PointObjective:
 
     def __init__(self, parent: Objective, x: Tensor):
         self.parent = parent
-        self.retained = parent.hvp_method == "retained"
+        self.retained = parent.engine.point_bound
         self.x = x.detach().clone()
         self._graph_grad: Tensor | None = None
         self._vga: tuple[Tensor, Tensor, Tensor | None] | None = None
@@ -68,7 +69,7 @@ class PointObjective:
 
     def _build_graph(self) -> None:
         total = grad_total = aux_total = None
-        for term in self.parent.exact_terms():
+        for term in self.parent.exact_terms(self.parent.engine.needs):
             loss, aux = term(self.x)
             (g,) = torch.autograd.grad(loss, self.x, create_graph=True)
             total = loss.detach() if total is None else total + loss.detach()
@@ -107,18 +108,8 @@ class PointObjective:
             return self.parent.product(self.x, v)
         if self._graph_grad is None:
             raise RuntimeError("this PointObjective was released; take a new one with at(x)")
-        k = 1 if v.ndim == 1 else v.shape[1]
-        self.parent.hvp_count += k
-        if not self._graph_grad.requires_grad:  # ∇L does not depend on x: H = 0
-            return torch.zeros_like(v)
-        if v.ndim == 1:
-            (hv,) = torch.autograd.grad(self._graph_grad, self.x, v, retain_graph=True)
-            return hv
-        # (k, d) batched cotangents: one vmapped backward for the whole block
-        (hv,) = torch.autograd.grad(
-            self._graph_grad, self.x, v.T.contiguous(), retain_graph=True, is_grads_batched=True
-        )
-        return hv.T
+        self.parent.hvp_count += 1 if v.ndim == 1 else v.shape[1]
+        return graph_product(self._graph_grad, self.x, v, retain_graph=True)
 
     def release(self) -> None:
         """Drop the graph (frees its activations)."""
@@ -145,31 +136,39 @@ class Objective:
     device: torch.device
 
     def __init__(self, hvp_method: str = "retained"):
-        if hvp_method not in HVP_METHODS:
-            raise ValueError(f"hvp_method must be one of {HVP_METHODS}, got {hvp_method!r}")
         self.hvp_method = hvp_method
         self.hvp_count = 0  # single-vector Hessian products so far
         self.grad_count = 0  # gradient evaluations so far
+
+    @property
+    def hvp_method(self) -> str:
+        """The product engine's name; setting it switches the engine (and drops the point)."""
+        return self.engine.name
+
+    @hvp_method.setter
+    def hvp_method(self, method: str) -> None:
+        self.engine = engine_for(method)  # refuses a name not in HVP_METHODS
         self._point: PointObjective | None = None
 
     # subclasses
     def terms(self) -> Iterator[Term]:
         raise NotImplementedError
 
-    def exact_terms(self) -> Iterator[Term]:
-        """The terms, each evaluated under :func:`exact_derivatives` (fused norms and
-        attention replaced by composite formulas, so every derivative order is right)."""
+    def exact_terms(self, needs: str = "any") -> Iterator[Term]:
+        """The terms, each evaluated under :func:`exact_derivatives` routed for ``needs``
+        (``"any"``: fused norms and attention replaced by composite formulas, so every
+        derivative order is right; ``"grad"``: the model's own kernels)."""
         for term in self.terms():
-            yield _exact(term)
+            yield _exact(term, needs)
 
-    def term_fns(self) -> Iterator[ScalarFn]:
-        for term in self.exact_terms():
+    def term_fns(self, needs: str = "any") -> Iterator[ScalarFn]:
+        for term in self.exact_terms(needs):
             yield lambda x, term=term: term(x)[0]
 
     # values and gradients
     def value(self, x: Tensor) -> Tensor:
         with torch.no_grad():
-            return sum(fn(x) for fn in self.term_fns())
+            return sum(fn(x) for fn in self.term_fns("grad"))
 
     def value_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
         value, g, _ = self.value_grad_aux(x)
@@ -181,7 +180,7 @@ class Objective:
         value = torch.zeros((), dtype=x.dtype, device=x.device)
         g = torch.zeros_like(x)
         aux_total = None
-        for term in self.exact_terms():
+        for term in self.exact_terms("grad"):
             loss, aux = term(xr)
             (gc,) = torch.autograd.grad(loss, xr)
             value = value + loss.detach()
@@ -212,37 +211,13 @@ class Objective:
         return point.hvp(v)
 
     def product(self, x: Tensor, v: Tensor) -> Tensor:
-        """H(x) v by the non-retained method (``rev-rev`` or ``fwd-rev``), counted."""
+        """H(x) v by the engine at a point it does not keep (``retained``: double
+        backward), summed over the terms, counted."""
         self.hvp_count += 1 if v.ndim == 1 else v.shape[1]
         x = x.detach()
-        if self.hvp_method == "fwd-rev":
-            return self._hvp_forward_over_reverse(x, v)
-        return self._hvp_double_backward(x, v)
-
-    def _hvp_double_backward(self, x: Tensor, v: Tensor) -> Tensor:
-        xr = x.requires_grad_(True) if not x.requires_grad else x
         out = torch.zeros(v.shape, dtype=x.dtype, device=x.device)
-        for fn in self.term_fns():
-            (g,) = torch.autograd.grad(fn(xr), xr, create_graph=True)
-            if not g.requires_grad:  # this term is linear in x
-                continue
-            if v.ndim == 1:
-                (hv,) = torch.autograd.grad(g, xr, v)
-                out = out + hv
-            else:
-                (hv,) = torch.autograd.grad(g, xr, v.T.contiguous(), is_grads_batched=True)
-                out = out + hv.T
-        return out
-
-    def _hvp_forward_over_reverse(self, x: Tensor, v: Tensor) -> Tensor:
-        out = torch.zeros(v.shape, dtype=x.dtype, device=x.device)
-        for fn in self.term_fns():
-            def hvp1(vec, fn=fn):
-                # + 0·vec: a term linear in x has a tangent that does not depend on vec,
-                # which vmap cannot batch (it raised for a block of vectors)
-                return jvp(grad(fn), (x,), (vec,))[1] + 0 * vec
-
-            out = out + (hvp1(v) if v.ndim == 1 else vmap(hvp1, in_dims=1, out_dims=1)(v))
+        for fn in self.term_fns(self.engine.needs):
+            out = out + self.engine.product(fn, x, v)
         return out
 
     # higher directional derivatives
@@ -268,20 +243,25 @@ class Objective:
     def hessian(self, x: Tensor) -> Tensor:
         """Dense Hessian (d, d) from d Hessian-vector products (tiny problems only).
 
-        Built from the objective's own products (columns ``H e_i``), which are
-        double-backward and therefore correct for every layer PyTorch
-        differentiates twice; symmetrised against rounding.
+        Built from the objective's own products (columns ``H e_i``) when its engine is
+        exact, else (``fd``) from double backward, so it is exact for every layer
+        PyTorch differentiates twice; symmetrised against rounding.
         """
         x = x.detach()
         eye = torch.eye(x.numel(), dtype=x.dtype, device=x.device)
-        with self.at(x) as point:
-            H = point.hvp(eye)
+        if self.engine.exact:
+            with self.at(x) as point:
+                H = point.hvp(eye)
+        else:
+            self.hvp_count += x.numel()
+            H = sum(ENGINES["rev-rev"].product(fn, x, eye)
+                    for fn in self.term_fns("double-backward"))
         return (H + H.T) / 2
 
 
-def _exact(term: Term) -> Term:
+def _exact(term: Term, needs: str) -> Term:
     def call(x: Tensor):
-        with exact_derivatives():
+        with exact_derivatives(needs):
             return term(x)
 
     return call

@@ -14,7 +14,11 @@ data) and leaves the module's running statistics untouched, so measuring a
 model never changes it.
 
 Every :class:`~eoskit.objective.Objective` evaluates its terms inside this
-context, so user models and user closures get it without asking.
+context, so user models and user closures get it without asking, routed only as far
+as the derivative it takes needs (``needs``): values, gradients and finite-difference
+products run on the fused kernels. Batch normalisation's buffers then follow the
+fused kernel (a training-mode call updates the running statistics it is given);
+:class:`~eoskit.objective.ModelObjective` hands it copies, so the model never changes.
 
 Example:
     >>> import torch
@@ -105,10 +109,29 @@ class _CompositeNorms(TorchFunctionMode):
         return _COMPOSITE.get(func, func)(*args, **kwargs)
 
 
+NEEDS = ("grad", "double-backward", "any")
+
+
 @contextmanager
-def exact_derivatives():
-    """Evaluate models so that all derivative orders are exact (see the module docstring)."""
-    with sdpa_kernel(SDPBackend.MATH), _CompositeNorms():
+def exact_derivatives(needs: str = "any"):
+    """Evaluate models so that the derivatives ``needs`` names are exact.
+
+    ``"any"`` (every order, forward mode included): fused norms and attention routed.
+    ``"double-backward"`` (second order by reverse mode): attention only, since the
+    fused norms' double backward is right and only fused attention has none.
+    ``"grad"`` (value, gradient, finite differences of gradients): nothing, so the model
+    runs on its own kernels. The routing intercepts every torch call in Python, which
+    is why it is applied only where an order needs it.
+    """
+    if needs not in NEEDS:
+        raise ValueError(f"needs must be one of {NEEDS}, got {needs!r}")
+    if needs == "grad":
         yield
+    elif needs == "double-backward":
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    else:
+        with sdpa_kernel(SDPBackend.MATH), _CompositeNorms():
+            yield
 
 

@@ -18,6 +18,7 @@ from eoskit.components import absolute_spec, is_spec
 from eoskit.data import DATASETS, FILE_DATASET_DIRS
 from eoskit.eigs import TRACKERS
 from eoskit.models import MODELS
+from eoskit.objective import HVP_METHODS
 from eoskit.optim import (
     HYPERPARAMETERS,
     OPTIMIZERS,
@@ -98,8 +99,8 @@ class RunConfig(_WithRuleFields):
     device: str = Field("cpu", description="cpu, cuda, cuda:N.")
     physical_batch: int | None = Field(1000, gt=0,
                                        description="Chunk size for full-batch passes.")
-    hvp_method: Literal["retained", "rev-rev", "fwd-rev"] = Field(
-        "retained", description="retained, rev-rev, fwd-rev.")
+    hvp_method: Literal[HVP_METHODS] = Field(
+        "retained", description=", ".join(HVP_METHODS) + " (eoskit.objective.products).")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms.")
     # measurement
     sharpness_every: int = Field(1, ge=0,
