@@ -43,8 +43,11 @@ from eoskit.monitor import Monitor
 REF_TOL = 1e-5
 
 
-def peak_rss_mb() -> float | None:
-    """Peak resident memory since the last :func:`reset_peak` (Linux), MB."""
+def peak_mb(device: str = "cpu") -> float | None:
+    """Peak memory since the last :func:`reset_peak`, MB: the GPU's allocated memory on CUDA,
+    else the resident set (Linux)."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -54,7 +57,11 @@ def peak_rss_mb() -> float | None:
     return None
 
 
-def reset_peak() -> None:
+def reset_peak(device: str = "cpu") -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
@@ -66,7 +73,7 @@ def _train_step(model, opt, ids) -> float:
     loss = next_token_loss(model(ids), ids)
     loss.backward()
     opt.step()
-    return float(loss)
+    return float(loss.detach())  # a GPU loop synchronises here too
 
 
 def _reference(mon: Monitor, eig_vec, target: str, p) -> float:
@@ -76,6 +83,7 @@ def _reference(mon: Monitor, eig_vec, target: str, p) -> float:
     with torch.enable_grad(), obj.at(x) as point:
         mv = point.hvp if target == "raw" else preconditioned_matvec(point.hvp, p)
         res = lanczos(mv, obj.dim, 1, tol=REF_TOL, criterion="eigenvalue", dtype=x.dtype,
+                      device=x.device,
                       v0=eig_vec, warm_noise=1.0, max_iter=60, seed=17)
     return float(res.eigenvalues[0])
 
@@ -95,19 +103,19 @@ def _check(mon: Monitor, row: dict) -> dict:
 
 
 def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed: int = 0,
-                  references: bool = True, log=print) -> dict:
+                  references: bool = True, device: str = "cpu", log=print) -> dict:
     """One row: products, errors, time ratio and memory of a Monitor in this loop."""
     s = SETTINGS[setting]
-    model = build_model(s, seed)
+    model = build_model(s, seed).to(device)
     opt = make_optimizer(optimizer, model, s.lr[optimizer])
     d = sum(p.numel() for p in model.parameters())
-    stream = batches(s, model.vocab, seed + 1)
+    stream = (b.to(device) for b in batches(s, model.vocab, seed + 1))
     probe = torch.randint(0, model.vocab, (s.batch, s.seq),
-                          generator=torch.Generator().manual_seed(seed + 2))
-    reset_peak()
+                          generator=torch.Generator().manual_seed(seed + 2)).to(device)
+    reset_peak(device)
     for _ in range(2):
         _train_step(model, opt, next(stream))
-    plain_peak = peak_rss_mb()
+    plain_peak = peak_mb(device)
     mon = Monitor(model, next_token_loss, (probe, probe), every=every, optimizer=opt)
     mon.steps = 2
     peaks, errors, t_mon, plain_steps = [], [], 0.0, []
@@ -120,7 +128,7 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
             _train_step(twin, twin_opt, ids)
             plain_steps.append(time.perf_counter() - t0)
         if len(mon.rows) < 2:
-            reset_peak()
+            reset_peak(device)
         t0 = time.perf_counter()
         _train_step(model, opt, ids)
         row = mon.step()
@@ -131,7 +139,7 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
         if row is None:
             continue
         if len(mon.rows) <= 2:
-            peaks.append(peak_rss_mb())
+            peaks.append(peak_mb(device))
         log(f"  step {step}: sharpness {row['sharpness']:.5g} "
             f"precond {row.get('precond_sharpness')} hvps {row['hvps']} "
             f"({row['measure_seconds']:.1f} s = {row['measure_steps'] or 0:.1f} steps)")
@@ -141,8 +149,9 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
             twin = copy.deepcopy(model)
             twin_opt = make_optimizer(optimizer, twin, s.lr[optimizer])
             twin_opt.load_state_dict(opt.state_dict())
-    return _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors,
-                    t_mon, plain_steps)
+    out = _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mon,
+                   plain_steps)
+    return {**out, "device": device}
 
 
 def _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mon, plain):

@@ -126,6 +126,7 @@ def monitor_cmd(
     steps: int = _O(42, min=3, help="Optimiser steps per (setting, optimiser, every)."),
     references: bool = _O(True, help="Check each measurement against a tight solve."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
+    device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
     markdown_out: Optional[Path] = _O(None, "--markdown", help="Write the table here."),
     quiet: bool = _O(False, help="No progress lines."),
@@ -149,6 +150,8 @@ def monitor_cmd(
         raise UsageError(f"--every must be comma-separated integers, got {every!r}") from None
     if any(n < 1 for n in intervals):
         raise UsageError(f"--every must be at least 1, got {every!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
     log = (lambda *a, **k: None) if quiet else typer.echo
@@ -157,7 +160,8 @@ def monitor_cmd(
         for opt in opts:
             for n in intervals:
                 log(f"{name} {opt} every {n}")
-                rows.append(bench_monitor(name, opt, n, steps, references=references, log=log))
+                rows.append(bench_monitor(name, opt, n, steps, references=references,
+                                          device=device, log=log))
     table = markdown(rows)
     typer.echo(table)
     if json_out is not None:
