@@ -84,7 +84,7 @@ def _reference(mon: Monitor, eig_vec, target: str, p) -> float:
         mv = point.hvp if target == "raw" else preconditioned_matvec(point.hvp, p)
         res = lanczos(mv, obj.dim, 1, tol=REF_TOL, criterion="eigenvalue", dtype=x.dtype,
                       device=x.device,
-                      v0=eig_vec, warm_noise=1.0, max_iter=60, seed=17)
+                      v0=eig_vec, warm_noise=1.0, max_iter=40, seed=17)
     return float(res.eigenvalues[0])
 
 

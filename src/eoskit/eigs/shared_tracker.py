@@ -176,7 +176,9 @@ class SharedTracker:
         else:
             err = eigenvalue_bounds(th[:k], resid[:k], upper=upper)
         scale = np.maximum(np.abs(th[:k]), np.finfo(float).tiny)
-        ratios = err / (self.tol * scale)
+        # λ_{k+1} only sets the warm solves' gap (raised by its own bound): 10·tol is enough
+        tols = np.where(np.arange(k) < self.k, self.tol, 10 * self.tol)
+        ratios = err / (tols * scale)
         if k < want:
             ratios = np.append(ratios, np.inf)
         i = int(np.argmax(ratios[:k])) if k else 0
