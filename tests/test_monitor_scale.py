@@ -126,7 +126,7 @@ def test_kappa_every_step_matches_an_independent_computation(on_batch):
         s = x1 - x0.detach()
         L1 = _loss_at(model, x1, Xb, Yb)
         expected.append(float(2 * (L1 - L0.detach() - g0 @ s) / (s @ s)))
-        mon.step(**({"batch": (X[idx], Y[idx]), "loss": float(loss)} if on_batch else {}))
+        mon.step(**({"batch": (X[idx], Y[idx]), "loss": float(loss.detach())} if on_batch else {}))
     got = [r["eff_curvature"] for r in mon.step_rows]
     # the Monitor first sees x_1: row t is the step from x_t (t = 1..4)
     assert [r["step"] for r in mon.step_rows] == [1, 2, 3, 4]
