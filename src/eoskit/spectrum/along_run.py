@@ -148,9 +148,12 @@ class SpectrumMeter:
     def columns(self) -> list[str]:
         return spectrum_columns(self.blocks)
 
-    def measure(self, obj: ModelObjective, x: Tensor, threshold: float,
+    def measure(self, obj: ModelObjective, x: Tensor, threshold: float | None,
                 step: int) -> tuple[dict, list[dict]]:
-        """``spectrum.csv``'s row and ``spectrum_nodes.csv``'s rows at ``x``."""
+        """``spectrum.csv``'s row and ``spectrum_nodes.csv``'s rows at ``x``.
+
+        ``threshold``: the stability threshold (None when unknown: no mass above it).
+        """
         x = x.detach()
         d, args = x.numel(), (x.dtype, x.device)
         with torch.enable_grad(), obj.at(x) as point:
@@ -168,7 +171,7 @@ class SpectrumMeter:
                "lambda_min": float(low.eigenvalues[0]), "gn_top": float(gn.eigenvalues[0]),
                "remainder_top": float(top_rest.eigenvalues[0]),
                **{f"block_{n}": float(r.eigenvalues[0]) for n, r in blocks.items()},
-               "mass_above_threshold": sd.count_above(threshold),
+               "mass_above_threshold": None if threshold is None else sd.count_above(threshold),
                "products_density": hvp["density"].calls,
                "products_lambda_min": hvp["lambda_min"].calls,
                "products_blocks": hvp["blocks"].calls, "products_gauss_newton": G_calls,
