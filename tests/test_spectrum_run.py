@@ -157,3 +157,29 @@ def test_monitor_writes_the_spectrum_tables(tmp_path):
     assert rows[1]["lambda_min"] == pytest.approx(
         float(torch.linalg.eigvalsh((H + H.T) / 2)[0]), abs=TOL)
     assert (tmp_path / "m" / "plots" / "layers.png").is_file()
+
+
+class _DictOutput(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return {"logits": torch.tanh(self.lin(x))}
+
+
+def test_a_model_with_dict_outputs_gets_no_gauss_newton_split_and_the_rest():
+    from eoskit.objective import ModelObjective
+    from eoskit.spectrum.along_run import SpectrumMeter
+
+    torch.manual_seed(0)
+    model = _DictOutput().double()
+    X, Y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    obj = ModelObjective(model, lambda out, y: torch.nn.functional.mse_loss(out["logits"], y),
+                         X, Y, count_correct=False)
+    row, _ = SpectrumMeter(1, 4, 1e-10, blocks=layout_blocks(obj)).measure(obj, obj.x0(), 2.0, 0)
+    assert row["gn_top"] is None and row["products_gauss_newton"] == 0
+    H = dense_hessian(lambda p: torch.nn.functional.mse_loss(
+        functional_call(model, obj.layout.unflatten(p), (X,))["logits"], Y), obj.x0())
+    assert row["lambda_min"] == pytest.approx(float(torch.linalg.eigvalsh((H + H.T) / 2)[0]),
+                                              abs=TOL)

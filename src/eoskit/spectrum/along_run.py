@@ -162,24 +162,33 @@ class SpectrumMeter:
                                   *args)
             low = self.lambda_min.measure(hvp["lambda_min"], d, *args)
             blocks = self.block_tracker.measure(hvp["blocks"], self.blocks, d, *args)
-            G = _Counted(model_gauss_newton_product(obj, x))
-            gn = self.gauss_newton.parts["gauss_newton"].measure(G, d, *args)
-            G_calls = G.calls
-            rest = _Counted(lambda v: point.hvp(v) - G(v))
-            top_rest = self.gauss_newton.parts["remainder"].measure(rest, d, *args)
+            split = self._split(obj, x, point.hvp)
         row = {"step": step, "threshold": threshold, "trace": sd.trace,
-               "lambda_min": float(low.eigenvalues[0]), "gn_top": float(gn.eigenvalues[0]),
-               "remainder_top": float(top_rest.eigenvalues[0]),
+               "lambda_min": float(low.eigenvalues[0]), **split,
                **{f"block_{n}": float(r.eigenvalues[0]) for n, r in blocks.items()},
                "mass_above_threshold": None if threshold is None else sd.count_above(threshold),
                "products_density": hvp["density"].calls,
                "products_lambda_min": hvp["lambda_min"].calls,
-               "products_blocks": hvp["blocks"].calls, "products_gauss_newton": G_calls,
-               "products_remainder": rest.calls}
+               "products_blocks": hvp["blocks"].calls}
         nodes = [{"step": step, "probe": p, "node": float(sd.nodes[p, j]),
                   "weight": float(sd.weights[p, j])}
                  for p in range(sd.nodes.shape[0]) for j in range(sd.nodes.shape[1])]
         return row, nodes
+
+    def _split(self, obj: ModelObjective, x: Tensor, hvp: MatVec) -> dict:
+        """The Gauss–Newton and remainder tops and their products; empty cells when the
+        model's output is not one tensor (a dict of outputs has no single ``J``)."""
+        if not isinstance(obj.forward(x, take(obj.inputs, 0, 1)), Tensor):
+            return {"gn_top": None, "remainder_top": None, "products_gauss_newton": 0,
+                    "products_remainder": 0}
+        d, args = x.numel(), (x.dtype, x.device)
+        G = _Counted(model_gauss_newton_product(obj, x))
+        gn = self.gauss_newton.parts["gauss_newton"].measure(G, d, *args)
+        g_calls = G.calls
+        rest = _Counted(lambda v: hvp(v) - G(v))
+        top = self.gauss_newton.parts["remainder"].measure(rest, d, *args)
+        return {"gn_top": float(gn.eigenvalues[0]), "remainder_top": float(top.eigenvalues[0]),
+                "products_gauss_newton": g_calls, "products_remainder": rest.calls}
 
     def state_dict(self) -> dict:
         return {"lambda_min": self.lambda_min.state_dict(),
