@@ -64,6 +64,7 @@ from eoskit.metrics.columns import monitor_columns
 from eoskit.metrics.metric_rows import monitor_row, precond_cells, step_cells
 from eoskit.monitor.data import measurement_set
 from eoskit.monitor.monitor_dir import MonitorRunDir
+from eoskit.monitor.monitor_spectrum import MonitorSpectrum
 from eoskit.monitor.optimizers import (
     adaptive,
     optimizer_beta,
@@ -106,6 +107,9 @@ class Monitor:
     ``curvature=False`` skips the extra forward pass that ``eff_curvature`` costs.
     ``mode``: the tracker (:data:`eoskit.eigs.TRACKERS`: ``"lanczos"``, or
     ``"streaming"``, about one product per measurement once the vectors settle).
+    ``spectrum_every``: the whole spectrum every that many steps into ``spectrum.csv``
+    and ``spectrum_nodes.csv`` (``spectrum_probes``/``spectrum_steps``: SLQ's; see
+    :mod:`~eoskit.monitor.monitor_spectrum`; 0: never).
     """
 
     def __init__(
@@ -129,6 +133,9 @@ class Monitor:
         criterion: str = "eigenvalue",
         curvature: bool = True,
         mode: str = "lanczos",
+        spectrum_every: int = 0,
+        spectrum_probes: int = 1,
+        spectrum_steps: int = 80,
     ):
         if every < 1 or neigs < 1:
             raise ValueError(f"every and neigs must be at least 1, got {every} and {neigs}")
@@ -159,6 +166,10 @@ class Monitor:
         from eoskit.loggers import make_sinks
 
         self.sinks = make_sinks(loggers, out)
+        self.spectrum = MonitorSpectrum(  # spectrum.csv beside metrics.csv (monitor_spectrum.py)
+            self.objective, spectrum_every, out, probes=spectrum_probes, steps=spectrum_steps,
+            tol=tol, restart_every=restart_every, criterion=criterion,
+            seed=seed) if spectrum_every else None
         for sink in self.sinks:
             sink.log_params({**config, **meta})
 
@@ -190,6 +201,8 @@ class Monitor:
                                                         self.rows[-1]["step"] == self.steps)
         if self._pending is not None and not measure:
             self._complete_pending()
+        if self.spectrum is not None:
+            self.spectrum.maybe_measure(self.steps, optimizer_threshold(self.optimizer))
         return self.measure() if measure else None
 
     def measure(self) -> dict:
@@ -269,7 +282,8 @@ class Monitor:
                      "hvps_per_measurement": self.hvps_total / max(len(self.rows), 1),
                      "wall_time": time.perf_counter() - self._t0}
             summary = self.run_dir.finish(self.rows, status, extra)
-            for path in self._artifacts():
+            spectrum_plots = self.spectrum.close() if self.spectrum is not None else []
+            for path in self._artifacts() + spectrum_plots:
                 for sink in self.sinks:
                     sink.log_artifact(path)
         for sink in self.sinks:
