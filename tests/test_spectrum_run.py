@@ -183,3 +183,16 @@ def test_a_model_with_dict_outputs_gets_no_gauss_newton_split_and_the_rest():
         functional_call(model, obj.layout.unflatten(p), (X,))["logits"], Y), obj.x0())
     assert row["lambda_min"] == pytest.approx(float(torch.linalg.eigvalsh((H + H.T) / 2)[0]),
                                               abs=TOL)
+
+
+def test_spectrum_over_processes_is_refused_with_one_line(tmp_path):
+    # the Gauss–Newton split and the blocks need the run's own model: refused before any
+    # process starts (exit 2, one line), not as a traceback from each rank
+    proc = subprocess.run(
+        [sys.executable, "-m", "eoskit", "run", "--dataset", "digits", "--n-train", "64",
+         "--width", "8", "--steps", "3", "--spectrum-every", "1", "--nproc", "2",
+         "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "--spectrum-every needs one process" in \
+        proc.stderr
+    assert not (tmp_path / "run").exists()
