@@ -15,7 +15,7 @@ from eoskit import store
 from eoskit.eigs import top_eigenpairs
 from eoskit.models import build_model
 from eoskit.objective import FunctionObjective, ModelObjective
-from eoskit.plots.diagnostics import plot_diagnostics
+from eoskit.plots.diagnostics_figures import plot_diagnostics
 
 F64 = torch.float64
 

@@ -16,7 +16,7 @@ import torch
 from eoskit import store
 from eoskit.diagnostics import DIAGNOSTIC_COLUMNS, diagnose_step
 from eoskit.objective import FunctionObjective
-from eoskit.plots.diagnostics import (
+from eoskit.plots.diagnostics_figures import (
     BAND_GID,
     MARKER_GID,
     diagnostics_figures,

@@ -25,7 +25,7 @@ from eoskit.orbits import (
     orbit_checks,
     reduce_at_fixed_point,
 )
-from eoskit.plots.bifurcation import plot_bifurcation
+from eoskit.plots.bifurcation_figures import plot_bifurcation
 from eoskit.testfns import (
     builtin,
     linear_net_balanced_minimum,

@@ -106,7 +106,7 @@ def flow_cmd(
     """Run GD and integrate gradient flow and the central flow from the same start."""
     from eoskit import store
     from eoskit.flows.flow_run import FlowSettings, run_flows
-    from eoskit.plots.flows import plot_flows
+    from eoskit.plots.flows_figures import plot_flows
 
     if resume is not None:
         if any(v is not None for v in (out, config, objective, x0, lr, steps,

@@ -217,7 +217,7 @@ def _identities(run_dir: Path, c: dict) -> str:
                f"<td class='num'>{_fmt(min(margins) if margins else None)}</td></tr>")
     out.append("<table>" + "".join(trs) + "</table>")
     try:
-        from eoskit.plots.diagnostics import plot_diagnostics
+        from eoskit.plots.diagnostics_figures import plot_diagnostics
 
         with tempfile.TemporaryDirectory() as tmp:
             paths = plot_diagnostics(diag_path, tmp, c["lr"])

@@ -37,7 +37,7 @@ def plot_results(out: Path, lr: float) -> None:
     try:
         plot_run(out)
         if (out / "diagnostics.csv").exists():
-            from eoskit.plots.diagnostics import plot_diagnostics
+            from eoskit.plots.diagnostics_figures import plot_diagnostics
 
             plot_diagnostics(out / "diagnostics.csv", out / "plots", lr)
         if (out / "spectrum.csv").exists():
