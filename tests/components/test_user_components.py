@@ -21,7 +21,7 @@ from eoskit.training.run_problem import build_problem
 from eoskit.training.stored_run import load_run
 from tests import references as R
 
-USER = Path(__file__).resolve().parent.parent / "examples" / "user"
+USER = Path(__file__).resolve().parents[2] / "examples" / "user"
 SEED, DATA_SEED, N_TRAIN, LR, STEPS, WIDTH = 3, 5, 40, 0.2, 20, 8
 ARGS = ["--model", f"{USER / 'model.py'}:ResidualNet", "--dataset", f"{USER / 'data.py'}:teacher",
         "--loss", f"{USER / 'loss.py'}:log_cosh", "--n-train", str(N_TRAIN), "--n-test", "8",

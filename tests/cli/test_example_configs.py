@@ -9,7 +9,7 @@ import pytest
 from eoskit.sweep.spec import load_sweep
 from eoskit.training.config import load_toml, run_config_from
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.toml"))
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.toml"))
 
 
 def test_there_are_examples():

@@ -1,6 +1,6 @@
 """The Objective / PointObjective contract against closed forms.
 
-Written to kill the mutants tests/test_objective.py lets survive in
+Written to kill the mutants tests/objective/test_objective.py lets survive in
 eoskit.objective.base (benchmarks/results/mutation.md). The reference objective is a
 sum of two terms, L = ½ xᵀAx + bᵀx + Σ cᵢ xᵢ⁴/12, whose gradient, Hessian
 A + diag(c x²), third derivative T[u, v, ·] = 2 c x u v and fourth directional

@@ -1,6 +1,6 @@
 """Lanczos and its basis arithmetic on operators with known spectra.
 
-Written against the mutants tests/test_eigs.py lets survive in eoskit.eigs.krylov and
+Written against the mutants tests/eigs/test_solvers.py lets survive in eoskit.eigs.krylov and
 eoskit.eigs.solvers (benchmarks/results/mutation.md). References: diagonal operators
 (eigenpairs are the coordinates), hand-computed error bounds, and dense eigh.
 """

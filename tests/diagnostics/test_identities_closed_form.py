@@ -1,6 +1,6 @@
 """Closed-form checks of the edge-coupling identities (docs/theory.md §1-3).
 
-Written to kill the mutants that tests/test_diagnostics.py lets survive in
+Written to kill the mutants that tests/diagnostics/test_identities.py lets survive in
 eoskit.diagnostics.identities and eoskit.diagnostics.forcing
 (benchmarks/results/mutation.md). References: a quadratic L = ½ xᵀAx + bᵀx, whose
 values, gradients and GD steps are exact closed forms, and hand-computed numbers.

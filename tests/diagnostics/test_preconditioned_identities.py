@@ -16,7 +16,7 @@ from eoskit.optim import make_rule, rule_for
 from eoskit.training.config import RunConfig
 from eoskit.training.loop import train
 from eoskit.training.run_problem import build_problem
-from tests.test_diagnostics import random_polynomial
+from tests.diagnostics.test_identities import random_polynomial
 
 F64 = torch.float64
 

@@ -117,7 +117,7 @@ def test_thresholds_of_torch_optimisers():
     assert optimizer_threshold(sgd(p, lr=0.1, momentum=0.5, dampening=0.5)) == pytest.approx(
         3.0 / 0.05)
     assert optimizer_threshold(sgd(p, lr=0.1, weight_decay=0.5)) == pytest.approx(19.5)
-    # adaptive: on the preconditioned sharpness (tests/test_monitor_precond.py)
+    # adaptive: on the preconditioned sharpness (tests/monitor/test_preconditioned_sharpness.py)
     assert optimizer_threshold(torch.optim.Adam(p, lr=0.1)) == pytest.approx(3.8 / 0.01)
     assert optimizer_threshold(torch.optim.RMSprop(p, lr=0.1)) == pytest.approx(20.0)
     assert optimizer_threshold(torch.optim.Adagrad(p, lr=0.1)) is None
@@ -259,7 +259,7 @@ def test_run_directory_contract_and_report(tmp_path):
     assert "eoskit run" in page and "completed" in page
     run = load_monitor_run(out)
     assert run.metrics == rows and run.summary["status"] == "completed"
-    # load_run reads it too, without objective or parameters (tests/test_monitor_load_run.py)
+    # load_run reads it too, without objective or parameters (monitor/test_monitor_load_run.py)
     assert load_run(out).objective is None
     with pytest.raises(store.RunDirError):
         Monitor(model, F.mse_loss, (X, Y), out=out)

@@ -10,7 +10,7 @@ from torch.func import functional_call
 from eoskit.models import MODELS, ModelError, build_model, count_parameters
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
-# fc and cnn models: (n, *shape) images -> (n, outputs); the rest in test_models_modern.py
+# fc and cnn models: (n, *shape) images -> (n, outputs); the rest in test_modern_models.py
 IMAGE_MODELS = [m for m in MODELS if m.startswith(("fc-", "cnn-"))]
 
 

@@ -1,6 +1,6 @@
 """Segment quadrature against closed forms (docs/theory.md §2-3).
 
-Written to kill the mutants tests/test_diagnostics.py lets survive in
+Written to kill the mutants tests/diagnostics/test_identities.py lets survive in
 eoskit.diagnostics.quadrature (benchmarks/results/mutation.md). On L = Σ xᵢ⁴/12,
 H(z) = diag(z²), so along x + τs every quantity is a polynomial in τ:
 H(x+τs)s = (x+τs)²s, ∫₀¹ (x+τs)² dτ = x² + xs + s²/3 and
