@@ -2,12 +2,11 @@
 
 The references here never touch eoskit: the user's files are imported with
 importlib, the model is built under ``torch.manual_seed(seed)``, its Hessian is
-the dense ``torch.func.hessian`` of a plain closure, and GD is a hand-written
-loop over ``model.parameters()``.
+the dense double-backward Hessian of a plain closure (tests/references.py), and GD
+is a hand-written loop over ``model.parameters()``.
 """
 
 import importlib.util
-import math
 from pathlib import Path
 
 import pytest
@@ -66,14 +65,10 @@ def user_run(tmp_path_factory):
 
 def test_sharpness_at_step_0_equals_the_dense_hessian_of_the_users_model(user_run):
     model, x, y, loss_fn = _reference()
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    flat0, params_of = R.flat_parameters(model)
 
     def loss_of(flat):
-        parts = torch.split(flat, [math.prod(s) for s in shapes])
-        params = {n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)}
-        return loss_fn(functional_call(model, params, (x,)), y)
+        return loss_fn(functional_call(model, params_of(flat), (x,)), y)
 
     # double backward: torch.func.hessian is wrong through native layer_norm in torch 2.13
     dense = torch.linalg.eigvalsh(R.dense_hessian(loss_of, flat0))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call, hessian
+from torch.func import functional_call
 from torch.nn import functional as F
 
 pl = pytest.importorskip("lightning.pytorch")
 
 from eoskit.integrations.lightning import SharpnessCallback  # noqa: E402
+from tests import references as R  # noqa: E402
 
 
 class Regressor(pl.LightningModule):
@@ -50,16 +51,12 @@ class Recorder(pl.loggers.Logger):
 
 
 def dense_top(module, X, Y):
-    names = [n for n, _ in module.named_parameters()]
-    params = [p.detach() for _, p in module.named_parameters()]
-    x = torch.cat([p.reshape(-1) for p in params])
+    x, params_of = R.flat_parameters(module)
 
     def f(x):
-        chunks = torch.split(x, [p.numel() for p in params])
-        tensors = {n: c.view(p.shape) for n, c, p in zip(names, chunks, params, strict=True)}
-        return F.mse_loss(functional_call(module, tensors, (X,)), Y)
+        return F.mse_loss(functional_call(module, params_of(x), (X,)), Y)
 
-    H = hessian(f)(x)
+    H = R.dense_hessian(f, x)
     return float(torch.linalg.eigvalsh((H + H.T) / 2)[-1])
 
 
@@ -116,15 +113,12 @@ def test_adam_logs_the_preconditioned_sharpness(tmp_path):
     opt = trainer.optimizers[0]
     p = torch.cat([((opt.state[q]["exp_avg_sq"] / (1 - 0.99 ** float(opt.state[q]["step"])))
                     .sqrt() + 1e-8).reshape(-1) for q in module.parameters()])
-    names = [n for n, _ in module.named_parameters()]
-    params = [q.detach() for q in module.parameters()]
+    x, params_of = R.flat_parameters(module)
 
     def f(x):
-        chunks = torch.split(x, [q.numel() for q in params])
-        return F.mse_loss(functional_call(module, {n: c.view(q.shape) for n, c, q in zip(
-            names, chunks, params, strict=True)}, (X,)), Y)
+        return F.mse_loss(functional_call(module, params_of(x), (X,)), Y)
 
-    H = hessian(f)(torch.cat([q.reshape(-1) for q in params]))
+    H = R.dense_hessian(f, x)
     r = p.rsqrt()
     want = float(torch.linalg.eigvalsh(r[:, None] * ((H + H.T) / 2) * r[None, :])[-1])
     assert rows[-1]["precond_sharpness"] == pytest.approx(want, rel=1e-8)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call, hessian
+from torch.func import functional_call
 from torch.nn import functional as F
 
 transformers = pytest.importorskip("transformers")
 
 from eoskit.integrations.transformers import SharpnessCallback  # noqa: E402
+from tests import references as R  # noqa: E402
 
 
 class Regressor(nn.Module):
@@ -37,15 +38,12 @@ class Samples(torch.utils.data.Dataset):
 
 
 def dense_top(model, batch):
-    names = [n for n, _ in model.named_parameters()]
-    params = [p.detach() for _, p in model.named_parameters()]
+    x, params_of = R.flat_parameters(model)
 
     def f(x):
-        chunks = torch.split(x, [p.numel() for p in params])
-        tensors = {n: c.view(p.shape) for n, c, p in zip(names, chunks, params, strict=True)}
-        return functional_call(model, tensors, (), batch)["loss"]
+        return functional_call(model, params_of(x), (), batch)["loss"]
 
-    H = hessian(f)(torch.cat([p.reshape(-1) for p in params]))
+    H = R.dense_hessian(f, x)
     return float(torch.linalg.eigvalsh((H + H.T) / 2)[-1])
 
 

@@ -27,6 +27,7 @@ from eoskit.objective import ModelObjective, ce_sum, mse_sum, n_correct
 from eoskit.training.config import RunConfig
 from eoskit.training.loop import train
 from eoskit.training.run_problem import build_problem
+from tests import references as R
 
 METHODS = ["retained", "rev-rev", "fwd-rev"]
 TRANSFORMERS = ["transformer", "transformer-causal"]
@@ -62,14 +63,6 @@ def _plain_loss(model, X, Y, loss):
         return per_token.reshape(len(X), -1).mean(dim=1).mean()
 
     return f
-
-
-def _dense_hessian(f, x):
-    x = x.detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(f(x), x, create_graph=True)
-    eye = torch.eye(len(x), dtype=x.dtype)
-    # one double-backward column at a time: fused group_norm's backward has no batching rule
-    return torch.stack([torch.autograd.grad(g, x, e, retain_graph=True)[0] for e in eye])
 
 
 def _flat(model):
@@ -188,7 +181,7 @@ def _hessian_problem(kind):
 @functools.cache
 def _dense_reference(kind):
     model, X, Y, loss = _hessian_problem(kind)
-    return _dense_hessian(_plain_loss(model, X, Y, loss), _flat(model))  # (d, d)
+    return R.dense_hessian(_plain_loss(model, X, Y, loss), _flat(model))  # (d, d)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -289,7 +282,7 @@ def _dense_top_at_start(loss):
     data = problem.dataset
     y = data.y_train.double() if loss == "mse" else data.y_train
     plain = _plain_loss(problem.model.double(), data.x_train, y, loss)
-    return torch.linalg.eigvalsh(_dense_hessian(plain, problem.x0)).flip(0)[:2].numpy()
+    return torch.linalg.eigvalsh(R.dense_hessian(plain, problem.x0)).flip(0)[:2].numpy()
 
 
 @pytest.mark.parametrize("loss,method", [("ce", m) for m in METHODS] + [("mse", "retained")])
@@ -330,7 +323,7 @@ def test_user_transformer_encoder_tracked_with_every_method():
     trackers = {m: SharpnessTracker(1, 1e-10, 0) for m in METHODS}
     x, lr = objs["retained"].x0(), 0.5
     for _ in range(3):  # tracked GD steps, every method warm-started along the same path
-        top = float(torch.linalg.eigvalsh(_dense_hessian(plain, x))[-1])
+        top = float(torch.linalg.eigvalsh(R.dense_hessian(plain, x))[-1])
         for method, obj in objs.items():
             with obj.at(x) as point:
                 eig = trackers[method].measure(point.hvp, obj.dim, x.dtype, x.device)

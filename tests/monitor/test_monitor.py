@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call, hessian
+from torch.func import functional_call
 from torch.nn import functional as F
 
 from eoskit import store
@@ -21,6 +21,7 @@ from eoskit.monitor import (
 )
 from eoskit.objective import ModelObjective
 from eoskit.training.stored_run import load_run
+from tests import references as R
 
 
 def mlp(dtype=torch.float64, seed=0, width=8, extra=()):
@@ -36,19 +37,14 @@ def data(n=40, dtype=torch.float64, seed=1):
 
 def dense_top(model, loss_fn, X, Y, k=1):
     """Top-k eigenvalues of the dense Hessian of loss_fn(model(X), Y) in the flat parameters,
-    by torch.func.hessian: independent of every eoskit code path."""
+    by double backward (tests/references.py): independent of every eoskit code path."""
     model = copy.deepcopy(model).double()
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    sizes = [p.numel() for _, p in model.named_parameters()]
-    x = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
+    x, params_of = R.flat_parameters(model)
 
     def f(x):
-        params = {n: c.view(s) for n, c, s in zip(names, torch.split(x, sizes), shapes,
-                                                      strict=True)}
-        return loss_fn(functional_call(model, params, (X.double(),)), Y.double())
+        return loss_fn(functional_call(model, params_of(x), (X.double(),)), Y.double())
 
-    H = hessian(f)(x)
+    H = R.dense_hessian(f, x)
     return torch.linalg.eigvalsh((H + H.T) / 2).flip(0)[:k].tolist()
 
 

@@ -2,7 +2,7 @@
 
 Reference: P rebuilt by hand from the gradients the loop produced (the
 optimisers' moment recursions written out here, torch's bias correction for
-Adam/AdamW, none for RMSprop), a dense Hessian by ``torch.func.hessian``, and
+Adam/AdamW, none for RMSprop), a dense Hessian by double backward (tests/references.py), and
 ``eigvalsh(P^{-1/2} H P^{-1/2})``; no eoskit code path is shared.
 """
 
@@ -13,24 +13,21 @@ import copy
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call, hessian
+from torch.func import functional_call
 from torch.nn import functional as F
 
 from eoskit.monitor import Monitor
+from tests import references as R
 
 
 def _dense_h(model, X, Y):
     model = copy.deepcopy(model)
-    named = list(model.named_parameters())
-    sizes = [p.numel() for _, p in named]
-    x = torch.cat([p.detach().reshape(-1) for _, p in named])
+    x, params_of = R.flat_parameters(model)
 
     def f(x):
-        params = {n: c.view(p.shape) for (n, p), c in zip(named, torch.split(x, sizes),
-                                                          strict=True)}
-        return F.mse_loss(functional_call(model, params, (X,)), Y)
+        return F.mse_loss(functional_call(model, params_of(x), (X,)), Y)
 
-    H = hessian(f)(x)
+    H = R.dense_hessian(f, x)
     return (H + H.T) / 2
 
 

@@ -19,6 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from eoskit.objective import FunctionObjective, ModelObjective
 from eoskit.objective.model import BatchNormChunkingWarning
+from tests import references as R
 
 TOL = 1e-6  # the goal for every comparison with finite differences
 
@@ -84,21 +85,6 @@ def _setup(name):
     return model, X, Y, loss, x0
 
 
-def _plain_hvp(loss, x, v):
-    x = x.detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(loss(x), x, create_graph=True)
-    (hv,) = torch.autograd.grad(g, x, v)
-    return hv
-
-
-def _richardson(f, h):
-    """Central difference of ``f(ε)`` at 0, extrapolated to O(h⁴)."""
-    def central(step):
-        return (f(step) - f(-step)) / (2 * step)
-
-    return (4 * central(h / 2) - central(h)) / 3
-
-
 def _rel(a, b):
     return float((a - b).norm() / b.norm())
 
@@ -111,9 +97,9 @@ def test_hvp_matches_finite_differences(name, method):
     obj = ModelObjective(model, "mse", X, Y, hvp_method=method)
     v = torch.randn(x0.numel(), generator=torch.Generator().manual_seed(2))
     v = v / v.norm()
-    fd = _richardson(lambda e: torch.func.grad(loss)(x0 + e * v), 1e-3)
+    fd = R.fd_hvp_extrapolated(loss, x0, v, h=1e-3)
     assert _rel(obj.hvp(x0, v), fd) < TOL
-    assert _rel(_plain_hvp(loss, x0, v), fd) < TOL  # the reference itself
+    assert _rel(R.hvp(loss, x0, v), fd) < TOL  # the reference itself
 
 
 @pytest.mark.parametrize("name", ["layernorm", "groupnorm", "rmsnorm", "attention",
@@ -124,15 +110,10 @@ def test_third_and_fourth_derivatives_match_finite_differences(name):
     gen = torch.Generator().manual_seed(3)
     u, v = (torch.randn(x0.numel(), generator=gen) for _ in range(2))
     u, v = u / u.norm(), v / v.norm()  # unit directions: the step h is the distance moved
-    d3_fd = _richardson(lambda e: _plain_hvp(loss, x0 + e * u, v), 1e-3)
+    d3_fd = R.fd_third_derivative(loss, x0, u, v, h=1e-3)
     assert _rel(obj.d3(x0, u, v), d3_fd) < TOL
-
-    def curvature(e):  # vᵀ H(x + εv) v; its second derivative in ε is F[v,v,v,v]
-        return v @ _plain_hvp(loss, x0 + e * v, v)
-
-    h = 5e-3
-    second = [(curvature(s) - 2 * curvature(0.0) + curvature(-s)) / s ** 2 for s in (h, h / 2)]
-    d4_fd = (4 * second[1] - second[0]) / 3
+    # vᵀ H(x + εv) v differenced twice in ε: F[v,v,v,v]
+    d4_fd = R.directional_fd(loss, x0, v, order=4, h=5e-3)
     assert abs(float(obj.d4(x0, v)) - float(d4_fd)) < TOL * abs(float(d4_fd))
 
 
@@ -140,8 +121,7 @@ def test_dense_hessian_and_user_closure_with_layernorm():
     model, X, Y, loss, x0 = _setup("layernorm")
     d = x0.numel()
     eye = torch.eye(d)
-    H_fd = torch.stack([_richardson(lambda e, i=i: torch.func.grad(loss)(x0 + e * eye[i]), 1e-3)
-                        for i in range(d)])
+    H_fd = R.fd_hessian(loss, x0, h=1e-3)
     H = FunctionObjective(loss, d).hessian(x0)  # a user closure calling nn.LayerNorm
     assert float((H - H_fd).abs().max() / H_fd.abs().max()) < TOL
     assert torch.equal(H, H.T)

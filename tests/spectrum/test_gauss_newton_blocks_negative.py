@@ -1,6 +1,6 @@
 """Gauss–Newton split, per-block sharpness and λ_min against dense float64 references.
 
-G's reference is built from a dense Jacobian (``torch.autograd.functional.jacobian``)
+G's reference is built from a dense Jacobian (``references.dense_jacobian``)
 and the dense Hessian of the loss in the outputs; H's from double-backward columns.
 """
 
@@ -19,23 +19,31 @@ from eoskit.spectrum import (
     LambdaMinTracker,
     module_blocks,
 )
-from tests.references import LOSS_FNS, dense_hessian, mlp_tanh, tiny_cnn
+from tests.references import (
+    LOSS_FNS,
+    dense_hessian,
+    dense_jacobian,
+    flat_parameters,
+    mlp_tanh,
+    tiny_cnn,
+)
 
 TOL = 1e-8
 
 
 def _closures(prob):
     """``outputs(p)``: the module's outputs on flat parameters; ``loss(z)``: the mean loss."""
-    names = [n for n, _ in prob.model.named_parameters()]
-    shapes = [p.shape for _, p in prob.model.named_parameters()]
-    sizes = [s.numel() for s in shapes]
+    _, params_of = flat_parameters(prob.model)
 
     def outputs(p):
-        chunks = torch.split(p, sizes)
-        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
-        return functional_call(prob.model, params, (prob.inputs,))
+        return functional_call(prob.model, params_of(p), (prob.inputs,))
 
     return outputs, lambda z: LOSS_FNS[prob.loss_name](z, prob.targets)
+
+
+def _loss_hessian(out_loss, z):
+    """The dense Hessian of the loss in the flattened outputs z, (z.numel(), z.numel())."""
+    return dense_hessian(lambda flat: out_loss(flat.view(z.shape)), z.reshape(-1))
 
 
 @functools.cache
@@ -45,8 +53,8 @@ def _split(build, loss, xscale):
     x = prob.x0 * xscale
     outputs, out_loss = _closures(prob)
     z = outputs(x).detach()
-    J = torch.autograd.functional.jacobian(outputs, x).reshape(z.numel(), -1)
-    L = torch.autograd.functional.hessian(out_loss, z).reshape(z.numel(), z.numel())
+    J = dense_jacobian(outputs, x)
+    L = _loss_hessian(out_loss, z)
     G = J.T @ L @ J
     H = dense_hessian(prob.f, x)
     return prob, x, outputs, out_loss, (G + G.T) / 2, (H + H.T) / 2
@@ -78,8 +86,8 @@ def test_gauss_newton_tracker_follows_a_trajectory():
         x = x + 0.01 * torch.randn(x.shape, dtype=x.dtype, generator=gen)
         split = tracker.measure(outputs, out_loss, x)
         z = outputs(x).detach()
-        J = torch.autograd.functional.jacobian(outputs, x).reshape(z.numel(), -1)
-        L = torch.autograd.functional.hessian(out_loss, z).reshape(z.numel(), -1)
+        J = dense_jacobian(outputs, x)
+        L = _loss_hessian(out_loss, z)
         G, H = J.T @ L @ J, dense_hessian(prob.f, x)
         assert split.gauss_newton.eigenvalues[0] == pytest.approx(_top(G, 1)[0], rel=TOL)
         assert split.remainder.eigenvalues[0] == pytest.approx(_top((H + H.T) / 2 - G, 1)[0],
