@@ -21,5 +21,5 @@ from eoskit.loggers.sink_registry import (
 from eoskit.loggers.tensorboard_sink import TensorBoardSink
 from eoskit.loggers.wandb_sink import WandbSink
 
-__all__ = ["MLflowSink", "NamedSink", "SINKS", "SINK_CLASSES", "Sink", "TensorBoardSink", "WandbSink",
-           "flat_params", "make_sinks", "parse_loggers", "scalars"]
+__all__ = ["MLflowSink", "NamedSink", "SINKS", "SINK_CLASSES", "Sink", "TensorBoardSink",
+           "WandbSink", "flat_params", "make_sinks", "parse_loggers", "scalars"]
