@@ -30,7 +30,6 @@ test: lint
 bench-peers: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
 	$(PY) -m pip install -q --no-deps -c constraints.txt curvlinops-for-pytorch
-	$(PY) scripts/check_extras.py
 
 bench: bench-peers
 	$(VENV)/bin/eoskit bench sharpness --json runs/bench-sharpness.json

@@ -8,6 +8,7 @@ package with its version; exits 1 naming the first that fails to import.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 # import name -> the extra that installs it
@@ -33,8 +34,6 @@ def main() -> int:
             failed += 1
             continue
         print(f"ok   {name:13s} {getattr(module, '__version__', '?')}")
-    import importlib.util
-
     if importlib.util.find_spec("torchvision") is not None:
         print("note torchvision is installed (no eoskit extra needs it)")
     return 1 if failed else 0
