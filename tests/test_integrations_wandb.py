@@ -142,3 +142,20 @@ def test_wandb_run_after_sigkill_and_resume_holds_each_step_once(tmp_path):
     assert [row["step"] for row in store.read_rows(metrics)] == list(range(40))
     ids, files = _check_equal(run)
     assert ids == {first_id} and len(files) == 2  # one W&B run, a file per session
+
+
+def test_online_without_a_login_is_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from eoskit.cli import _register, app
+
+    _register()
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no W&B settings file
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "cfg"))
+    res = CliRunner().invoke(app, ["run", *ARGS[:-2], "--steps", "2", "--out",
+                                   str(tmp_path / "r"), "--log", "wandb"])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "W&B could not start a run" in lines[0] and "WANDB_MODE=offline" in lines[0]

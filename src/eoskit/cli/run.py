@@ -42,10 +42,10 @@ def run_cmd(
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
     nproc: int = _O(1, "--nproc", min=1, help="Worker processes for this one run "
                     "(data-parallel; results do not depend on it). Under torchrun, leave it."),
-    log: Optional[list[str]] = _O(None, "--log", help="Loggers besides metrics.csv: "
-                                  "tensorboard, mlflow, wandb; repeat the option or separate "
-                                  "with commas; added to --config's [log] loggers (a resume "
-                                  "keeps the run's own)."),
+    log: Optional[list[str]] = _O(None, "--log", help=plain_help(
+        "Loggers besides metrics.csv: tensorboard, mlflow, wandb; repeat the option or "
+        "separate with commas; added to --config's [log] loggers (a resume keeps the run's "
+        "own).")),
     mlflow_uri: Optional[str] = _O(None, "--mlflow-uri", help="MLflow tracking URI "
                                    "(default sqlite:///RUN/mlflow.db)."),
     **fields,

@@ -8,6 +8,7 @@ A resumed eoskit run continues the same W&B run id (kept in ``RUN/loggers.json``
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -32,6 +33,7 @@ class WandbSink(NamedSink):
     def __init__(self, run_dir: str | Path, project: str | None = None,
                  run_name: str | None = None, run_id: str | None = None):
         import wandb
+        import wandb.errors
 
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -41,10 +43,16 @@ class WandbSink(NamedSink):
         settings = wandb.Settings(console="off", x_disable_stats=True, silent=True,
                                   disable_git=True, disable_code=True,
                                   x_transaction_log_flush_interval=_FLUSH_SECONDS)
-        self.run = wandb.init(project=project or os.environ.get("WANDB_PROJECT", "eoskit"),
-                              dir=str(self.run_dir), id=run_id, name=run_name,
-                              resume="allow" if run_id else None, reinit="create_new",
-                              settings=settings)
+        try:
+            self.run = wandb.init(project=project or os.environ.get("WANDB_PROJECT", "eoskit"),
+                                  dir=str(self.run_dir), id=run_id, name=run_name,
+                                  resume="allow" if run_id else None, reinit="create_new",
+                                  settings=settings)
+        except wandb.errors.CommError as err:  # no answer from the server: I/O
+            raise OSError(errno.EHOSTUNREACH, f"W&B server: {err}") from None
+        except (wandb.errors.Error, ValueError) as err:  # no login, a bad WANDB_* setting
+            raise ValueError(f"W&B could not start a run: {str(err).splitlines()[0]} "
+                             "(or set WANDB_MODE=offline)") from None
         self.run_id = self.run.id
 
     @classmethod
