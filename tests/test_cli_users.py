@@ -216,3 +216,12 @@ def test_a_lightning_module_without_forward_is_one_clear_error():
     with pytest.raises(ValueError, match="StepOnly defines no forward: add def forward"):
         trainer.fit(StepOnly(), loader)
 
+
+
+def test_bench_list_options_repeated_and_comma_separated_alike():
+    for nproc in (["--nproc", "1", "--nproc", "x"], ["--nproc", "1,x"]):
+        code, out = _invoke("bench", "scaling", *nproc)
+        assert code == 2 and "'1,x'" in _one_line(out), nproc
+    code, out = _invoke("bench", "scaling", "--nproc", "1", "--nproc", "2", "--settings",
+                        "demo", "--settings", "huge")
+    assert code == 2 and "unknown setting(s) ['huge']" in _one_line(out)
