@@ -99,7 +99,8 @@ def scaling_cmd(
     try:
         counts = [int(n) for n in list_option(nproc)]
     except ValueError:
-        raise UsageError(f"--nproc must be comma-separated integers, got {','.join(nproc)!r}") from None
+        given = ",".join(list_option(nproc))
+        raise UsageError(f"--nproc must be comma-separated integers, got {given!r}") from None
     if counts[0] != 1 or any(n < 1 for n in counts) or len(set(counts)) != len(counts):
         raise UsageError(f"--nproc must start with 1 and list distinct counts ≥ 1, got {counts}")
     names = list_option(settings)
