@@ -75,8 +75,8 @@ def _source(config: Path | None, objective: str | None, x0: str | None, run: dic
                              "already: give one of them")
         return {"kind": "objective", "objective": objective, "x0": x0}
     if config is None and not problem_opts:
-        raise UsageError("give a training problem (--config and/or run options such as "
-                         "--dataset, --model) or --objective (or --resume DIR)")
+        raise UsageError("give exactly one of a training problem (--config and/or run "
+                         "options such as --dataset, --model) or --objective (or --resume DIR)")
     if x0 is not None:
         raise UsageError("--x0 is for --objective; a configuration starts at its model's "
                          "initialisation")
