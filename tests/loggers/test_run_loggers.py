@@ -120,8 +120,8 @@ def test_cli_log_option_and_toml_table(tmp_path):
     assert list((tmp_path / "a" / "tensorboard").glob("events.out.tfevents.*"))
     assert not (tmp_path / "a" / "mlflow.db").exists()
     res = CliRunner().invoke(app, ["run", "--config", str(toml), "--out", str(tmp_path / "b"),
-                                   "--log", "wandb"])
-    assert res.exit_code == 2 and "unknown logger 'wandb'" in res.output
+                                   "--log", "neptune"])
+    assert res.exit_code == 2 and "unknown logger 'neptune'" in res.output
 
 
 def test_a_logger_added_at_resume_gets_every_row(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ from eoskit.cli._common import (
     UsageError,
     exit_interrupted,
     handle_errors,
+    list_option,
     option_values,
     plain_help,
     with_model_options,
@@ -40,8 +42,10 @@ def run_cmd(
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
     nproc: int = _O(1, "--nproc", min=1, help="Worker processes for this one run "
                     "(data-parallel; results do not depend on it). Under torchrun, leave it."),
-    log: Optional[str] = _O(None, "--log", help="Loggers besides metrics.csv: tensorboard, "
-                            "mlflow or both, comma-separated (a resume keeps the run's own)."),
+    log: Optional[list[str]] = _O(None, "--log", help=plain_help(
+        "Loggers besides metrics.csv: tensorboard, mlflow, wandb; repeat the option or "
+        "separate with commas; added to --config's [log] loggers (a resume keeps the run's "
+        "own).")),
     mlflow_uri: Optional[str] = _O(None, "--mlflow-uri", help="MLflow tracking URI "
                                    "(default sqlite:///RUN/mlflow.db)."),
     **fields,
@@ -64,12 +68,15 @@ def run_cmd(
             dropped = ", ".join("--" + g.replace("_", "-") for g in given) or "--config"
             raise UsageError("--resume takes the configuration from the run directory; "
                              f"drop {dropped}")
+        _refuse_other_kind(resume, resuming=True)
         summary = _train(None, resume, nproc, resume=True, progress=progress,
-                         log=_log_options(None, log, mlflow_uri))
+                         log=_log_options(None, log, mlflow_uri, resumed=True))
         run_dir = resume
     else:
         if out is None:
             raise UsageError("--out DIR is required (or --resume DIR)")
+        if not overwrite:
+            _refuse_other_kind(out, resuming=False)
         cfg = run_config_from(config, opts)
         summary = _train(cfg, out, nproc, progress=progress, overwrite=overwrite,
                          log=_log_options(config, log, mlflow_uri))
@@ -106,8 +113,10 @@ def _train(cfg: RunConfig | None, out: Path, nproc: int, **train_kw) -> dict | N
     return train_parallel(cfg, out, nproc=nproc, **train_kw)
 
 
-def _log_options(config: Path | None, log: str | None, mlflow_uri: str | None) -> dict:
-    """--log/--mlflow-uri over the TOML file's ``[log]`` table (``loggers``, ``mlflow_uri``)."""
+def _log_options(config: Path | None, log: list[str] | None, mlflow_uri: str | None,
+                 resumed: bool = False) -> dict:
+    """The TOML file's ``[log]`` table (``loggers``, ``mlflow_uri``) merged with the options:
+    --log adds loggers to the table's, --mlflow-uri replaces its URI."""
     from eoskit.loggers.run_logging import parse_loggers
     from eoskit.training.config import load_toml
 
@@ -116,14 +125,62 @@ def _log_options(config: Path | None, log: str | None, mlflow_uri: str | None) -
         data = load_toml(config)
         table = data.get("log", {}) if "run" in data else {}
         if not isinstance(table, dict) or set(table) - {"loggers", "mlflow_uri"}:
-            raise UsageError(f"{config}: [log] takes loggers = [\"tensorboard\", \"mlflow\"] "
-                             "and mlflow_uri = \"URI\"")
+            raise UsageError(f"{config}: [log] takes loggers = [\"tensorboard\", \"mlflow\", "
+                             "\"wandb\"] and mlflow_uri = \"URI\"")
     try:
-        names = parse_loggers(log if log is not None else table.get("loggers"))
+        names = parse_loggers(parse_loggers(table.get("loggers")) + (list_option(log) or []))
     except ValueError as err:
         raise UsageError(f"--log: {err}") from None
     uri = mlflow_uri or table.get("mlflow_uri")
+    # a resume naming no logger keeps the run's own, which may be mlflow
+    if uri is not None and "mlflow" not in names and (names or not resumed):
+        raise UsageError("--mlflow-uri is for the mlflow logger: add --log mlflow")
+    if uri is not None:
+        _check_mlflow_uri(uri)
     return {"loggers": names, "mlflow_uri": uri}
+
+
+def _check_mlflow_uri(uri: str) -> None:
+    """Before the run starts: a folder is bad input (MLflow 3 tracks in a database or on a
+    server), a server that does not answer is an I/O failure (MLflow itself retries for
+    minutes, then fails with a traceback)."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file"):
+        raise UsageError(f"--mlflow-uri {uri}: MLflow tracks in a database or on a server, "
+                         "not a folder: give sqlite:///PATH/mlflow.db or http://HOST:PORT")
+    if scheme not in ("http", "https"):
+        return  # sqlite:///..., databricks, ...: MLflow's own to open
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).close()
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        code = getattr(reason, "errno", None) or errno.EHOSTUNREACH
+        raise OSError(code, f"MLflow server {uri} does not answer") from None
+
+
+def _refuse_other_kind(folder: Path, *, resuming: bool) -> None:
+    """A folder another writer made (``eoskit flow``, a Monitor) is named as such, with the
+    command that continues it, before eoskit run reads it as one of its own."""
+    config = folder / "config.json"
+    if (folder / "flow_config.json").is_file():
+        what, then = "an 'eoskit flow' run", f"continue it with 'eoskit flow --resume {folder}'"
+    elif config.is_file() and _source_of(config) == "monitor":
+        what, then = "a Monitor's measurements", "a Monitor run is not continued by eoskit run"
+    else:
+        return
+    rest = "" if resuming else "; or replace it with --overwrite"
+    raise UsageError(f"{folder} holds {what}, not an eoskit run: {then}{rest}")
+
+
+def _source_of(config: Path) -> str | None:
+    try:
+        return json.loads(config.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _report(summary: dict, run_dir: Path, json_out: bool) -> None:

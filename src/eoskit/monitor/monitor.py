@@ -51,6 +51,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -212,6 +213,9 @@ class Monitor:
         with torch.random.fork_rng(devices=_rng_devices()), torch.enable_grad():
             with self.objective.at(x) as point:
                 loss, g = float(point.value), point.grad.detach()
+                if not math.isfinite(loss):  # the eigensolvers would fail deep inside
+                    raise ValueError(f"the loss is {loss} at step {self.steps}: no Hessian "
+                                     "to measure (diverged? check the learning rate and data)")
                 eig = self.tracker.measure(point.hvp, self.objective.dim, x.dtype, x.device)
                 p = self.preconditioner()
                 peig = None if p is None else self.precond_tracker.measure(

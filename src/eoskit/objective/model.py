@@ -176,7 +176,10 @@ class ModelObjective(Objective):
         self.n = n_samples(inputs)
         if self.n == 0 or (targets is not None and n_samples(targets) != self.n):
             raise ValueError("inputs and targets must be non-empty and of equal length")
-        first = next(model.parameters())
+        first = next(model.parameters(), None)
+        if first is None:
+            raise ValueError(f"{type(model).__name__} has no parameters: there is no "
+                             "Hessian to measure")
         self.dtype = dtype or first.dtype
         self.device = torch.device(device) if device is not None else first.device
         self.model = model
@@ -192,7 +195,7 @@ class ModelObjective(Objective):
         # a user loss is counted on class ids only: its floating targets may be anything
         countable = isinstance(self.targets, Tensor) and (
             not self.targets.is_floating_point() if callable(loss)
-            else loss == "ce" or self.targets.ndim >= 2)
+            else loss == "ce" or _one_hot(self.targets))
         self.count_correct = count_correct and countable
         if len(self.bounds) > 1 and _batch_norm_in_training(model):
             warnings.warn("the model has BatchNorm in training mode: each physical chunk is "
@@ -263,3 +266,13 @@ class ModelObjective(Objective):
                 if aux is not None:
                     correct += int(aux)
         return total, (correct / self.n if self.count_correct else None)
+
+
+def _one_hot(targets: Tensor) -> bool:
+    """Floating targets that are class labels (rows of 0s and one 1), not regression values:
+    only those have an accuracy."""
+    if not targets.is_floating_point():
+        return True
+    if targets.ndim < 2 or targets.shape[-1] < 2:
+        return False
+    return bool(((targets == 0) | (targets == 1)).all() and (targets.sum(-1) == 1).all())
