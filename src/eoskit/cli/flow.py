@@ -22,7 +22,14 @@ from typing import Optional
 
 import typer
 
-from eoskit.cli._common import UsageError, handle_errors, plain_help
+from eoskit.cli._common import (
+    EXIT_DIVERGED,
+    UsageError,
+    exit_interrupted,
+    fail,
+    handle_errors,
+    plain_help,
+)
 from eoskit.cli.app import app
 
 _O = typer.Option
@@ -41,7 +48,8 @@ def _problem(source: dict, lr: float | None, steps: int | None):
         # a resume rebuilds from the same user component files, or refuses (exit 2)
         problem = build_problem(cfg, source.get("components"))
         source["components"] = problem.components  # stored in flow_config.json
-        return problem.train, problem.x0, lr or cfg.lr, steps or cfg.steps
+        return (problem.train, problem.x0, cfg.lr if lr is None else lr,
+                cfg.steps if steps is None else steps)
     from eoskit.components import check_unchanged, is_spec, spec_record
     from eoskit.testfns import load_objective
 
@@ -52,7 +60,8 @@ def _problem(source: dict, lr: float | None, steps: int | None):
     problem = load_objective(source["objective"], source.get("x0"))
     if lr is None:
         raise UsageError("--lr is required with --objective")
-    return problem.objective, problem.x0.to(problem.objective.dtype), lr, steps or 200
+    return (problem.objective, problem.x0.to(problem.objective.dtype), lr,
+            200 if steps is None else steps)
 
 
 def _source(config: Path | None, objective: str | None, x0: str | None, lr, steps) -> dict:
@@ -101,22 +110,22 @@ def flow_cmd(
                                 "(default: the config's, torch's 0.99)."),
     eps: Optional[float] = _O(None, "--eps", help="rmsprop: ε added to √ν (default 1e-8)."),
     resume: Optional[Path] = _O(None, "--resume", help="Continue the flows run in this folder."),
+    overwrite: bool = _O(False, "--overwrite", help="Replace the flows run in --out (its "
+                         "files go first)."),
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Run GD and integrate gradient flow and the central flow from the same start."""
     from eoskit import store
-    from eoskit.flows.flow_run import FlowSettings, run_flows
+    from eoskit.flows.flow_run import FlowSettings, read_flow_config, run_flows
     from eoskit.plots.flows import plot_flows
 
     if resume is not None:
         if any(v is not None for v in (out, config, objective, x0, lr, steps,
                                                   optimizer, alpha, eps)):
             raise UsageError("--resume takes everything from the folder; give nothing else")
-        if not (resume / "flow_config.json").is_file():
-            raise UsageError(f"cannot resume: {resume} has no flow_config.json")
-        stored = store.read_json(resume / "flow_config.json")
-        settings = FlowSettings.from_dict(stored["settings"])
-        source, out = stored["source"], resume
+        store.check_owner(resume, "flows")
+        settings, source = read_flow_config(resume)
+        out = resume
         obj, x_start, _, _ = _problem(source, settings.lr, settings.steps)
     else:
         if out is None:
@@ -131,10 +140,12 @@ def flow_cmd(
                                 fraction=fraction, neigs=neigs, eig_tol=eig_tol, window=window,
                                 method=method, rtol=rtol, atol=atol,
                                 checkpoint_every=checkpoint_every)
-    summary = run_flows(obj, x_start, settings, out, source=source, resume=resume is not None)
+    summary = run_flows(obj, x_start, settings, out, source=source, resume=resume is not None,
+                        overwrite=overwrite)
     plot_flows(out)
     if json_out:
         typer.echo(json.dumps(store.clean_json(summary), indent=2))
+        _exit_unless_completed(summary, out)
         return
     typer.echo(f"flows: {out}  (status {summary['status']}, onset step "
                f"{summary['eos_onset_step']})")
@@ -144,6 +155,17 @@ def flow_cmd(
         sharp = _fmt(s["median_sharpness_over_threshold_after_onset"])
         typer.echo(f"  {name:9s} median rel. loss error {rel}  median dist to GD {dist}"
                    f"  sharpness/(2/η) {sharp}")
+    _exit_unless_completed(summary, out)
+
+
+def _exit_unless_completed(summary: dict, out: Path) -> None:
+    """Exit 130 (interrupted) or 3 (diverged) with one line, as ``eoskit run`` does."""
+    if summary["status"] == "interrupted":
+        exit_interrupted(f"interrupted: {out} (status interrupted; continue it with "
+                         f"'eoskit flow --resume {out}')")
+    if summary["status"] == "diverged":
+        fail(f"diverged: a loss stopped being finite by step {summary['last_step']} "
+             f"(status diverged in {out / 'summary.json'})", EXIT_DIVERGED)
 
 
 def _optimizer(source: dict, optimizer, alpha, eps) -> dict:

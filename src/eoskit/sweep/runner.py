@@ -89,8 +89,23 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
     ``inline`` (one after another in this process: for debugging and tests).
     """
     _check_options(backend, workers, ray_address)
-    log = log or (lambda msg: None)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out} exists and is not a directory")
+    # one sweep at a time: a second would record the first's running points as failed
+    try:
+        lock = store.RunLock(out).acquire()
+    except store.RunDirError as err:
+        raise SweepError(str(err)) from None
+    try:
+        return _run_locked(spec, out, backend, workers, ray_address, resume,
+                           log or (lambda msg: None))
+    finally:
+        lock.release()
+
+
+def _run_locked(spec: SweepSpec, out: Path, backend: str, workers: int | None,
+                ray_address: str | None, resume: bool, log: Callable[[str], None]) -> list[dict]:
     prepare_out(spec, out, resume)
     index = SweepIndex(spec, out)
     todo = _pending_points(index, resume)
