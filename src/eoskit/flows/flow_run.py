@@ -222,6 +222,8 @@ class _FlowRun:
             while True:
                 if settings.checkpoint_every and step % settings.checkpoint_every == 0 and step:
                     self._checkpoint(step)
+                if not _finite(tracks["gd"]):  # no eigensolver on a blown-up iterate
+                    return "diverged"
                 new = _record(step, tracks)
                 for r in new:
                     self.log.write(r)
@@ -277,6 +279,11 @@ class _FlowRun:
         for note in store.repair_tables(out, state["record"]):
             print(f"eoskit: resume: {note}", file=sys.stderr)
         return int(state["step"])
+
+
+def _finite(gd) -> bool:
+    """GD's current loss and iterate are finite."""
+    return math.isfinite(gd.stats[gd.step][0]) and bool(gd.x.isfinite().all())
 
 
 def _record(step: int, tracks: dict) -> list[dict]:
