@@ -73,7 +73,7 @@ def test_flow_refuses_a_flows_directory_unless_overwrite_which_removes_it_all(tm
 def test_a_locked_directory_stops_flow_and_its_resume(tmp_path):
     out = _flows(tmp_path)
     with store.RunLock(out):
-        for args in ([*FLOW, "--out", tmp_path / "flows", "--overwrite"], ["flow", "--resume", out]):
+        for args in ([*FLOW, "--out", out, "--overwrite"], ["flow", "--resume", out]):
             r = _cli(*args)
             assert r.exit_code == 2 and "in use by another eoskit process (PID" in _one_line(r)
 
