@@ -22,6 +22,7 @@ from eoskit.objective.model import (
     chunk_bounds,
     flatten_params,
     layout_of,
+    trainable,
 )
 
 __all__ = [
@@ -32,5 +33,5 @@ __all__ = [
     # losses
     "LOSSES", "LOSS_SUMS", "mse_sum", "ce_sum", "n_correct",
     # flat parameters
-    "ParamLayout", "layout_of", "flatten_params", "chunk_bounds",
+    "ParamLayout", "layout_of", "trainable", "flatten_params", "chunk_bounds",
 ]
