@@ -195,3 +195,49 @@ def test_a_broken_flow_config_is_one_line_exit_2(tmp_path, edit, needle):
     store.write_json(out / "flow_config.json", stored)
     r = _cli("flow", "--resume", out)
     assert r.exit_code == 2 and needle in _one_line(r), r.stderr
+
+
+def test_a_diverging_run_says_so_on_stderr(tmp_path):
+    r = _cli(*RUN[:-4], "--steps", "30", "--lr", "50", "--out", tmp_path / "d")
+    assert r.exit_code == 3 and "diverged at step" in _one_line(r), r.stderr
+
+
+USER = '''import torch
+
+
+def points(n_train, seed):
+    x = torch.randn(n_train, 3, dtype=torch.float64)
+    x[2, 1] = float("nan")
+    return {"x_train": x, "y_train": x[:, :1].clone()}
+
+
+def clean(n_train, seed):
+    x = torch.randn(n_train, 3, generator=torch.Generator().manual_seed(seed))
+    return {"x_train": x.double(), "y_train": x[:, :1].double()}
+
+
+def wide(input_shape, n_outputs, width):
+    return torch.nn.Linear(input_shape[0] + 1, n_outputs)  # a wrong input shape
+'''
+
+
+def test_nan_in_user_data_is_bad_input_and_sys_exit_at_import_is_reported(tmp_path):
+    (tmp_path / "user.py").write_text(USER)
+    args = ["run", "--loss", "mse", "--n-train", "8", "--dtype", "float64", "--steps", "2"]
+    r = _cli(*args, "--dataset", f"{tmp_path / 'user.py'}:points", "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "x_train holds NaN or infinite values" in _one_line(r)
+    (tmp_path / "quits.py").write_text("import sys\nsys.exit(0)\n")
+    r = _cli(*args, "--dataset", f"{tmp_path / 'quits.py'}:points", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "failed: SystemExit" in _one_line(r), r.stderr
+
+
+def test_a_sweep_with_a_failing_user_component_refuses_before_any_run(tmp_path):
+    (tmp_path / "user.py").write_text(USER)
+    grid = tmp_path / "grid.toml"
+    grid.write_text(f'[run]\ndataset = "{tmp_path / "user.py"}:clean"\nloss = "mse"\n'
+                    f'n_train = 8\ndtype = "float64"\nsteps = 2\n\n[grid]\nmodel = ["fc-tanh", '
+                    f'"{tmp_path / "user.py"}:wide"]\n')
+    out = tmp_path / "sweep"
+    r = _cli("sweep", "--config", grid, "--out", out, "--backend", "local", "--workers", "1")
+    assert r.exit_code == 2 and "grid point model=" in _one_line(r), r.stderr
+    assert not out.exists() or not any(p.is_dir() for p in out.iterdir())

@@ -15,6 +15,7 @@ from eoskit.cli._common import (
     EXIT_FAILED,
     UsageError,
     exit_interrupted,
+    fail,
     handle_errors,
     option_values,
     plain_help,
@@ -81,7 +82,8 @@ def run_cmd(
                          f"'eoskit run --resume {run_dir}'")
     _report(summary, run_dir, json_out)
     if summary["status"] == "diverged":
-        raise typer.Exit(EXIT_DIVERGED)
+        fail(f"diverged at step {summary.get('steps')} (status diverged in "
+             f"{Path(run_dir) / 'summary.json'})", EXIT_DIVERGED)
     if summary["status"] == "failed":
         raise typer.Exit(EXIT_FAILED)
 
