@@ -241,3 +241,45 @@ def test_a_sweep_with_a_failing_user_component_refuses_before_any_run(tmp_path):
     r = _cli("sweep", "--config", grid, "--out", out, "--backend", "local", "--workers", "1")
     assert r.exit_code == 2 and "grid point model=" in _one_line(r), r.stderr
     assert not out.exists() or not any(p.is_dir() for p in out.iterdir())
+
+
+def test_a_shuffled_loader_gives_the_monitor_the_same_probe(tmp_path):
+    """Case 12: the probe subset is drawn over the dataset, not over the iteration."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from eoskit.monitor.data import measurement_set
+
+    X = torch.arange(40, dtype=F64)[:, None]
+    ds = TensorDataset(X, X[:, 0] * 2)
+    probes = [measurement_set(DataLoader(ds, batch_size=8, shuffle=True,
+                                         generator=torch.Generator().manual_seed(s)),
+                              probe_size=6, seed=3)[0] for s in (0, 1)]
+    plain = measurement_set(DataLoader(ds, batch_size=8), probe_size=6, seed=3)[0]
+    assert torch.equal(probes[0], probes[1]) and torch.equal(probes[0], plain)
+    assert probes[0].shape == (6, 1) and bool((probes[0][1:] > probes[0][:-1]).all())
+
+
+def _tanh_net():
+    """A 3-6-1 tanh net on 8 points; at η = 1.2 the central flow constrains two directions."""
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(8, 3, generator=gen, dtype=F64)
+    y = torch.sin(2 * X[:, 0]) + X[:, 1] * X[:, 2]
+
+    def loss(x):
+        h = torch.tanh(X @ x[:18].reshape(6, 3).T + x[18:24])
+        return 0.5 * ((h @ x[24:30] + x[-1] - y) ** 2).mean()
+
+    return FunctionObjective(loss, 31), torch.randn(31, generator=gen, dtype=F64) * 0.5
+
+
+def test_a_resumed_central_flow_with_two_constrained_directions_is_bitwise(tmp_path):
+    """Case 11: cvxpy's warm start made X depend on the solves before it."""
+    settings = FlowSettings(lr=1.2, steps=24, flows=("central",), neigs=2, checkpoint_every=8)
+    obj, x0 = _tanh_net()
+    run_flows(obj, x0, settings, tmp_path / "whole")
+    run_flows(obj, x0, settings, tmp_path / "cut", stop_at=16)
+    run_flows(_tanh_net()[0], x0, settings, tmp_path / "cut", resume=True)
+    rows = store.read_rows(tmp_path / "whole" / "flows.csv")
+    assert max(r["n_constrained"] for r in rows if r["flow"] == "central") == 2
+    for name in ("flows.csv", "gd_steps.csv"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
