@@ -49,13 +49,17 @@ def _flow(args: list[str]) -> subprocess.Popen:
 def _killed(args: list[str], out: Path, kill_after: int) -> int:
     """Start the run, SIGKILL it once a checkpoint ≥ ``kill_after`` exists; its step."""
     proc = _flow(args)
+
+    def newest() -> int:
+        return max((int(p.stem.split("-")[1]) for p in (out / "checkpoints").glob("ckpt-*.pt")),
+                   default=-1)
+
     while proc.poll() is None:
-        steps = [int(p.stem.split("-")[1]) for p in (out / "checkpoints").glob("ckpt-*.pt")]
-        if steps and max(steps) >= kill_after:
+        if newest() >= kill_after:
             time.sleep(0.3)  # rows after the checkpoint reach the tables too
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-            return max(steps)
+            return newest()  # the resume starts from it
         time.sleep(0.02)
     raise RuntimeError(f"the run ended before step {kill_after} (rc {proc.returncode}): "
                        f"{proc.stderr.read()}")
@@ -113,7 +117,7 @@ def main() -> None:
         np.save(work / "x0.npy", (torch.randn(31, generator=gen, dtype=torch.float64)
                                   * 0.5).numpy())
         results = [run_case(work, name, *case) for name, case in CASES.items()]
-    head = ("| case | steps | killed after checkpoint | flows.csv rows at kill | resume exit | "
+    head = ("| case | steps | newest checkpoint at kill | flows.csv rows at kill | resume exit | "
             "repair note | flows.csv | gd_steps.csv | summary.json (but cost) | "
             "max n_constrained |\n|" + " --- |" * 10)
     lines = [head] + [
