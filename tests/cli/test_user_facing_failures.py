@@ -122,7 +122,8 @@ def _monitor_dir(out):
 def test_run_resume_on_a_monitor_directory_says_what_it_is(tmp_path):
     run = _monitor_dir(tmp_path / "m")
     code, out = _invoke("run", "--resume", run)
-    assert code == 2 and "holds a Monitor's measurements" in _one_line(out)
+    line = _one_line(out)
+    assert code == 2 and "holds an eoskit Monitor run" in line and "not continued" in line
 
 
 def test_run_out_on_a_flows_directory_names_eoskit_flow(tmp_path):

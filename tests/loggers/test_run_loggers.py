@@ -106,6 +106,30 @@ def test_resume_after_a_crash_past_a_checkpoint_continues_the_same_mlflow_run(
     assert resumed_id == run_id and info.info.status == "FINISHED"
 
 
+def test_a_kill_before_loggers_json_never_logs_a_step_twice_in_mlflow(tmp_path, monkeypatch):
+    """SIGKILL after the MLflow rows of a checkpoint were logged but before loggers.json
+    recorded it (issue 25, case 7): the resume logs those rows again; MLflow skips them."""
+    from eoskit.training import loop as train_mod
+
+    run = tmp_path / "r"
+    real = train_mod.Trainer._take_step
+
+    def crash_at_5(self, t, ev, row):
+        if t == 5:
+            raise KeyboardInterrupt
+        return real(self, t, ev, row)
+
+    monkeypatch.setattr(train_mod.Trainer, "_take_step", crash_at_5)
+    train_mod.train(_cfg(), run, progress=False, log={"loggers": ["tensorboard", "mlflow"]})
+    state = store.read_json(run / "loggers.json")
+    assert state["logged_below"] == 3  # rows 0..2 went to MLflow at the checkpoint at step 4
+    # as a kill during that flush leaves it: rows 1, 2 logged, loggers.json not yet written
+    store.write_json(run / "loggers.json", {**state, "logged_below": 1})
+    monkeypatch.setattr(train_mod.Trainer, "_take_step", real)
+    train_mod.train(None, run, resume=True, progress=False)
+    _check_equal(run)
+
+
 def test_cli_log_option_and_toml_table(tmp_path):
     from typer.testing import CliRunner
 

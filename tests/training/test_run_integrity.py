@@ -292,7 +292,8 @@ def test_full_disk_at_start_is_exit_4_and_leaves_no_temp_file(tmp_path, monkeypa
     r = _cli("run", *ARGS, "--steps", "3", "--out", tmp_path)
     assert r.exit_code == 4, (r.stderr, r.exception)
     line = _one_line(r)
-    assert str(tmp_path / "config.json") in line and "ENOSPC" in line, line
+    # the owner record is the first file a run writes
+    assert str(tmp_path / ".eoskit-owner.json") in line and "ENOSPC" in line, line
     assert not _temp_files(tmp_path) and not (tmp_path / "config.json").exists()
 
 

@@ -23,7 +23,10 @@ from typing import Optional
 import typer
 
 from eoskit.cli._common import (
+    EXIT_DIVERGED,
     UsageError,
+    exit_interrupted,
+    fail,
     handle_errors,
     list_option,
     option_values,
@@ -49,7 +52,8 @@ def _problem(source: dict, lr: float | None, steps: int | None):
         # a resume rebuilds from the same user component files, or refuses (exit 2)
         problem = build_problem(cfg, source.get("components"))
         source["components"] = problem.components  # stored in flow_config.json
-        return problem.train, problem.x0, lr or cfg.lr, steps or cfg.steps
+        return (problem.train, problem.x0, cfg.lr if lr is None else lr,
+                cfg.steps if steps is None else steps)
     from eoskit.components import check_unchanged, is_spec, spec_record
     from eoskit.testfns import load_objective
 
@@ -60,7 +64,8 @@ def _problem(source: dict, lr: float | None, steps: int | None):
     problem = load_objective(source["objective"], source.get("x0"))
     if lr is None:
         raise UsageError("--lr is required with --objective")
-    return problem.objective, problem.x0.to(problem.objective.dtype), lr, steps or 200
+    return (problem.objective, problem.x0.to(problem.objective.dtype), lr,
+            200 if steps is None else steps)
 
 
 def _source(config: Path | None, objective: str | None, x0: str | None, run: dict) -> dict:
@@ -117,6 +122,8 @@ def flow_cmd(
     checkpoint_every: int = _O(0, "--checkpoint-every", help="Checkpoint every N steps "
                                "(a multiple of --every; 0: never)."),
     resume: Optional[Path] = _O(None, "--resume", help="Continue the flows run in this folder."),
+    overwrite: bool = _O(False, "--overwrite", help="Replace the flows run in --out (its "
+                         "files go first)."),
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
     **fields,
 ) -> None:
@@ -129,7 +136,7 @@ def flow_cmd(
     Exit status: 0 completed, 2 bad input, 3 diverged, 4 I/O failure, 130 interrupted.
     """
     from eoskit import store
-    from eoskit.flows.flow_run import FlowSettings, run_flows
+    from eoskit.flows.flow_run import FlowSettings, read_flow_config, run_flows
     from eoskit.plots.flows_figures import plot_flows
 
     run = option_values(RunConfig, fields)
@@ -137,11 +144,9 @@ def flow_cmd(
     if resume is not None:
         if any(v is not None for v in (out, config, objective, x0, *run.values())):
             raise UsageError("--resume takes everything from the folder; give nothing else")
-        if not (resume / "flow_config.json").is_file():
-            raise UsageError(f"cannot resume: {resume} has no flow_config.json")
-        stored = store.read_json(resume / "flow_config.json")
-        settings = FlowSettings.from_dict(stored["settings"])
-        source, out = stored["source"], resume
+        store.check_owner(resume, "flows")
+        settings, source = read_flow_config(resume)
+        out = resume
         obj, x_start, _, _ = _problem(source, settings.lr, settings.steps)
     else:
         if out is None:
@@ -157,10 +162,12 @@ def flow_cmd(
                                 fraction=fraction, neigs=neigs, eig_tol=eig_tol, window=window,
                                 method=method, rtol=rtol, atol=atol,
                                 checkpoint_every=checkpoint_every)
-    summary = run_flows(obj, x_start, settings, out, source=source, resume=resume is not None)
+    summary = run_flows(obj, x_start, settings, out, source=source, resume=resume is not None,
+                        overwrite=overwrite)
     plot_flows(out)
     if json_out:
         typer.echo(json.dumps(store.clean_json(summary), indent=2))
+        _exit_unless_completed(summary, out)
         return
     typer.echo(f"flows: {out}  (status {summary['status']}, onset step "
                f"{summary['eos_onset_step']})")
@@ -170,6 +177,17 @@ def flow_cmd(
         sharp = _fmt(s["median_sharpness_over_threshold_after_onset"])
         typer.echo(f"  {name:9s} median rel. loss error {rel}  median dist to GD {dist}"
                    f"  sharpness/(2/η) {sharp}")
+    _exit_unless_completed(summary, out)
+
+
+def _exit_unless_completed(summary: dict, out: Path) -> None:
+    """Exit 130 (interrupted) or 3 (diverged) with one line, as ``eoskit run`` does."""
+    if summary["status"] == "interrupted":
+        exit_interrupted(f"interrupted: {out} (status interrupted; continue it with "
+                         f"'eoskit flow --resume {out}')")
+    if summary["status"] == "diverged":
+        fail(f"diverged: a loss stopped being finite by step {summary['last_step']} "
+             f"(status diverged in {out / 'summary.json'})", EXIT_DIVERGED)
 
 
 def _optimizer(source: dict, optimizer, alpha, eps) -> dict:

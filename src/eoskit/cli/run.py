@@ -11,11 +11,13 @@ from typing import Optional
 
 import typer
 
+from eoskit import store
 from eoskit.cli._common import (
     EXIT_DIVERGED,
     EXIT_FAILED,
     UsageError,
     exit_interrupted,
+    fail,
     handle_errors,
     list_option,
     option_values,
@@ -68,15 +70,13 @@ def run_cmd(
             dropped = ", ".join("--" + g.replace("_", "-") for g in given) or "--config"
             raise UsageError("--resume takes the configuration from the run directory; "
                              f"drop {dropped}")
-        _refuse_other_kind(resume, resuming=True)
+        store.check_owner(resume, "run")  # before its config.json is read as a run's
         summary = _train(None, resume, nproc, resume=True, progress=progress,
                          log=_log_options(None, log, mlflow_uri, resumed=True))
         run_dir = resume
     else:
         if out is None:
             raise UsageError("--out DIR is required (or --resume DIR)")
-        if not overwrite:
-            _refuse_other_kind(out, resuming=False)
         cfg = run_config_from(config, opts)
         summary = _train(cfg, out, nproc, progress=progress, overwrite=overwrite,
                          log=_log_options(config, log, mlflow_uri))
@@ -88,7 +88,8 @@ def run_cmd(
                          f"'eoskit run --resume {run_dir}'")
     _report(summary, run_dir, json_out)
     if summary["status"] == "diverged":
-        raise typer.Exit(EXIT_DIVERGED)
+        fail(f"diverged at step {summary.get('steps')} (status diverged in "
+             f"{Path(run_dir) / 'summary.json'})", EXIT_DIVERGED)
     if summary["status"] == "failed":
         raise typer.Exit(EXIT_FAILED)
 
@@ -160,27 +161,6 @@ def _check_mlflow_uri(uri: str) -> None:
         reason = getattr(err, "reason", err)
         code = getattr(reason, "errno", None) or errno.EHOSTUNREACH
         raise OSError(code, f"MLflow server {uri} does not answer") from None
-
-
-def _refuse_other_kind(folder: Path, *, resuming: bool) -> None:
-    """A folder another writer made (``eoskit flow``, a Monitor) is named as such, with the
-    command that continues it, before eoskit run reads it as one of its own."""
-    config = folder / "config.json"
-    if (folder / "flow_config.json").is_file():
-        what, then = "an 'eoskit flow' run", f"continue it with 'eoskit flow --resume {folder}'"
-    elif config.is_file() and _source_of(config) == "monitor":
-        what, then = "a Monitor's measurements", "a Monitor run is not continued by eoskit run"
-    else:
-        return
-    rest = "" if resuming else "; or replace it with --overwrite"
-    raise UsageError(f"{folder} holds {what}, not an eoskit run: {then}{rest}")
-
-
-def _source_of(config: Path) -> str | None:
-    try:
-        return json.loads(config.read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _report(summary: dict, run_dir: Path, json_out: bool) -> None:

@@ -74,7 +74,7 @@ from eoskit.monitor.optimizers import (
     optimizer_threshold,
     unwrap,
 )
-from eoskit.objective.model import Loss, ModelObjective
+from eoskit.objective.model import Loss, ModelObjective, trainable
 from eoskit.optim import torch_preconditioner
 
 
@@ -242,7 +242,8 @@ class Monitor:
         if self.precond_tracker is None:
             return None
         try:
-            p = torch_preconditioner(unwrap(self.optimizer), list(self.model.parameters()))
+            p = torch_preconditioner(unwrap(self.optimizer),
+                                     [p for _, p in trainable(self.model)])
         except (KeyError, ValueError):  # no step yet; a parameter the optimiser does not own
             return None
         return p.detach().to(dtype=self.objective.dtype, device=self.objective.device)

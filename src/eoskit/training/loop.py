@@ -94,7 +94,7 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
         if main and resume and (finished := store.finished_summary(out)) is not None:
             return finished  # another process finished it meanwhile
         if main and not resume:
-            store.claim_run(out, overwrite)
+            store.claim(out, "run", overwrite)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         problem = build_problem(cfg, recorded_components(out) if resume else None)
