@@ -25,11 +25,11 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
-# the peers (curvlinops via backpack) declare torchvision, whose PyPI build does not import
-# beside this CPU torch and breaks Lightning's import; none of them needs it at run time
+# curvlinops without its dependencies (the bench extra holds those it uses): through
+# backpack it declares torchvision, whose PyPI build does not import beside this CPU torch
 bench-peers: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
-	$(PY) -m pip uninstall -y -q torchvision
+	$(PY) -m pip install -q --no-deps -c constraints.txt curvlinops-for-pytorch
 
 bench: bench-peers
 	$(VENV)/bin/eoskit bench sharpness --json runs/bench-sharpness.json

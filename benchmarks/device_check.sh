@@ -26,7 +26,7 @@ print("load_average", os.getloadavg())
 PYEOF
 
 # 1. the CUDA-marked tests (products, a tracker measurement, a Monitor: GPU against CPU)
-timeout 180 "$PY" -m pytest -q -p no:cacheprovider -m cuda -rs tests/test_cuda.py \
+timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m cuda -rs tests/ \
     2>&1 | tee "$OUT/cuda_tests.txt"
 
 # 2. the gpt2 (124M) Monitor bench with AdamW: a cold first measurement and warm ones

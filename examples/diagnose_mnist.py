@@ -25,7 +25,7 @@ from eoskit.data import load_dataset
 from eoskit.eigs import top_eigenpairs
 from eoskit.models import build_model
 from eoskit.objective import ModelObjective
-from eoskit.plots.diagnostics import plot_diagnostics
+from eoskit.plots.diagnostics_figures import plot_diagnostics
 
 
 def main(argv=None) -> int:

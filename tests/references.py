@@ -4,15 +4,18 @@ Everything here is plain torch on a flat float64 parameter vector ``x``:
 
 * small models (:func:`mlp_tanh`, :func:`mlp_gelu_layernorm`, :func:`tiny_cnn`) and
   :func:`module_loss`, which turns any module and data set into a closure ``f(x)``
-  through ``torch.func.functional_call`` on the module's own parameter layout;
+  through ``torch.func.functional_call`` on the module's own parameter layout
+  (:func:`flat_parameters`, for a test's own loss on a module);
   losses: MSE ``½‖f − y‖²`` summed over outputs, mean over samples, and mean
   cross-entropy;
-* derivatives by reverse mode only: :func:`dense_grad`, :func:`hvp` and
-  :func:`dense_hessian` (column by column, double backward), and
+* derivatives by reverse mode only: :func:`dense_grad`, :func:`hvp`,
+  :func:`dense_hessian` (column by column, double backward), :func:`dense_jacobian`
+  (row by row, one backward each), and
   :func:`third_derivative` (``T[u, v, ·]``, triple backward) and
   :func:`fourth_directional` (``F[v, v, v, v]``, quadruple backward);
 * central finite differences: :func:`fd_grad`, :func:`fd_hvp`, :func:`directional_fd`,
-  :func:`fd_third_derivative` (the last two difference double-backward HVPs);
+  :func:`fd_third_derivative` (the last two difference double-backward HVPs), and the
+  Richardson-extrapolated :func:`fd_hvp_extrapolated` and :func:`fd_hessian`;
 * :func:`eigh_top`, the top algebraic eigenpairs of a dense symmetric matrix.
 
 What to trust on ``nn.LayerNorm`` (torch 2.13, measured in tests/test_references.py).
@@ -75,21 +78,31 @@ class Problem:
         return self.x0.numel()
 
 
-def module_loss(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str) -> Problem:
-    """The mean loss of ``model`` on ``(inputs, targets)`` as a closure on flat parameters."""
-    model = model.to(F64)
+def flat_parameters(model: nn.Module) -> tuple[Tensor, Callable[[Tensor], dict[str, Tensor]]]:
+    """The module's parameters as one flat vector (a copy, in ``named_parameters`` order),
+    and the map from any such vector to the ``{name: view}`` dict ``functional_call`` takes."""
     names = tuple(n for n, _ in model.named_parameters())
     shapes = tuple(p.shape for _, p in model.named_parameters())
     sizes = tuple(p.numel() for _, p in model.named_parameters())
     x0 = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()]).clone()
+
+    def params_of(x: Tensor) -> dict[str, Tensor]:
+        return {n: c.view(s) for n, c, s in zip(names, torch.split(x, sizes), shapes,
+                                                strict=True)}
+
+    return x0, params_of
+
+
+def module_loss(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str) -> Problem:
+    """The mean loss of ``model`` on ``(inputs, targets)`` as a closure on flat parameters."""
+    model = model.to(F64)
+    x0, params_of = flat_parameters(model)
     inputs = inputs.to(F64)
     targets = targets.to(F64) if targets.is_floating_point() else targets
     loss_fn = LOSS_FNS[loss]
 
     def f(x: Tensor) -> Tensor:
-        params = {n: c.view(s) for n, c, s in zip(names, torch.split(x, sizes), shapes,
-                                                  strict=True)}
-        return loss_fn(functional_call(model, params, (inputs,)), targets)
+        return loss_fn(functional_call(model, params_of(x), (inputs,)), targets)
 
     return Problem(model, inputs, targets, loss, x0, f)
 
@@ -205,6 +218,15 @@ def dense_hessian(f: ScalarFn, x: Tensor) -> Tensor:
     return torch.stack(cols, dim=1)
 
 
+def dense_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """J(x) of ``fn`` (any output shape, flattened to m values), (m, d): row i is ∇fn_i(x)
+    by one backward pass."""
+    xr = _leaf(x)
+    out = fn(xr).reshape(-1)
+    eye = torch.eye(out.numel(), dtype=out.dtype, device=out.device)
+    return torch.stack([torch.autograd.grad(out, xr, e, retain_graph=True)[0] for e in eye])
+
+
 def third_derivative(f: ScalarFn, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
     """T[u, v, ·] = ∇(uᵀ H(x) v) by triple backward, (d,)."""
     xr = _leaf(x)
@@ -236,6 +258,24 @@ def fd_grad(f: ScalarFn, x: Tensor, h: float = 1e-6) -> Tensor:
 def fd_hvp(f: ScalarFn, x: Tensor, v: Tensor, h: float = 1e-5) -> Tensor:
     """(∇f(x + hv) − ∇f(x − hv))/(2h) ≈ H(x) v, (d,)."""
     return (dense_grad(f, x + h * v) - dense_grad(f, x - h * v)) / (2 * h)
+
+
+def fd_hvp_extrapolated(f: ScalarFn, x: Tensor, v: Tensor, h: float = 1e-3) -> Tensor:
+    """H(x) v by central differences of gradients along v, Richardson-extrapolated (error
+    O(h⁴)), (d,): a larger ``h`` than :func:`fd_hvp` for less cancellation."""
+    x = x.detach()
+
+    def central(step: float) -> Tensor:
+        return (dense_grad(f, x + step * v) - dense_grad(f, x - step * v)) / (2 * step)
+
+    return (4 * central(h / 2) - central(h)) / 3
+
+
+def fd_hessian(f: ScalarFn, x: Tensor, h: float = 1e-3) -> Tensor:
+    """H(x), (d, d), without a second derivative: column i is :func:`fd_hvp_extrapolated`
+    along e_i. Not symmetrised."""
+    eye = torch.eye(x.numel(), dtype=x.dtype, device=x.device)
+    return torch.stack([fd_hvp_extrapolated(f, x, e, h) for e in eye], dim=1)
 
 
 def directional_fd(f: ScalarFn, x: Tensor, v: Tensor, order: int,

@@ -103,13 +103,23 @@ def _tuple_item(annotation) -> type | None:
 
 
 def _option_type(annotation) -> type:
-    """The command-line type of a field: a Literal's value type; a tuple is text."""
+    """The command-line type of a field: a Literal's value type; a tuple is a list of texts
+    (the option repeated, each comma-separated: see :func:`option_values`)."""
     annotation = _without_none(annotation)
     if typing.get_origin(annotation) is typing.Literal:
         return type(typing.get_args(annotation)[0])
     if typing.get_origin(annotation) is tuple:
-        return str  # comma-separated: see option_values
+        return list[str]
     return annotation
+
+
+def list_option(values: str | list[str] | tuple | None) -> list[str] | None:
+    """A list-valued option's items: ``--log a --log b`` and ``--log a,b`` both give
+    ``["a", "b"]`` (repeated and comma-separated alike mean all of them); None if not given."""
+    if values is None:
+        return None
+    values = [values] if isinstance(values, str) else values
+    return [item.strip() for v in values for item in str(v).split(",") if item.strip()]
 
 
 def _shown_default(value) -> str | bool:
@@ -118,13 +128,15 @@ def _shown_default(value) -> str | bool:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def model_options(model) -> list[inspect.Parameter]:
+def model_options(model, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
     """One typer option per field of the pydantic ``model``: ``--field-name``, help from
     the field's description, and the field's default shown but not passed (every
     option defaults to ``None``, so it overrides a config file only when given).
     """
     params = []
     for name, field in model.model_fields.items():
+        if name in skip:
+            continue
         cli_type = _option_type(field.annotation)
         option = typer.Option(None, help=plain_help(field.description),
                               show_default=_shown_default(field.default))
@@ -133,9 +145,10 @@ def model_options(model) -> list[inspect.Parameter]:
     return params
 
 
-def with_model_options(model, *, after: str):
+def with_model_options(model, *, after: str, skip: tuple[str, ...] = ()):
     """Decorator: the command's ``**fields`` become :func:`model_options` (placed after
-    the parameter ``after``), so the model is the one source of its options.
+    the parameter ``after``), so the model is the one source of its options; ``skip``:
+    fields the command defines an option of its own for.
     """
     def decorate(fn):
         sig = inspect.signature(fn, eval_str=True)
@@ -143,19 +156,22 @@ def with_model_options(model, *, after: str):
         own = [p.replace(kind=p.KEYWORD_ONLY) for p in sig.parameters.values()
                if p.kind is not p.VAR_KEYWORD]
         i = [p.name for p in own].index(after) + 1
-        fn.__signature__ = sig.replace(parameters=own[:i] + model_options(model) + own[i:])
+        fn.__signature__ = sig.replace(parameters=own[:i] + model_options(model, skip)
+                                        + own[i:])
         return fn
 
     return decorate
 
 
 def option_values(model, values: dict) -> dict:
-    """Option values in the model's types: a comma-separated tuple option becomes a tuple."""
+    """Option values in the model's types: a tuple option (repeated and/or comma-separated)
+    becomes a tuple."""
     out = dict(values)
-    for name, text in values.items():
+    for name, given in values.items():
         item = _tuple_item(model.model_fields[name].annotation)
-        if text is None or item is None:
+        if given is None or item is None:
             continue
+        text = ",".join(list_option(given))
         try:
             out[name] = tuple(item(c) for c in text.split(","))
         except ValueError as err:

@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from eoskit.cli._common import UsageError, handle_errors
+from eoskit.cli._common import UsageError, handle_errors, list_option
 from eoskit.cli.app import app
 
 _O = typer.Option
@@ -30,9 +30,9 @@ app.add_typer(bench_app, name="bench")
 def sharpness_cmd(
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
     tiny: bool = _O(False, "--tiny", help="The tiny setting (200 images, width 16): seconds."),
-    sections: Optional[str] = _O(None, help="Comma-separated subset of "
-                                 "costs,cold,track,stream,scaling (default: all)."),
-    dtypes: Optional[str] = _O(None, help="float32,float64 (default: both)."),
+    sections: Optional[list[str]] = _O(None, help="Subset of costs, cold, track, stream, "
+                                       "scaling, repeated or comma-separated (default: all)."),
+    dtypes: Optional[list[str]] = _O(None, help="float32 and/or float64 (default: both)."),
     peers: bool = _O(True, help="Include curvlinops and PyHessian (when installed)."),
     cache_dir: Path = _O(Path("runs/bench-cache"), help="Cached GD points and references."),
     blas_threads: int = _O(1, help="BLAS threads for everything (threadpoolctl)."),
@@ -59,10 +59,10 @@ def sharpness_cmd(
         if track_steps < 1:
             raise UsageError("--track-steps must be at least 1")
         setting = dataclasses.replace(setting, track_steps=track_steps)
-    secs = tuple(s.strip() for s in sections.split(",")) if sections else SECTIONS
-    dts = tuple(s.strip() for s in dtypes.split(",")) if dtypes else None
+    secs = tuple(list_option(sections)) if sections else SECTIONS
+    dts = tuple(list_option(dtypes)) if dtypes else None
     if dts and any(d not in ("float32", "float64") for d in dts):
-        raise UsageError(f"--dtypes must be float32 and/or float64, got {dtypes!r}")
+        raise UsageError(f"--dtypes must be float32 and/or float64, got {','.join(dts)!r}")
     if torch_threads is not None and torch_threads < 1:
         raise UsageError("--torch-threads must be at least 1")
     rows = run_sharpness_bench(setting, sections=secs, peers=peers, cache_dir=cache_dir,
@@ -77,9 +77,11 @@ def sharpness_cmd(
 @bench_app.command("scaling")
 @handle_errors
 def scaling_cmd(
-    nproc: str = _O("1,2", "--nproc", help="Comma-separated process counts (1 first)."),
-    settings: str = _O("demo,large", help="Comma-separated settings: demo (fc-tanh "
-                       "784-200-200-10, 2,000 images), large (width 400, 4,000 images), tiny."),
+    nproc: list[str] = _O(["1", "2"], "--nproc", help="Process counts (1 first), repeated "
+                          "or comma-separated."),
+    settings: list[str] = _O(["demo", "large"], help="Settings, repeated or comma-separated: "
+                             "demo (fc-tanh 784-200-200-10, 2,000 images), large (width 400, "
+                             "4,000 images), tiny."),
     repeats: int = _O(3, min=1, help="Repeats of each measurement (alternating N; median)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
     markdown_out: Optional[Path] = _O(None, "--markdown", help="Write the table here."),
@@ -96,12 +98,13 @@ def scaling_cmd(
     from eoskit.bench.sharpness_bench import environment, write_json
 
     try:
-        counts = [int(n) for n in nproc.split(",")]
+        counts = [int(n) for n in list_option(nproc)]
     except ValueError:
-        raise UsageError(f"--nproc must be comma-separated integers, got {nproc!r}") from None
+        given = ",".join(list_option(nproc))
+        raise UsageError(f"--nproc must be comma-separated integers, got {given!r}") from None
     if counts[0] != 1 or any(n < 1 for n in counts) or len(set(counts)) != len(counts):
-        raise UsageError(f"--nproc must start with 1 and list distinct counts ≥ 1, got {nproc!r}")
-    names = [s.strip() for s in settings.split(",")]
+        raise UsageError(f"--nproc must start with 1 and list distinct counts ≥ 1, got {counts}")
+    names = list_option(settings)
     if bad := [s for s in names if s not in SETTINGS]:
         raise UsageError(f"unknown setting(s) {bad}; choose from {', '.join(SETTINGS)}")
     log = (lambda *a, **k: None) if quiet else typer.echo

@@ -22,8 +22,19 @@ from typing import Optional
 
 import typer
 
-from eoskit.cli._common import UsageError, handle_errors, plain_help
+from eoskit.cli._common import (
+    EXIT_DIVERGED,
+    UsageError,
+    exit_interrupted,
+    fail,
+    handle_errors,
+    list_option,
+    option_values,
+    plain_help,
+    with_model_options,
+)
 from eoskit.cli.app import app
+from eoskit.training.config import RunConfig
 
 _O = typer.Option
 
@@ -41,7 +52,8 @@ def _problem(source: dict, lr: float | None, steps: int | None):
         # a resume rebuilds from the same user component files, or refuses (exit 2)
         problem = build_problem(cfg, source.get("components"))
         source["components"] = problem.components  # stored in flow_config.json
-        return problem.train, problem.x0, lr or cfg.lr, steps or cfg.steps
+        return (problem.train, problem.x0, cfg.lr if lr is None else lr,
+                cfg.steps if steps is None else steps)
     from eoskit.components import check_unchanged, is_spec, spec_record
     from eoskit.testfns import load_objective
 
@@ -52,25 +64,41 @@ def _problem(source: dict, lr: float | None, steps: int | None):
     problem = load_objective(source["objective"], source.get("x0"))
     if lr is None:
         raise UsageError("--lr is required with --objective")
-    return problem.objective, problem.x0.to(problem.objective.dtype), lr, steps or 200
+    return (problem.objective, problem.x0.to(problem.objective.dtype), lr,
+            200 if steps is None else steps)
 
 
-def _source(config: Path | None, objective: str | None, x0: str | None, lr, steps) -> dict:
-    if (config is None) == (objective is None):
-        raise UsageError("give exactly one of --config or --objective (or --resume DIR)")
-    if config is not None:
-        if x0 is not None:
-            raise UsageError("--x0 is for --objective; a configuration starts at its model's "
-                             "initialisation")
-        from eoskit.training.config import run_config_from
+def _source(config: Path | None, objective: str | None, x0: str | None, run: dict) -> dict:
+    """The problem: a training configuration (``--config`` and/or the run options) or an
+    objective; ``run``: the run options given (lr, steps, optimizer, ... included)."""
+    flow_fields = {"lr", "steps", "optimizer", "alpha", "eps"}
+    problem_opts = sorted(k for k, v in run.items() if v is not None and k not in flow_fields)
+    if objective is not None:
+        if config is not None or problem_opts:
+            given = "--config" if config is not None else _flag(problem_opts[0])
+            raise UsageError(f"{given} describes a training problem; --objective is one "
+                             "already: give one of them")
+        return {"kind": "objective", "objective": objective, "x0": x0}
+    if config is None and not problem_opts:
+        raise UsageError("give exactly one of a training problem (--config and/or run "
+                         "options such as --dataset, --model) or --objective (or --resume DIR)")
+    if x0 is not None:
+        raise UsageError("--x0 is for --objective; a configuration starts at its model's "
+                         "initialisation")
+    from eoskit.training.config import run_config_from
 
-        cfg = run_config_from(config, {"lr": lr, "steps": steps})
-        return {"kind": "config", "run": cfg.model_dump(mode="json")}
-    return {"kind": "objective", "objective": objective, "x0": x0}
+    cfg = run_config_from(config, run)
+    return {"kind": "config", "run": cfg.model_dump(mode="json")}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 @app.command("flow")
 @handle_errors
+# the run options, but the flow's own tracker and checkpoints keep their flow meaning
+@with_model_options(RunConfig, after="json_out", skip=("neigs", "eig_tol", "checkpoint_every"))
 def flow_cmd(
     out: Optional[Path] = _O(None, "--out", help="Folder for flows.csv, summary.json, plots/."),
     config: Optional[Path] = _O(None, "--config", help=plain_help(
@@ -79,11 +107,9 @@ def flow_cmd(
                                   "package.module:NAME."),
     x0: Optional[str] = _O(None, "--x0", help="Start for --objective: comma-separated numbers "
                            "or an .npy file."),
-    lr: Optional[float] = _O(None, "--lr", help="Learning rate η (default: the config's)."),
-    steps: Optional[int] = _O(None, "--steps", help="GD steps = flow time (default: the "
-                              "config's, 200 for --objective)."),
     every: int = _O(1, "--every", help="Record every M steps."),
-    flows: str = _O("gradient,central", "--flows", help="Comma-separated: gradient, central."),
+    flows: list[str] = _O(["gradient", "central"], "--flows", help="gradient, central; "
+                          "repeat the option or separate with commas."),
     substeps: int = _O(4, "--substeps", help="Central flow: Euler substeps K per GD step."),
     fraction: float = _O(0.75, "--fraction", help="Central flow: eigenvalues ≥ fraction·2/η "
                          "enter the X solve."),
@@ -95,46 +121,53 @@ def flow_cmd(
     atol: float = _O(1e-9, "--atol", help="Gradient flow: absolute tolerance."),
     checkpoint_every: int = _O(0, "--checkpoint-every", help="Checkpoint every N steps "
                                "(a multiple of --every; 0: never)."),
-    optimizer: Optional[str] = _O(None, "--optimizer", help="gd or rmsprop (default: the "
-                                  "config's, gd for --objective)."),
-    alpha: Optional[float] = _O(None, "--alpha", help="rmsprop: ν's averaging factor "
-                                "(default: the config's, torch's 0.99)."),
-    eps: Optional[float] = _O(None, "--eps", help="rmsprop: ε added to √ν (default 1e-8)."),
     resume: Optional[Path] = _O(None, "--resume", help="Continue the flows run in this folder."),
+    overwrite: bool = _O(False, "--overwrite", help="Replace the flows run in --out (its "
+                         "files go first)."),
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
+    **fields,
 ) -> None:
-    """Run GD and integrate gradient flow and the central flow from the same start."""
-    from eoskit import store
-    from eoskit.flows.flow_run import FlowSettings, run_flows
-    from eoskit.plots.flows import plot_flows
+    """Run GD and integrate gradient flow and the central flow from the same start.
 
+    The problem: --config and/or any `eoskit run` option (overriding --config's), or --objective.
+
+    --neigs, --eig-tol and --checkpoint-every are the flow's own, not the run's.
+
+    Exit status: 0 completed, 2 bad input, 3 diverged, 4 I/O failure, 130 interrupted.
+    """
+    from eoskit import store
+    from eoskit.flows.flow_run import FlowSettings, read_flow_config, run_flows
+    from eoskit.plots.flows_figures import plot_flows
+
+    run = option_values(RunConfig, fields)
+    lr, steps = run["lr"], run["steps"]
     if resume is not None:
-        if any(v is not None for v in (out, config, objective, x0, lr, steps,
-                                                  optimizer, alpha, eps)):
+        if any(v is not None for v in (out, config, objective, x0, *run.values())):
             raise UsageError("--resume takes everything from the folder; give nothing else")
-        if not (resume / "flow_config.json").is_file():
-            raise UsageError(f"cannot resume: {resume} has no flow_config.json")
-        stored = store.read_json(resume / "flow_config.json")
-        settings = FlowSettings.from_dict(stored["settings"])
-        source, out = stored["source"], resume
+        store.check_owner(resume, "flows")
+        settings, source = read_flow_config(resume)
+        out = resume
         obj, x_start, _, _ = _problem(source, settings.lr, settings.steps)
     else:
         if out is None:
             raise UsageError("--out DIR is required (or --resume DIR)")
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out} exists and is not a directory")
-        source = _source(config, objective, x0, lr, steps)
+        source = _source(config, objective, x0, run)
         obj, x_start, lr, steps = _problem(source, lr, steps)
-        names = tuple(f.strip() for f in flows.split(",") if f.strip())
-        settings = FlowSettings(**_optimizer(source, optimizer, alpha, eps), lr=lr, steps=steps,
+        names = tuple(list_option(flows))
+        settings = FlowSettings(**_optimizer(source, run["optimizer"], run["alpha"], run["eps"]),
+                                lr=lr, steps=steps,
                                 every=every, flows=names, substeps=substeps,
                                 fraction=fraction, neigs=neigs, eig_tol=eig_tol, window=window,
                                 method=method, rtol=rtol, atol=atol,
                                 checkpoint_every=checkpoint_every)
-    summary = run_flows(obj, x_start, settings, out, source=source, resume=resume is not None)
+    summary = run_flows(obj, x_start, settings, out, source=source, resume=resume is not None,
+                        overwrite=overwrite)
     plot_flows(out)
     if json_out:
         typer.echo(json.dumps(store.clean_json(summary), indent=2))
+        _exit_unless_completed(summary, out)
         return
     typer.echo(f"flows: {out}  (status {summary['status']}, onset step "
                f"{summary['eos_onset_step']})")
@@ -144,6 +177,17 @@ def flow_cmd(
         sharp = _fmt(s["median_sharpness_over_threshold_after_onset"])
         typer.echo(f"  {name:9s} median rel. loss error {rel}  median dist to GD {dist}"
                    f"  sharpness/(2/η) {sharp}")
+    _exit_unless_completed(summary, out)
+
+
+def _exit_unless_completed(summary: dict, out: Path) -> None:
+    """Exit 130 (interrupted) or 3 (diverged) with one line, as ``eoskit run`` does."""
+    if summary["status"] == "interrupted":
+        exit_interrupted(f"interrupted: {out} (status interrupted; continue it with "
+                         f"'eoskit flow --resume {out}')")
+    if summary["status"] == "diverged":
+        fail(f"diverged: a loss stopped being finite by step {summary['last_step']} "
+             f"(status diverged in {out / 'summary.json'})", EXIT_DIVERGED)
 
 
 def _optimizer(source: dict, optimizer, alpha, eps) -> dict:

@@ -292,7 +292,7 @@ def _check_bifurcation_args(dim: int, neigs: int, direction: int, sweep, out) ->
 def _write_sweep(problem, red, spec: str, direction: int, out: Path, payload: dict) -> None:
     """Sweep the branch of ``direction``; write bifurcation.png/.csv/.json and fill ``payload``."""
     from eoskit.orbits import bifurcation_sweep
-    from eoskit.plots.bifurcation import plot_bifurcation
+    from eoskit.plots.bifurcation_figures import plot_bifurcation
 
     dr = red.directions[direction]
     sw = bifurcation_sweep(problem.objective, red, _parse_sweep(spec, dr.eta_c),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -10,12 +11,15 @@ from typing import Optional
 
 import typer
 
+from eoskit import store
 from eoskit.cli._common import (
     EXIT_DIVERGED,
     EXIT_FAILED,
     UsageError,
     exit_interrupted,
+    fail,
     handle_errors,
+    list_option,
     option_values,
     plain_help,
     with_model_options,
@@ -40,8 +44,10 @@ def run_cmd(
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
     nproc: int = _O(1, "--nproc", min=1, help="Worker processes for this one run "
                     "(data-parallel; results do not depend on it). Under torchrun, leave it."),
-    log: Optional[str] = _O(None, "--log", help="Loggers besides metrics.csv: tensorboard, "
-                            "mlflow or both, comma-separated (a resume keeps the run's own)."),
+    log: Optional[list[str]] = _O(None, "--log", help=plain_help(
+        "Loggers besides metrics.csv: tensorboard, mlflow, wandb; repeat the option or "
+        "separate with commas; added to --config's [log] loggers (a resume keeps the run's "
+        "own).")),
     mlflow_uri: Optional[str] = _O(None, "--mlflow-uri", help="MLflow tracking URI "
                                    "(default sqlite:///RUN/mlflow.db)."),
     **fields,
@@ -64,8 +70,9 @@ def run_cmd(
             dropped = ", ".join("--" + g.replace("_", "-") for g in given) or "--config"
             raise UsageError("--resume takes the configuration from the run directory; "
                              f"drop {dropped}")
+        store.check_owner(resume, "run")  # before its config.json is read as a run's
         summary = _train(None, resume, nproc, resume=True, progress=progress,
-                         log=_log_options(None, log, mlflow_uri))
+                         log=_log_options(None, log, mlflow_uri, resumed=True))
         run_dir = resume
     else:
         if out is None:
@@ -81,7 +88,8 @@ def run_cmd(
                          f"'eoskit run --resume {run_dir}'")
     _report(summary, run_dir, json_out)
     if summary["status"] == "diverged":
-        raise typer.Exit(EXIT_DIVERGED)
+        fail(f"diverged at step {summary.get('steps')} (status diverged in "
+             f"{Path(run_dir) / 'summary.json'})", EXIT_DIVERGED)
     if summary["status"] == "failed":
         raise typer.Exit(EXIT_FAILED)
 
@@ -94,13 +102,22 @@ def _train(cfg: RunConfig | None, out: Path, nproc: int, **train_kw) -> dict | N
         from eoskit.training import loop
 
         return loop.train(cfg, out, **train_kw)
+    if cfg is None and train_kw.get("resume"):
+        from eoskit.training.run_state import stored_config
+
+        cfg = stored_config(out, None)
+    if cfg.spectrum_every:  # refused before any process starts, not by each rank
+        raise UsageError("--spectrum-every needs one process (its Gauss-Newton split and blocks "
+                         "use the run's own model): drop --nproc/torchrun or --spectrum-every")
     from eoskit.distributed.launch import train_parallel
 
     return train_parallel(cfg, out, nproc=nproc, **train_kw)
 
 
-def _log_options(config: Path | None, log: str | None, mlflow_uri: str | None) -> dict:
-    """--log/--mlflow-uri over the TOML file's ``[log]`` table (``loggers``, ``mlflow_uri``)."""
+def _log_options(config: Path | None, log: list[str] | None, mlflow_uri: str | None,
+                 resumed: bool = False) -> dict:
+    """The TOML file's ``[log]`` table (``loggers``, ``mlflow_uri``) merged with the options:
+    --log adds loggers to the table's, --mlflow-uri replaces its URI."""
     from eoskit.loggers.run_logging import parse_loggers
     from eoskit.training.config import load_toml
 
@@ -109,14 +126,41 @@ def _log_options(config: Path | None, log: str | None, mlflow_uri: str | None) -
         data = load_toml(config)
         table = data.get("log", {}) if "run" in data else {}
         if not isinstance(table, dict) or set(table) - {"loggers", "mlflow_uri"}:
-            raise UsageError(f"{config}: [log] takes loggers = [\"tensorboard\", \"mlflow\"] "
-                             "and mlflow_uri = \"URI\"")
+            raise UsageError(f"{config}: [log] takes loggers = [\"tensorboard\", \"mlflow\", "
+                             "\"wandb\"] and mlflow_uri = \"URI\"")
     try:
-        names = parse_loggers(log if log is not None else table.get("loggers"))
+        names = parse_loggers(parse_loggers(table.get("loggers")) + (list_option(log) or []))
     except ValueError as err:
         raise UsageError(f"--log: {err}") from None
     uri = mlflow_uri or table.get("mlflow_uri")
+    # a resume naming no logger keeps the run's own, which may be mlflow
+    if uri is not None and "mlflow" not in names and (names or not resumed):
+        raise UsageError("--mlflow-uri is for the mlflow logger: add --log mlflow")
+    if uri is not None:
+        _check_mlflow_uri(uri)
     return {"loggers": names, "mlflow_uri": uri}
+
+
+def _check_mlflow_uri(uri: str) -> None:
+    """Before the run starts: a folder is bad input (MLflow 3 tracks in a database or on a
+    server), a server that does not answer is an I/O failure (MLflow itself retries for
+    minutes, then fails with a traceback)."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file"):
+        raise UsageError(f"--mlflow-uri {uri}: MLflow tracks in a database or on a server, "
+                         "not a folder: give sqlite:///PATH/mlflow.db or http://HOST:PORT")
+    if scheme not in ("http", "https"):
+        return  # sqlite:///..., databricks, ...: MLflow's own to open
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).close()
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        code = getattr(reason, "errno", None) or errno.EHOSTUNREACH
+        raise OSError(code, f"MLflow server {uri} does not answer") from None
 
 
 def _report(summary: dict, run_dir: Path, json_out: bool) -> None:

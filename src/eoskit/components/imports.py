@@ -88,7 +88,7 @@ def _exec_file(path: Path, what: str, error: type[ValueError]) -> tuple[types.Mo
     sys.modules[mod_name] = module
     try:
         exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - the user's code
-    except Exception as err:  # noqa: BLE001 - user code: report, do not trace
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - user code: report, do not trace
         sys.modules.pop(mod_name, None)
         raise error(f"{what}: importing {path} failed: {type(err).__name__}: {err}") from err
     return module, digest
@@ -110,7 +110,7 @@ def import_target(spec: str, what: str = "component",
             sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(where)
-        except Exception as err:  # noqa: BLE001 - ImportError, or the module's own failure
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - ImportError, its own failure
             raise error(f"{what}: cannot import module {where!r}: {type(err).__name__}: "
                         f"{err}") from err
         source = getattr(module, "__file__", None)

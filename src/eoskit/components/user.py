@@ -106,6 +106,9 @@ def _split(raw: Mapping, spec: str) -> dict[str, Tensor]:
         if tuple(x.shape[1:]) != tuple(parts["x_train"].shape[1:]):
             raise ComponentError(f"dataset {spec}: x_test's sample shape "
                                  f"{tuple(x.shape[1:])} differs from x_train's")
+        for name, t in ((f"x_{split}", x), (f"y_{split}", y)):
+            if t.is_floating_point() and not bool(t.isfinite().all()):  # not a divergence
+                raise ComponentError(f"dataset {spec}: {name} holds NaN or infinite values")
         if y.is_floating_point() != parts["y_train"].is_floating_point():
             raise ComponentError(f"dataset {spec}: y_train and y_test must both be integer "
                                  "class ids or both floating targets")

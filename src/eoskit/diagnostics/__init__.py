@@ -18,7 +18,7 @@ One function per quantity, each taking an :class:`~eoskit.objective.Objective`:
 * :mod:`~eoskit.diagnostics.diagnose`: one CSV row per step (:func:`diagnose_step`,
   :data:`DIAGNOSTIC_COLUMNS`)
 
-The figures live in :mod:`eoskit.plots.diagnostics`: this package computes and never
+The figures live in :mod:`eoskit.plots.diagnostics_figures`: this package computes and never
 imports matplotlib.
 
 Scope. The step recurrence ``s_{t+1} = (I − ηH̄_t) s_t`` and the GD-pair condition

@@ -12,7 +12,7 @@ on smooth (tanh) networks φ is analytic in τ and the error falls geometrically
 node count. Measured |κ_quad − κ_loss|/|κ| on float64 tanh MLPs under GD at the edge of
 stability, worst step (the large first and catapult steps): MNIST-500, d = 26,506
 (examples/diagnose_mnist.py): 4 nodes 2.5e-5, 6: 3.7e-8, 8: 1.5e-10, 10: 3.6e-13,
-12: 9e-15; the small MLP of tests/test_diagnostics.py: 3 nodes 1.2e-6, 4: 8e-9,
+12: 9e-15; the small MLP of tests/diagnostics/test_identities.py: 3 nodes 1.2e-6, 4: 8e-9,
 12: 2e-15. Twelve is the smallest count that reached rounding on every step tried, with
 a margin for larger steps. Each node costs one gradient with its graph and one
 Hessian-vector product, taken through ``objective.at(x)``.

@@ -91,10 +91,13 @@ def lanczos(
     check_request(k, dim, criterion)
     limit_blas_threads()
     device = torch.device(device)
-    max_iter = min(dim, max_iter or max(300, 4 * k))
     gen = torch.Generator().manual_seed(seed)
     bdt = work_dtype(dtype)
     cap = basis_rows(max_basis, k)
+    max_iter = max_iter or max(300, 4 * k)
+    if cap is None or cap >= dim:
+        # dim products span the whole space only in a basis that is never restarted
+        max_iter = min(dim, max_iter)
     rows = max_iter + 1 if cap is None else min(max_iter + 1, cap)
     # the basis is stored row by row (contiguous vectors: Q[:j] @ w is one gemv)
     Q = torch.empty(min(rows, 64), dim, dtype=bdt, device=device)  # grows by doubling

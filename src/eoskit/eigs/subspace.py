@@ -90,10 +90,13 @@ def subspace_eigs(
     check_request(k, dim, criterion)
     limit_blas_threads()
     device = torch.device(device)
-    max_iter = min(dim, max_iter or 40)
     keep = min(dim, keep or k + 1)
     p_max = max(keep, k + 2)
     cap = basis_rows(max_basis, k)
+    max_iter = max_iter or 40
+    if cap is None or cap >= dim:
+        # dim products span the whole space only in a basis that is never restarted
+        max_iter = min(dim, max_iter)
     wd = work_dtype(dtype)
     gen = torch.Generator().manual_seed(seed)
 

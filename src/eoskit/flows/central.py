@@ -25,7 +25,7 @@ differential complementarity problems used by the paper; its right-hand side
 is only Lipschitz (X switches on and off), so a higher-order Runge–Kutta
 scheme does not gain order across those events, while Euler with the
 look-ahead keeps the constraint satisfied each substep. It converges at first
-order in dt (measured in ``tests/test_flows.py``).
+order in dt (measured in ``tests/flows/test_flows.py``).
 
 The tracked eigenpairs come from eoskit's warm-started
 :class:`~eoskit.eigs.SharpnessTracker` (its top ``k``); those with eigenvalue

@@ -70,7 +70,9 @@ def solve_cvxpy(alpha: np.ndarray, gram: np.ndarray, tol: float = 1e-10) -> np.n
     prob, a, root, x = _problem(m)
     a.value = 0.5 * (alpha + alpha.T) / a_scale
     root.value = root_value
-    prob.solve(solver=SOLVER, tol_gap_abs=tol, tol_gap_rel=tol, tol_feas=tol)
+    # no warm start: cvxpy would reuse the previous solve's Clarabel solver, so X would
+    # depend on the solves before it and a resumed flow would not repeat an uninterrupted one
+    prob.solve(solver=SOLVER, warm_start=False, tol_gap_abs=tol, tol_gap_rel=tol, tol_feas=tol)
     if x.value is None or prob.status not in ("optimal", "optimal_inaccurate"):
         raise RuntimeError(f"complementarity solve failed: cvxpy status {prob.status}")
     Y = 0.5 * (x.value + x.value.T)

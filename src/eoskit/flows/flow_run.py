@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from eoskit.flows.gradient import ATOL, RTOL, GradientFlowSettings
 from eoskit.flows.rmsprop_central import RMSPROP_ALPHA, RMSPROP_EPS, RMSPropCentralFlow
 from eoskit.flows.rmsprop_tracks import RMSPropCentralTrack, StableTrack
 from eoskit.flows.tracks import CentralTrack, GDTrack, GradientTrack
+from eoskit.interrupts import sigterm_as_interrupt
 from eoskit.metrics.summary import ONSET_FRACTION
 from eoskit.objective import Objective
 from eoskit.optim import GD, RULES, RMSprop, rule_class
@@ -94,6 +96,27 @@ class FlowSettings:
         return cls(**{**d, "flows": tuple(d["flows"])})
 
 
+def read_flow_config(folder: Path) -> tuple[FlowSettings, dict]:
+    """The settings and source stored in ``folder/flow_config.json`` (for a resume);
+    :class:`eoskit.store.RunDirError` naming what is wrong with the file."""
+    path = Path(folder) / "flow_config.json"
+    if not path.is_file():
+        raise store.RunDirError(f"cannot resume: {folder} has no flow_config.json")
+    try:
+        stored = store.read_json(path)
+    except ValueError as err:
+        raise store.RunDirError(f"cannot resume: {path} is not valid JSON ({err})") from None
+    if not isinstance(stored, dict) or not {"settings", "source"} <= set(stored):
+        raise store.RunDirError(f"cannot resume: {path} lacks its 'settings' or 'source'")
+    fields = {f.name for f in dataclasses.fields(FlowSettings)}
+    settings = stored["settings"]
+    unknown = sorted(set(settings) - fields) if isinstance(settings, dict) else ["?"]
+    if unknown or not isinstance(stored["source"], dict) or "flows" not in settings:
+        raise store.RunDirError(f"cannot resume: {path} has settings eoskit does not know "
+                                f"({', '.join(unknown) or 'flows missing'})")
+    return FlowSettings.from_dict(settings), stored["source"]
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
@@ -134,66 +157,133 @@ OPTIMIZERS = tuple(rule.name for rule in FLOW_TRACKS)
 
 
 def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Path, *,
-              source: dict | None = None, resume: bool = False,
+              source: dict | None = None, resume: bool = False, overwrite: bool = False,
               stop_at: int | None = None) -> dict:
     """Run GD and the flows into ``out``; returns the summary.
 
+    ``out`` is a ``flows`` run directory (:mod:`eoskit.store.rundir`): locked
+    while the run lasts; a new run refuses a directory that holds one unless
+    ``overwrite`` (which removes its files first) and any other kind's in any
+    case; ``resume`` refuses a ``flow_config.json`` edited since the
+    checkpoint and puts the tables back to what the checkpoint covers.
     ``stop_at`` stops (status ``interrupted``, resumable) once that step's rows
     are written, as a kill would.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tracks = _tracks(obj, x0.detach().to(obj.dtype), settings)
-    rows: list[dict] = []
-    gd_steps: list[dict] = []
-    step = _restore(out, tracks, rows, gd_steps) if resume else None
-    restored = step is not None
-    if not restored:
-        step, rows, gd_steps = 0, [], []
-        store.write_json(out / "flow_config.json", {
-            "settings": settings.to_dict(), "source": source or {}, "n_params": obj.dim,
-            "threshold": settings.threshold, "columns": FLOW_COLUMNS})
-        store.write_json(out / "summary.json", {"status": "running"})
-    log = store.CsvLog(out / "flows.csv", FLOW_COLUMNS, keep_below=step if restored else None)
-    step_log = store.CsvLog(out / "gd_steps.csv", GD_STEP_COLUMNS, keep_below=(
-        tracks["gd"].logged_through + 1 if restored else None))
-    status = "completed"
-    try:
-        while True:
-            if settings.checkpoint_every and step % settings.checkpoint_every == 0 and step:
-                log.sync()
-                step_log.sync()
-                _checkpoint(out, step, tracks, rows, gd_steps, settings.keep_checkpoints)
-            new = _record(step, tracks)
-            for r in new:
-                log.write(r)
-            rows.extend(new)
-            for r in tracks["gd"].take_steps():
-                step_log.write(r)
-                gd_steps.append(r)
-            if not all(math.isfinite(r["loss"]) for r in new):
-                status = "diverged"
-                break
-            if step >= settings.steps:
-                break
-            if stop_at is not None and step >= stop_at:
-                status = "interrupted"
-                break
-            for t in tracks.values():
-                t.advance(settings.every)
-            step += settings.every
-    except KeyboardInterrupt:
-        status = "interrupted"
-    finally:
-        log.close()
-        step_log.close()
-    summary = summarize_flows(rows, settings.threshold, status)
-    summary["loss_error_by_window"] = loss_error_by_window(rows, gd_steps,
-                                                           summary["eos_onset_step"])
-    summary["cost"] = _costs(tracks)
-    summary["settings"] = settings.to_dict()
-    store.write_json(out / "summary.json", summary)
+    if resume and overwrite:
+        raise ValueError("resume continues the run in the directory; overwrite replaces it")
+    config = store.clean_json({"settings": settings.to_dict(), "source": source or {}})
+    with store.RunLock(out):
+        if resume:
+            store.check_owner(out, "flows")
+        else:
+            store.claim(out, "flows", overwrite)
+        tracks = _tracks(obj, x0.detach().to(obj.dtype), settings)
+        run = _FlowRun(out, settings, tracks, config)
+        with sigterm_as_interrupt():
+            status = run.loop(run.start(resume, obj.dim), stop_at)
+        summary = summarize_flows(run.rows, settings.threshold, status)
+        summary["loss_error_by_window"] = loss_error_by_window(run.rows, run.gd_steps,
+                                                               summary["eos_onset_step"])
+        summary["cost"] = _costs(tracks)
+        summary["settings"] = settings.to_dict()
+        store.write_json(out / "summary.json", summary)
     return summary
+
+
+class _FlowRun:
+    """The rows, tables and checkpoints of one flows run."""
+
+    def __init__(self, out: Path, settings: FlowSettings, tracks: dict, config: dict):
+        self.out, self.settings, self.tracks, self.config = out, settings, tracks, config
+        self.rows: list[dict] = []
+        self.gd_steps: list[dict] = []
+
+    def start(self, resume: bool, dim: int) -> int:
+        """Restore the newest checkpoint (``resume``) or write a new run's files; the step."""
+        out = self.out
+        step = self._restore() if resume else None
+        if step is not None:
+            self.log = store.CsvLog(out / "flows.csv", FLOW_COLUMNS, append=True)
+            self.step_log = store.CsvLog(out / "gd_steps.csv", GD_STEP_COLUMNS, append=True)
+            return step
+        store.write_json(out / "flow_config.json", {
+            **self.config, "n_params": dim, "threshold": self.settings.threshold,
+            "columns": FLOW_COLUMNS})
+        store.write_json(out / "summary.json", {"status": "running"})
+        self.log = store.CsvLog(out / "flows.csv", FLOW_COLUMNS)
+        self.step_log = store.CsvLog(out / "gd_steps.csv", GD_STEP_COLUMNS)
+        return 0
+
+    def loop(self, step: int, stop_at: int | None) -> str:
+        """Record and advance every track from ``step`` on; the run's final status."""
+        settings, tracks = self.settings, self.tracks
+        try:
+            while True:
+                if settings.checkpoint_every and step % settings.checkpoint_every == 0 and step:
+                    self._checkpoint(step)
+                if not _finite(tracks["gd"]):  # no eigensolver on a blown-up iterate
+                    return "diverged"
+                new = _record(step, tracks)
+                for r in new:
+                    self.log.write(r)
+                self.rows.extend(new)
+                for r in tracks["gd"].take_steps():
+                    self.step_log.write(r)
+                    self.gd_steps.append(r)
+                if not all(math.isfinite(r["loss"]) for r in new):
+                    return "diverged"
+                if step >= settings.steps:
+                    return "completed"
+                if stop_at is not None and step >= stop_at:
+                    return "interrupted"
+                for t in tracks.values():
+                    t.advance(settings.every)
+                step += settings.every
+        except KeyboardInterrupt:
+            return "interrupted"
+        finally:
+            self.log.close()
+            self.step_log.close()
+
+    def _checkpoint(self, step: int) -> None:
+        self.log.sync()
+        self.step_log.sync()
+        state = {"step": step, "rows": list(self.rows), "gd_steps": list(self.gd_steps),
+                 "tracks": {name: t.state_dict() for name, t in self.tracks.items()},
+                 "record": store.table_record(self.config, [self.log.path, self.step_log.path])}
+        store.save_checkpoint(self.out / "checkpoints", step, state,
+                              keep=self.settings.keep_checkpoints)
+
+    def _restore(self) -> int | None:
+        out, tracks = self.out, self.tracks
+        latest = store.load_latest_checkpoint(out / "checkpoints")
+        if latest is None:
+            return None
+        state, _ = latest
+        if "gd_steps" not in state:  # its gd_steps.csv would start at the resume step
+            raise ValueError(f"cannot resume {out}: its checkpoint was written by an eoskit "
+                             "without gd_steps.csv; start the run again")
+        if "record" not in state:  # its tables cannot be checked against it
+            raise ValueError(f"cannot resume {out}: its checkpoint was written by an eoskit "
+                             "without table records; start the run again")
+        store.check_config(out, state["step"], state["record"]["config"], self.config,
+                           "flow_config.json")
+        if set(state["tracks"]) != set(tracks):
+            raise ValueError(f"cannot resume: the checkpoint has flows {sorted(state['tracks'])}")
+        device = next(iter(tracks.values())).obj.device
+        for name, t in tracks.items():
+            t.load_state_dict(state["tracks"][name], device)
+        self.rows = [r for r in state["rows"] if r["step"] < state["step"]]
+        self.gd_steps = list(state["gd_steps"])
+        for note in store.repair_tables(out, state["record"]):
+            print(f"eoskit: resume: {note}", file=sys.stderr)
+        return int(state["step"])
+
+
+def _finite(gd) -> bool:
+    """GD's current loss and iterate are finite."""
+    return math.isfinite(gd.stats[gd.step][0]) and bool(gd.x.isfinite().all())
 
 
 def _record(step: int, tracks: dict) -> list[dict]:
@@ -201,31 +291,6 @@ def _record(step: int, tracks: dict) -> list[dict]:
     rows = [gd.row()]
     rows += [t.row(gd.x) for name, t in tracks.items() if name != "gd"]
     return [{"step": step, **r} for r in rows]
-
-
-def _checkpoint(out: Path, step: int, tracks: dict, rows: list[dict], gd_steps: list[dict],
-                keep: int) -> None:
-    state = {"step": step, "rows": list(rows), "gd_steps": list(gd_steps),
-             "tracks": {name: t.state_dict() for name, t in tracks.items()}}
-    store.save_checkpoint(out / "checkpoints", step, state, keep=keep)
-
-
-def _restore(out: Path, tracks: dict, rows: list[dict], gd_steps: list[dict]) -> int | None:
-    latest = store.load_latest_checkpoint(out / "checkpoints")
-    if latest is None:
-        return None
-    state, _ = latest
-    if set(state["tracks"]) != set(tracks):
-        raise ValueError(f"cannot resume: the checkpoint has flows {sorted(state['tracks'])}")
-    if "gd_steps" not in state:  # its gd_steps.csv would start at the resume step
-        raise ValueError(f"cannot resume {out}: its checkpoint was written by an eoskit "
-                         "without gd_steps.csv; start the run again")
-    device = next(iter(tracks.values())).obj.device
-    for name, t in tracks.items():
-        t.load_state_dict(state["tracks"][name], device)
-    rows[:] = [r for r in state["rows"] if r["step"] < state["step"]]
-    gd_steps[:] = state["gd_steps"]
-    return int(state["step"])
 
 
 def _costs(tracks: dict) -> dict:

@@ -59,6 +59,10 @@ class SharpnessCallback(pl.Callback):
         self.monitor: Monitor | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
+        if type(pl_module).forward in (torch.nn.Module.forward, pl.LightningModule.forward):
+            raise ValueError(f"SharpnessCallback measures loss_fn(module(x), y), but "
+                             f"{type(pl_module).__name__} defines no forward: add "
+                             "def forward(self, x) returning the model's output")
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         self.monitor = Monitor(pl_module, self.loss_fn or module_loss(pl_module), self.data,
                                every=self.every_n_steps, neigs=self.neigs, optimizer=optimizer,

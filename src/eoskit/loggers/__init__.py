@@ -3,8 +3,8 @@
 * :mod:`~eoskit.loggers.sink`: the interface (any object with
   ``log_params``, ``log_row``, ``log_artifact``, ``close``) and :class:`NamedSink`,
   a sink opened by name.
-* Two named sinks ship, each an optional extra: :class:`TensorBoardSink`
-  (``tensorboard``) and :class:`MLflowSink` (``mlflow``).
+* Three named sinks ship, each an optional extra: :class:`TensorBoardSink`
+  (``tensorboard``), :class:`MLflowSink` (``mlflow``) and :class:`WandbSink` (``wandb``).
 * :mod:`~eoskit.loggers.sink_registry`: :data:`SINK_CLASSES`, the one
   list of named sinks (``eoskit run --log`` and ``Monitor(loggers=...)``). To add
   a sink, write its module and list its class there.
@@ -19,6 +19,7 @@ from eoskit.loggers.sink_registry import (
     parse_loggers,
 )
 from eoskit.loggers.tensorboard_sink import TensorBoardSink
+from eoskit.loggers.wandb_sink import WandbSink
 
 __all__ = ["MLflowSink", "NamedSink", "SINKS", "SINK_CLASSES", "Sink", "TensorBoardSink",
-           "flat_params", "make_sinks", "parse_loggers", "scalars"]
+           "WandbSink", "flat_params", "make_sinks", "parse_loggers", "scalars"]

@@ -18,7 +18,8 @@ class MLflowSink(NamedSink):
     ``uri`` defaults to ``sqlite:///RUN_DIR/mlflow.db``, and a new experiment's
     artifacts then go to ``RUN_DIR/mlartifacts`` (a server's URI keeps its own
     artifact store). ``run_id``: continue that MLflow run (a resumed run) instead
-    of creating one. Uses an ``MlflowClient`` (no global active run is started,
+    of creating one; a (metric, step) that run already holds is never logged again.
+    Uses an ``MlflowClient`` (no global active run is started,
     so the caller's own MLflow state is untouched).
     """
 
@@ -34,9 +35,11 @@ class MLflowSink(NamedSink):
         self.given_uri = uri
         self.uri = uri or f"sqlite:///{self.run_dir / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=self.uri)
+        self.logged: set[tuple[str, int]] = set()  # (metric, step) the run holds already
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
             self.run_id = run_id
+            self.logged = self._logged()
             return
         found = self.client.get_experiment_by_name(experiment)
         where = None if uri else (self.run_dir / "mlartifacts").as_uri()
@@ -55,6 +58,13 @@ class MLflowSink(NamedSink):
         sink.continued = run_id is not None
         return sink
 
+    def _logged(self) -> set[tuple[str, int]]:
+        """Every (metric, step) of the continued run: a process killed after logging rows
+        and before recording how far it got must not have them logged twice on resume
+        (MLflow cannot delete a metric's history; a resume's rows are the same values)."""
+        keys = self.client.get_run(self.run_id).data.metrics
+        return {(k, m.step) for k in keys for m in self.client.get_metric_history(self.run_id, k)}
+
     def saved_state(self) -> dict:
         return {"mlflow_uri": self.given_uri, "mlflow_run_id": self.run_id}
 
@@ -68,8 +78,9 @@ class MLflowSink(NamedSink):
     def log_row(self, row: dict) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, int(row["step"])) for k, v in scalars(row).items()]
+        now, step = int(time.time() * 1000), int(row["step"])
+        metrics = [Metric(k, v, now, step) for k, v in scalars(row).items()
+                   if (k, step) not in self.logged]
         if metrics:
             self.client.log_batch(self.run_id, metrics=metrics)
 

@@ -20,9 +20,10 @@ logged first; a logger named at ``--resume`` that the run did not have gets all
 of ``metrics.csv``'s rows. Without checkpoints (``checkpoint_every = 0``) every row is
 logged at once; a resume of such a run starts over from step 0, so it starts
 a new MLflow run and TensorBoard hides the old events (``purge_step``). If a
-resume falls back to an older checkpoint (the newest unreadable), TensorBoard
-hides the events after it, while MLflow, which cannot delete a metric's
-history, then holds those steps twice (the same values: resume is row-identical).
+resume falls back to an older checkpoint (the newest unreadable), or a kill
+came between logging rows and recording ``logged_below``, TensorBoard hides the
+events after it, and MLflow (which cannot delete a metric's history) skips the
+steps its run already holds: the same values, as resume is row-identical.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ from pathlib import Path
 from eoskit.loggers.mlflow_sink import MLflowSink
 from eoskit.loggers.sink import SINK_METHODS, NamedSink
 from eoskit.loggers.tensorboard_sink import TensorBoardSink
+from eoskit.loggers.wandb_sink import WandbSink
 
-SINK_CLASSES: tuple[type[NamedSink], ...] = (TensorBoardSink, MLflowSink)
+SINK_CLASSES: tuple[type[NamedSink], ...] = (TensorBoardSink, MLflowSink, WandbSink)
 
 SINKS: dict[str, type[NamedSink]] = {s.name: s for s in SINK_CLASSES}
 

@@ -6,7 +6,8 @@ computes its own loss, targets are None), or an iterable of such batches (a
 ``DataLoader``), which is read once, in order, and concatenated. ``probe_size``
 keeps a seeded random subset of that many samples (drawn with a private
 generator, in the original order), so the measured objective is the same at
-every step.
+every step; from a ``DataLoader`` the subset is drawn over its dataset, so a
+shuffled loader measures the same samples as an unshuffled one.
 
 Example:
     >>> import torch
@@ -58,8 +59,27 @@ def _looks_like_batches(data: tuple) -> bool:
     return all(isinstance(b, (tuple, list, dict)) for b in data) and not isinstance(data[0], dict)
 
 
+def _probe_of_loader(loader, probe_size: int, seed: int) -> tuple[object, object] | None:
+    """A DataLoader's probe drawn over its *dataset* (indices of a seeded generator, in
+    index order), so a shuffled loader's order never changes which samples are measured;
+    None for a loader without an indexable dataset (then its batches are read)."""
+    dataset = getattr(loader, "dataset", None)
+    collate = getattr(loader, "collate_fn", None)
+    if collate is None or not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        return None
+    n = len(dataset)
+    if probe_size >= n:
+        return None
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:probe_size]
+    return _split(collate([dataset[int(i)] for i in index.sort().values]))
+
+
 def measurement_set(data, probe_size: int | None = None, seed: int = 0) -> tuple[object, object]:
     """``(inputs, targets)`` of the fixed measurement set (targets may be None)."""
+    if probe_size is not None and not _is_batch(data):
+        probe = _probe_of_loader(data, probe_size, seed)
+        if probe is not None:
+            return probe
     if _is_batch(data):
         inputs, targets = _split(data)
     else:

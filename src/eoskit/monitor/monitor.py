@@ -51,6 +51,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +67,7 @@ from eoskit.metrics.metric_rows import monitor_row, precond_cells, step_cells
 from eoskit.monitor.cost import COST_COLUMNS, CostClock
 from eoskit.monitor.data import measurement_set
 from eoskit.monitor.monitor_dir import MonitorRunDir
+from eoskit.monitor.monitor_spectrum import MonitorSpectrum
 from eoskit.monitor.optimizers import (
     adaptive,
     optimizer_beta,
@@ -75,7 +77,7 @@ from eoskit.monitor.optimizers import (
     unwrap,
 )
 from eoskit.monitor.step_curvature import StepCurvature
-from eoskit.objective.model import Loss, ModelObjective
+from eoskit.objective.model import Loss, ModelObjective, trainable
 from eoskit.optim import torch_preconditioner
 
 
@@ -120,6 +122,9 @@ class Monitor:
     Each row also says what the measurement cost (:mod:`~eoskit.monitor.cost`):
     ``measure_seconds``, ``measure_steps`` (in the loop's own median step time)
     and ``overhead`` (the Monitor's running share of the wall time).
+    ``spectrum_every``: the whole spectrum every that many steps into ``spectrum.csv``
+    and ``spectrum_nodes.csv`` (``spectrum_probes``/``spectrum_steps``: SLQ's; see
+    :mod:`~eoskit.monitor.monitor_spectrum`; 0: never).
     """
 
     def __init__(
@@ -145,6 +150,9 @@ class Monitor:
         mode: str = "shared",
         max_vectors: int | None = None,
         step_curvature: bool = False,
+        spectrum_every: int = 0,
+        spectrum_probes: int = 1,
+        spectrum_steps: int = 80,
     ):
         if every < 1 or neigs < 1:
             raise ValueError(f"every and neigs must be at least 1, got {every} and {neigs}")
@@ -177,6 +185,10 @@ class Monitor:
         from eoskit.loggers import make_sinks
 
         self.sinks = make_sinks(loggers, out)
+        self.spectrum = MonitorSpectrum(  # spectrum.csv beside metrics.csv (monitor_spectrum.py)
+            self.objective, spectrum_every, out, probes=spectrum_probes, steps=spectrum_steps,
+            tol=tol, restart_every=restart_every, criterion=criterion,
+            seed=seed) if spectrum_every else None
         for sink in self.sinks:
             sink.log_params({**config, **meta})
 
@@ -241,6 +253,8 @@ class Monitor:
                                                         self.rows[-1]["step"] == self.steps)
         if self._pending is not None and not measure:
             self._complete_pending()
+        if self.spectrum is not None:
+            self.spectrum.maybe_measure(self.steps, optimizer_threshold(self.optimizer))
         return self.measure() if measure else None
 
     def measure(self) -> dict:
@@ -251,6 +265,9 @@ class Monitor:
         with self._fork(), torch.enable_grad():
             with self.objective.at(x) as point:
                 loss, g = float(point.value), point.grad.detach()
+                if not math.isfinite(loss):  # the eigensolvers would fail deep inside
+                    raise ValueError(f"the loss is {loss} at step {self.steps}: no Hessian "
+                                     "to measure (diverged? check the learning rate and data)")
                 eig, peig = self._eigs(point.hvp, x, self.preconditioner())
         if self._pending is not None:
             self._complete_pending(x, loss)
@@ -286,7 +303,8 @@ class Monitor:
         if not self.preconditioned:
             return None
         try:
-            p = torch_preconditioner(unwrap(self.optimizer), list(self.model.parameters()))
+            p = torch_preconditioner(unwrap(self.optimizer),
+                                     [p for _, p in trainable(self.model)])
         except (KeyError, ValueError):  # no step yet; a parameter the optimiser does not own
             return None
         return p.detach().to(dtype=self.objective.dtype, device=self.objective.device)
@@ -330,7 +348,8 @@ class Monitor:
                      "hvps_per_measurement": self.hvps_total / max(len(self.rows), 1),
                      "wall_time": time.perf_counter() - self._t0}
             summary = self.run_dir.finish(self.rows, status, extra)
-            for path in self._artifacts():
+            spectrum_plots = self.spectrum.close() if self.spectrum is not None else []
+            for path in self._artifacts() + spectrum_plots:
                 for sink in self.sinks:
                     sink.log_artifact(path)
         for sink in self.sinks:

@@ -27,15 +27,22 @@ SOURCE = "monitor"
 
 
 class MonitorRunDir:
-    """Writes ``config.json`` and a ``running`` summary at once, rows as they complete."""
+    """Writes ``config.json`` and a ``running`` summary at once, rows as they complete.
+
+    A ``monitor`` run directory (:mod:`eoskit.store.rundir`), locked from here to
+    :meth:`finish`.
+    """
 
     def __init__(self, out: str | Path, config: dict, meta: dict, columns: list[str]):
         self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        taken = store.run_files(self.out)
-        if taken:
-            raise store.RunDirError(f"{self.out} already holds an eoskit run ({', '.join(taken)}); "
-                                    "choose a new directory")
+        # held until finish (or the process ends): no other eoskit writer can take the
+        # directory over meanwhile, as `eoskit run --overwrite` otherwise would
+        self.lock = store.RunLock(self.out).acquire()
+        try:
+            store.claim(self.out, "monitor", overwrite=False)
+        except BaseException:
+            self.lock.release()
+            raise
         self.columns = columns
         store.write_json(self.out / "config.json", {
             "config": config, "source": SOURCE, "eoskit_version": __version__,
@@ -55,6 +62,7 @@ class MonitorRunDir:
         summary = monitor_summary(rows, status)
         summary.update(extra)
         store.write_json(self.out / "summary.json", summary)
+        self.lock.release()
         return summary
 
 

@@ -23,6 +23,7 @@ from eoskit.objective.model import (
     chunk_bounds,
     flatten_params,
     layout_of,
+    trainable,
 )
 from eoskit.objective.products import EXACT_METHODS, HVP_METHODS, fd_step
 
@@ -34,5 +35,5 @@ __all__ = [
     # losses
     "LOSSES", "LOSS_SUMS", "mse_sum", "ce_sum", "n_correct",
     # flat parameters
-    "ParamLayout", "layout_of", "flatten_params", "chunk_bounds",
+    "ParamLayout", "layout_of", "trainable", "flatten_params", "chunk_bounds",
 ]

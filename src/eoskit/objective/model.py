@@ -1,11 +1,14 @@
 """A network's mean loss over a data set, as an :class:`~eoskit.objective.Objective`.
 
 The one model objective of ``eoskit run`` and of the Monitor. The flat vector
-``x`` splits into the module's named parameters by a :class:`ParamLayout`; the
-module is evaluated with ``torch.func.functional_call`` on those parameters
-and *clones* of its buffers (cast to the objective's dtype), read from the
-live module at every evaluation: the user's module (its dtype, device,
-parameters, buffers, gradients) is never written.
+``x`` holds the module's *trainable* parameters (``requires_grad=True``) and
+splits into them by a :class:`ParamLayout`; frozen parameters are constants of
+the loss, read from the live module like its buffers, so no step moves them and
+no Hessian includes them. The module is evaluated with
+``torch.func.functional_call`` on those parameters and *clones* of its buffers
+(cast to the objective's dtype), read from the live module at every evaluation:
+the user's module (its dtype, device, parameters, buffers, gradients) is never
+written.
 
 The loss is a built-in name (``"mse"``, ``"ce"``: per-chunk sums,
 :mod:`~eoskit.objective.losses`) or a user's *mean* loss ``loss(output,
@@ -113,14 +116,20 @@ def n_samples(data) -> int:
     return len(data)
 
 
+def trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The named parameters that the flat vector holds: those with ``requires_grad``."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
 def layout_of(model: nn.Module) -> ParamLayout:
-    named = [(n, p.shape) for n, p in model.named_parameters()]
+    """The layout of the model's *trainable* parameters (frozen ones are constants)."""
+    named = [(n, p.shape) for n, p in trainable(model)]
     return ParamLayout(tuple(n for n, _ in named), tuple(s for _, s in named))
 
 
 def flatten_params(model: nn.Module, dtype=None, device=None) -> Tensor:
-    """The model's current parameters as one flat vector."""
-    x = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    """The model's current trainable parameters as one flat vector."""
+    x = torch.cat([p.detach().reshape(-1) for _, p in trainable(model)])
     return x.to(dtype=dtype or x.dtype, device=device or x.device).clone()
 
 
@@ -176,7 +185,10 @@ class ModelObjective(Objective):
         self.n = n_samples(inputs)
         if self.n == 0 or (targets is not None and n_samples(targets) != self.n):
             raise ValueError("inputs and targets must be non-empty and of equal length")
-        first = next(model.parameters())
+        first = next(model.parameters(), None)
+        if first is None:
+            raise ValueError(f"{type(model).__name__} has no parameters: there is no "
+                             "Hessian to measure")
         self.dtype = dtype or first.dtype
         self.device = torch.device(device) if device is not None else first.device
         self.model = model
@@ -192,7 +204,7 @@ class ModelObjective(Objective):
         # a user loss is counted on class ids only: its floating targets may be anything
         countable = isinstance(self.targets, Tensor) and (
             not self.targets.is_floating_point() if callable(loss)
-            else loss == "ce" or self.targets.ndim >= 2)
+            else loss == "ce" or _one_hot(self.targets))
         self.count_correct = count_correct and countable
         if len(self.bounds) > 1 and _batch_norm_in_training(model):
             warnings.warn("the model has BatchNorm in training mode: each physical chunk is "
@@ -206,15 +218,20 @@ class ModelObjective(Objective):
 
     def forward(self, x: Tensor, inputs):
         # buffers cloned from the live module: a forward pass may write to them (BatchNorm's
-        # running statistics, a user module's counters), never to the module's own
-        buffers = {name: b.detach().clone().to(
+        # running statistics, a user module's counters), never to the module's own;
+        # frozen parameters (requires_grad=False) enter the same way, as constants of the loss
+        constants = {name: b.detach().clone().to(
             device=self.device, dtype=self.dtype if b.is_floating_point() else b.dtype)
-            for name, b in self.model.named_buffers()}
-        tensors = {**self.layout.unflatten(x), **buffers}
+            for name, b in [*self.model.named_buffers(), *self._frozen()]}
+        tensors = {**self.layout.unflatten(x), **constants}
         if isinstance(inputs, dict):
             return functional_call(self.model, tensors, (), inputs)
         args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
         return functional_call(self.model, tensors, args)
+
+    def _frozen(self) -> list[tuple[str, Tensor]]:
+        trained = set(self.layout.names)
+        return [(n, p) for n, p in self.model.named_parameters() if n not in trained]
 
     def terms(self):
         for lo, hi in self.bounds:
@@ -263,3 +280,13 @@ class ModelObjective(Objective):
                 if aux is not None:
                     correct += int(aux)
         return total, (correct / self.n if self.count_correct else None)
+
+
+def _one_hot(targets: Tensor) -> bool:
+    """Floating targets that are class labels (rows of 0s and one 1), not regression values:
+    only those have an accuracy."""
+    if not targets.is_floating_point():
+        return True
+    if targets.ndim < 2 or targets.shape[-1] < 2:
+        return False
+    return bool(((targets == 0) | (targets == 1)).all() and (targets.sum(-1) == 1).all())

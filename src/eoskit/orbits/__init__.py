@@ -14,7 +14,7 @@
 * :mod:`~eoskit.orbits.preconditioned_gd`: :class:`PreconditionedObjective`, the
   same tools for preconditioned GD with a fixed diagonal ``P`` (via ``z = P^{1/2} x``).
 * :mod:`~eoskit.orbits.continuation`: :func:`bifurcation_sweep` continues one
-  branch over learning rates; :func:`eoskit.plots.bifurcation.plot_bifurcation`
+  branch over learning rates; :func:`eoskit.plots.bifurcation_figures.plot_bifurcation`
   draws it.
 
 Example:

@@ -5,7 +5,7 @@
 from the prediction nearest ``η_c`` outward, each solve started from the
 previous solution. :meth:`BifurcationSweep.table` gives its rows (``eoskit bifurcation`` writes
 them with :class:`eoskit.store.CsvLog`) and
-:func:`eoskit.plots.bifurcation.plot_bifurcation` draws the diagram.
+:func:`eoskit.plots.bifurcation_figures.plot_bifurcation` draws the diagram.
 
 Example (``L = x² + x³ + x⁴/2``, supercritical: orbits for ``η > η_c = 1``):
     >>> import torch

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from eoskit import store
 from eoskit.components import check_files
+from eoskit.report import spectrum_section
 from eoskit.report.flows_section import flows_dir, flows_figures, flows_medians
 
 # The page reports how many of its figures the browser decoded (a check that needs no network).
@@ -131,6 +132,11 @@ def run_html(run_dir: Path) -> str:
     figs = _run_figures(run_dir)
     parts.append(_figures(figs) if figs else "<p>No figures (the run has no metrics yet).</p>")
 
+    if spectrum_section.has_spectrum(run_dir):
+        parts.append("<h2>The whole spectrum</h2>")
+        parts.append(_figures(spectrum_section.spectrum_figures(run_dir))
+                     + _kv_table(spectrum_section.spectrum_numbers(run_dir)))
+
     parts.append("<h2>Identities checked</h2>")
     parts.append(_identities(run_dir, c))
 
@@ -175,7 +181,8 @@ def _run_figures(run_dir: Path) -> list[tuple[str, bytes]]:
             for n in names if (plots / n).exists()]
     # diagnostics figures are drawn in the identities section, beside their table
     figs += [(p.stem.replace("_", " "), p.read_bytes()) for p in sorted(plots.glob("*.png"))
-             if p.name not in names + [_FORCING_PNG] and not p.name.startswith("diag_")
+             if p.name not in names + [_FORCING_PNG] + [n for n, _ in spectrum_section.FIGURES]
+             and not p.name.startswith("diag_")
              ] if plots.exists() else []
     return figs
 
@@ -210,7 +217,7 @@ def _identities(run_dir: Path, c: dict) -> str:
                f"<td class='num'>{_fmt(min(margins) if margins else None)}</td></tr>")
     out.append("<table>" + "".join(trs) + "</table>")
     try:
-        from eoskit.plots.diagnostics import plot_diagnostics
+        from eoskit.plots.diagnostics_figures import plot_diagnostics
 
         with tempfile.TemporaryDirectory() as tmp:
             paths = plot_diagnostics(diag_path, tmp, c["lr"])

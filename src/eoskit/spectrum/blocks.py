@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from eoskit.eigs import EigResult, LanczosTracker, MatVec, lanczos
-from eoskit.objective import ModelObjective
+from eoskit.objective import ModelObjective, trainable
 from eoskit.spectrum.operand import Loss, as_objective
 
 ROOT = "(root)"
@@ -34,7 +34,7 @@ def module_blocks(model: nn.Module) -> dict[str, Tensor]:
     """Module name → indices of its parameters in the flat vector (``named_parameters`` order)."""
     groups: dict[str, list[Tensor]] = {}
     start = 0
-    for name, p in model.named_parameters():
+    for name, p in trainable(model):  # the flat vector's parameters, frozen ones left out
         owner = name.rpartition(".")[0] or ROOT
         groups.setdefault(owner, []).append(torch.arange(start, start + p.numel()))
         start += p.numel()

@@ -10,6 +10,11 @@ Layout of ``--out DIR``::
     checkpoints/      ckpt-<step>.pt + ckpt-<step>.json (sha256), the last few kept
     params_final.pt   final flat parameter vector
     .eoskit.lock      advisory lock (flock) held by the process running the run
+    .eoskit-owner.json  the directory's kind: run, flows, monitor or sweep
+
+``eoskit flow``, a Monitor's ``out=`` and ``eoskit sweep`` write their own files
+under the same rules (:mod:`eoskit.store.rundir`): one owner record, one lock,
+and no kind of directory is taken over by another.
 
 JSON files and checkpoints are written atomically (temporary file, fsync,
 rename); checkpoints carry a SHA-256 checksum, so a corrupted or truncated
@@ -29,17 +34,23 @@ from eoskit.store.history import (
     changed_keys,
     check_config,
     config_digest,
+    repair_tables,
     restore_table,
     snapshot_table,
+    table_record,
 )
 from eoskit.store.rundir import (
+    KINDS,
     RunDirError,
     RunLock,
-    claim_run,
+    check_owner,
+    claim,
     clear_run,
     finished_summary,
-    holds_run,
     mark_failed,
+    owner_of,
+    present,
+    record_owner,
     run_files,
 )
 from eoskit.store.statuses import FINAL_STATUSES, STATUSES
@@ -55,7 +66,8 @@ __all__ = [
     # checkpoints
     "save_checkpoint", "load_latest_checkpoint", "CheckpointError", "CheckpointWarning",
     # one owner, one history
-    "RunLock", "RunDirError", "run_files", "holds_run", "clear_run", "claim_run", "mark_failed",
-    "finished_summary",
+    "RunLock", "RunDirError", "KINDS", "run_files", "present", "owner_of", "check_owner",
+    "claim", "record_owner", "clear_run", "mark_failed", "finished_summary",
     "config_digest", "changed_keys", "check_config", "snapshot_table", "restore_table",
+    "table_record", "repair_tables",
 ]

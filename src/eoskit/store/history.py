@@ -45,14 +45,27 @@ def changed_keys(stored: dict, current: dict) -> list[str]:
     return sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
 
 
-def check_config(folder: Path, step: int, stored: dict, current: dict) -> None:
+def check_config(folder: Path, step: int, stored: dict, current: dict,
+                 name: str = "config.json") -> None:
     """Refuse (:class:`RunDirError`) when ``current`` is not the configuration of
     checkpoint ``step`` (its ``stored`` copy), listing the keys that changed."""
     if config_digest(stored) != config_digest(current):
-        keys = ", ".join(changed_keys(stored, current)) or "?"
-        raise RunDirError(f"cannot resume {folder}: config.json no longer matches the "
+        keys = ", ".join(_changed(stored, current)) or "?"
+        raise RunDirError(f"cannot resume {folder}: {name} no longer matches the "
                           f"checkpoint at step {step} (changed: {keys}); restore it, or "
                           "start over with --overwrite")
+
+
+def _changed(stored: dict, current: dict, prefix: str = "") -> list[str]:
+    """Changed keys, nested tables named by their path (``settings.lr``)."""
+    keys = []
+    for k in changed_keys(stored, current):
+        a, b = stored.get(k), current.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed(a, b, f"{prefix}{k}.")
+        else:
+            keys.append(prefix + k)
+    return keys
 
 
 def snapshot_table(path: Path) -> dict:
@@ -89,3 +102,22 @@ def restore_table(path: Path, snap: dict) -> str | None:
                 f"(it differed from line {_first_difference(current, data)} on)")
     atomic_write_bytes(path, data)
     return note
+
+
+def table_record(config: dict, tables) -> dict:
+    """What a checkpoint covers: ``config`` (as JSON), its digest and a snapshot of each
+    table in ``tables`` (paths), keyed by file name."""
+    return {"config": config, "config_sha256": config_digest(config),
+            "tables": {Path(t).name: snapshot_table(t) for t in tables}}
+
+
+def repair_tables(folder: Path, record: dict, names=None) -> list[str]:
+    """Put each table of ``record`` (those in ``names``, default all) in ``folder`` back to
+    what the checkpoint covers; the notes of what was repaired."""
+    notes = []
+    for name, snap in record["tables"].items():
+        if names is None or name in names:
+            note = restore_table(Path(folder) / name, snap)
+            if note is not None:
+                notes.append(note)
+    return notes

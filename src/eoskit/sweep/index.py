@@ -80,10 +80,10 @@ def prepare_out(spec: SweepSpec, out: Path, resume: bool) -> None:
     meta = out / "sweep.json"
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} exists and is not a directory")
-    if not meta.exists() and store.holds_run(out):
-        # a single run lives here: a sweep would write its figures over the run's
-        raise SweepError(f"{out} holds an eoskit run ({', '.join(store.holds_run(out))}), "
-                         "not a sweep; choose another --out")
+    try:
+        store.check_owner(out, "sweep")  # a run's figures or a flows run's files live here
+    except store.RunDirError as err:
+        raise SweepError(str(err)) from None
     if meta.exists():
         if not resume:
             raise SweepError(f"{out} already holds a sweep; pass --resume to continue it, "
@@ -98,6 +98,7 @@ def prepare_out(spec: SweepSpec, out: Path, resume: bool) -> None:
         if taken:
             raise SweepError(f"{out / taken[0]} already exists; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    store.record_owner(out, "sweep")
     store.write_json(meta, {**spec.as_json(), "eoskit_version": __version__,
                             "index_columns": spec.keys + INDEX_COLUMNS})
     if spec.source is not None:

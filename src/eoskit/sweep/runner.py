@@ -89,8 +89,24 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
     ``inline`` (one after another in this process: for debugging and tests).
     """
     _check_options(backend, workers, ray_address)
-    log = log or (lambda msg: None)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out} exists and is not a directory")
+    # one sweep at a time: a second would record the first's running points as failed
+    try:
+        lock = store.RunLock(out).acquire()
+    except store.RunDirError as err:
+        raise SweepError(str(err)) from None
+    try:
+        return _run_locked(spec, out, backend, workers, ray_address, resume,
+                           log or (lambda msg: None))
+    finally:
+        lock.release()
+
+
+def _run_locked(spec: SweepSpec, out: Path, backend: str, workers: int | None,
+                ray_address: str | None, resume: bool, log: Callable[[str], None]) -> list[dict]:
+    check_components(spec)
     prepare_out(spec, out, resume)
     index = SweepIndex(spec, out)
     todo = _pending_points(index, resume)
@@ -123,6 +139,34 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
     except Exception as err:  # figures must never lose the index
         log(f"warning: sweep figures failed: {type(err).__name__}: {err}")
     return index.index_rows()
+
+
+# options that change how a run steps and measures, not the problem it builds
+_STEPPING = ("lr", "steps", "beta", "stop_loss", "optimizer", "batch_size", "checkpoint_every",
+             "sharpness_every", "eval_every", "diagnose_every", "keep_checkpoints")
+
+
+def check_components(spec: SweepSpec) -> None:
+    """Build every distinct problem of the grid that uses a user component (its two-sample
+    check included) before any run starts: one that fails is bad input (SweepError),
+    not a failed run beside finished ones."""
+    from eoskit.components import is_spec
+    from eoskit.training.run_problem import build_problem
+
+    seen = set()
+    for p in spec.points:
+        cfg = p.config
+        if not any(is_spec(v) for v in (cfg.model, cfg.dataset, cfg.loss)):
+            continue
+        key = store.dumps_json({k: v for k, v in cfg.model_dump(mode="json").items()
+                                if k not in _STEPPING})
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            build_problem(cfg)
+        except ValueError as err:
+            raise SweepError(f"grid point {p.name}: {err}") from None
 
 
 def _check_options(backend: str, workers: int | None, ray_address: str | None) -> None:

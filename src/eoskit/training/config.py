@@ -121,6 +121,11 @@ class RunConfig(_WithRuleFields):
     diagnose_every: int = Field(0, ge=0, description="Edge-coupling diagnostics every K steps.")
     diagnose_nodes: int = Field(12, ge=2, le=200,
                                 description="Gauss-Legendre nodes for the diagnostics.")
+    spectrum_every: int = Field(
+        0, ge=0, description="The whole spectrum every K steps into spectrum.csv: SLQ density, "
+        "trace, λ_min, Gauss-Newton split, each module's λ₁ (0: never).")
+    spectrum_probes: int = Field(1, gt=0, description="SLQ probes per spectrum measurement.")
+    spectrum_steps: int = Field(80, gt=0, description="Lanczos steps per SLQ probe.")
     # stopping and storage
     stop_loss: float | None = Field(None, ge=0,
                                     description="Stop once the train loss is below this.")

@@ -61,6 +61,7 @@ from eoskit.training.run_state import (
     stored_config,
     tensor_bytes,
 )
+from eoskit.training.spectrum_log import SpectrumLog
 
 
 def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
@@ -93,7 +94,7 @@ def train(cfg: RunConfig | None, out_dir: str | Path, *, resume: bool = False,
         if main and resume and (finished := store.finished_summary(out)) is not None:
             return finished  # another process finished it meanwhile
         if main and not resume:
-            store.claim_run(out, overwrite)
+            store.claim(out, "run", overwrite)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         problem = build_problem(cfg, recorded_components(out) if resume else None)
@@ -146,6 +147,8 @@ class Trainer:
             (out / "plots").mkdir(exist_ok=True)
         restored = self._restore() if resume else None
         self.state = restored if restored is not None else RunState(0, problem.x0)
+        self.spectrum = SpectrumLog(self.obj, cfg)  # spectrum.csv: nothing at spectrum_every=0
+        self.spectrum.restore_from(self.state.extra, cfg.device)
         if restored is not None and self.precond_tracker is not None:
             self.precond_tracker.load_state_dict(restored.extra["precond_tracker"], cfg.device)
         if restored is None and self.main:
@@ -153,9 +156,11 @@ class Trainer:
         tables = {"metrics.csv": self.columns}
         if cfg.diagnose_every:
             tables["diagnostics.csv"] = diagnostic_columns(self.rule)
+        tables.update(self.spectrum.columns())
         logs = (open_tables(out, tables, restored) if self.main  # rank 0 alone writes
                 else {name: parallel.open_log(out / name, cols) for name, cols in tables.items()})
         self.metrics, self.diag_log = logs["metrics.csv"], logs.get("diagnostics.csv")
+        self.spectrum.attach(logs)
         self.loggers = open_run_loggers(out, log, resumed=resume, cfg=cfg) \
             if self.main else None
         if self.loggers is not None:
@@ -189,7 +194,9 @@ class Trainer:
             self.parallel.check(self.state.x, self.state.step)  # ranks took the same steps
         if not self.main:
             return
+        self.spectrum.save_into(self.state.extra)
         logs = [self.metrics] + ([self.diag_log] if self.diag_log is not None else [])
+        logs += self.spectrum.logs()
         for log in logs:
             log.sync()
         save_run_state(self.out / "checkpoints", self.state, keep=self.cfg.keep_checkpoints,
@@ -215,6 +222,7 @@ class Trainer:
             self.metrics.close()
             if self.diag_log is not None:
                 self.diag_log.close()
+            self.spectrum.close()
         if not self.main:
             return {"status": status, "steps": self.state.step}
         if status != "interrupted":
@@ -241,6 +249,7 @@ class Trainer:
             if not ev.sound:
                 self.metrics.write(row)
                 return "diverged"
+            self.spectrum.maybe_measure(t, s.x, self.rule.threshold)
             self._take_step(t, ev, row)
             update(s.step, ev.loss, row.get("sharpness"))
             if cfg.stop_loss is not None and ev.loss <= cfg.stop_loss:

@@ -37,8 +37,12 @@ def plot_results(out: Path, lr: float) -> None:
     try:
         plot_run(out)
         if (out / "diagnostics.csv").exists():
-            from eoskit.plots.diagnostics import plot_diagnostics
+            from eoskit.plots.diagnostics_figures import plot_diagnostics
 
             plot_diagnostics(out / "diagnostics.csv", out / "plots", lr)
+        if (out / "spectrum.csv").exists():
+            from eoskit.plots.spectrum_figures import plot_spectrum
+
+            plot_spectrum(out)
     except Exception as err:  # a figure must never lose a finished run
         print(f"eoskit: warning: plotting failed: {err}")

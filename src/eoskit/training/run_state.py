@@ -65,10 +65,7 @@ def save_run_state(folder: str | Path, state: RunState, *, rule: UpdateRule,
     With ``config`` (the resolved configuration, as JSON) the checkpoint records
     what it covers: that configuration and a snapshot of each table in ``tables``.
     """
-    record = None
-    if config is not None:
-        record = {"config": config, "config_sha256": store.config_digest(config),
-                  "tables": {Path(t).name: store.snapshot_table(t) for t in tables}}
+    record = None if config is None else store.table_record(config, tables)
     content = {
         "step": state.step, "x": state.x.detach().cpu(), "elapsed": state.elapsed,
         "pending_row": state.pending_row,
@@ -116,6 +113,7 @@ def restore_run_state(folder: str | Path, device: str, *, rule: UpdateRule,
 
 def stored_config(out: Path, cfg: RunConfig | None) -> RunConfig:
     """The configuration of the run in ``out``; a given ``cfg`` must be the same."""
+    store.check_owner(out, "run")
     if not (out / "config.json").exists():
         raise ValueError(f"cannot resume: {out} has no config.json")
     stored = RunConfig(**store.read_json(out / "config.json")["config"])
@@ -145,8 +143,7 @@ def open_tables(out: Path, tables: dict[str, list[str]],
     for name, columns in tables.items():
         path = Path(out) / name
         if snaps is not None and name in snaps:
-            note = store.restore_table(path, snaps[name])
-            if note is not None:
+            for note in store.repair_tables(out, restored.record, (name,)):
                 print(f"eoskit: resume: {note}", file=sys.stderr)
             logs[name] = store.CsvLog(path, columns, append=True)
         else:
