@@ -21,3 +21,17 @@ def tiny_objective(model="fc-tanh", loss="mse", n=20, shape=(1, 4, 4), outputs=3
     else:
         Y = torch.randint(0, outputs, (n,), generator=gen)
     return ModelObjective(net, loss, X, Y, dtype=torch.float64, **kw)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one); "
+                            "benchmarks/device_check.sh runs these")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

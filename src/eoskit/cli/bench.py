@@ -1,4 +1,4 @@
-"""``eoskit bench``: benchmarks (``eoskit bench sharpness``, ``eoskit bench scaling``).
+"""``eoskit bench``: benchmarks (``sharpness``, ``scaling``, ``monitor``).
 
 Examples::
 
@@ -6,6 +6,7 @@ Examples::
     eoskit bench sharpness --tiny --json /tmp/tiny.json
     eoskit bench sharpness --sections cold,track --dtypes float32 --torch-threads 1
     eoskit bench scaling --nproc 1,2 --json benchmarks/results/scaling.json
+    eoskit bench monitor --settings gpt-small --optimizers adamw --every 10 --steps 42
 """
 
 from __future__ import annotations
@@ -108,6 +109,62 @@ def scaling_cmd(
         raise UsageError(f"unknown setting(s) {bad}; choose from {', '.join(SETTINGS)}")
     log = (lambda *a, **k: None) if quiet else typer.echo
     rows = bench_processes([SETTINGS[s] for s in names], counts, repeats, log)
+    table = markdown(rows)
+    typer.echo(table)
+    if json_out is not None:
+        write_json([{"section": "meta", **environment()}, *rows], json_out)
+        typer.echo(f"wrote {json_out}")
+    if markdown_out is not None:
+        markdown_out.parent.mkdir(parents=True, exist_ok=True)
+        markdown_out.write_text(table + "\n")
+        typer.echo(f"wrote {markdown_out}")
+
+
+@bench_app.command("monitor")
+@handle_errors
+def monitor_cmd(
+    settings: str = _O("gpt-small", help="Comma-separated: gpt-small, gpt2."),
+    optimizers: str = _O("sgd,adamw", help="Comma-separated: sgd, adamw."),
+    every: str = _O("10", help="Comma-separated measurement intervals."),
+    steps: int = _O(42, min=3, help="Optimiser steps per (setting, optimiser, every)."),
+    references: bool = _O(True, help="Check each measurement against a tight solve."),
+    torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
+    device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
+    json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
+    markdown_out: Optional[Path] = _O(None, "--markdown", help="Write the table here."),
+    quiet: bool = _O(False, help="No progress lines."),
+) -> None:
+    """The Monitor in a Transformer loop: time against the plain loop (alternating), products
+    per measurement, peak memory above the plain loop, error against reference solves."""
+    import torch
+
+    from eoskit.bench.monitor_bench import bench_monitor, markdown
+    from eoskit.bench.monitor_settings import OPTIMIZERS, SETTINGS
+    from eoskit.bench.sharpness_bench import environment, write_json
+
+    names = [x.strip() for x in settings.split(",")]
+    opts = [x.strip() for x in optimizers.split(",")]
+    if bad := [x for x in names if x not in SETTINGS] + [x for x in opts if x not in OPTIMIZERS]:
+        raise UsageError(f"unknown setting or optimiser {bad}; settings: {', '.join(SETTINGS)}; "
+                         f"optimisers: {', '.join(OPTIMIZERS)}")
+    try:
+        intervals = [int(x) for x in every.split(",")]
+    except ValueError:
+        raise UsageError(f"--every must be comma-separated integers, got {every!r}") from None
+    if any(n < 1 for n in intervals):
+        raise UsageError(f"--every must be at least 1, got {every!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    log = (lambda *a, **k: None) if quiet else typer.echo
+    rows = []
+    for name in names:
+        for opt in opts:
+            for n in intervals:
+                log(f"{name} {opt} every {n}")
+                rows.append(bench_monitor(name, opt, n, steps, references=references,
+                                          device=device, log=log))
     table = markdown(rows)
     typer.echo(table)
     if json_out is not None:

@@ -9,7 +9,9 @@
 * :mod:`~eoskit.eigs.tracker`: :class:`SharpnessTracker` (the shared base) and
   :class:`LanczosTracker`; :mod:`~eoskit.eigs.streaming`: :class:`StreamingTracker`,
   ~one product per step; :mod:`~eoskit.eigs.tracker_modes`: :data:`TRACKERS`
-  and :func:`make_tracker`.
+  and :func:`make_tracker`; :mod:`~eoskit.eigs.shared_tracker`: :class:`SharedTracker`,
+  raw and preconditioned together from one set of products
+  (:mod:`~eoskit.eigs.shared_basis`).
 * :mod:`~eoskit.eigs.preconditioned_operator`: :func:`preconditioned_matvec`
   (``P^{-1/2} H P^{-1/2}``, the operator of the preconditioned sharpness).
 
@@ -22,6 +24,7 @@ Example:
 
 from eoskit.eigs.krylov import CRITERIA, EigResult, MatVec, work_dtype
 from eoskit.eigs.preconditioned_operator import preconditioned_matvec
+from eoskit.eigs.shared_tracker import SharedTracker, default_shared_vectors
 from eoskit.eigs.solvers import SOLVERS, hessian_eigs, lanczos, lobpcg, top_eigenpairs
 from eoskit.eigs.streaming import TURBULENT_TOL, StreamingTracker
 from eoskit.eigs.subspace import subspace_eigs
@@ -37,7 +40,7 @@ __all__ = [
     "top_eigenpairs", "hessian_eigs",
     # trackers
     "SharpnessTracker", "LanczosTracker", "StreamingTracker", "TRACKERS", "make_tracker",
-    "default_max_vectors", "TURBULENT_TOL",
+    "default_max_vectors", "TURBULENT_TOL", "SharedTracker", "default_shared_vectors",
     # operators
     "preconditioned_matvec",
 ]

@@ -60,9 +60,11 @@ import torch
 from torch import Tensor, nn
 
 from eoskit.distributed.user_loop import across_ranks, is_main_rank
-from eoskit.eigs import make_tracker, preconditioned_matvec
+from eoskit.eigs import SharedTracker, make_tracker, preconditioned_matvec
+from eoskit.eigs.shared_tracker import min_shared_vectors
 from eoskit.metrics.columns import monitor_columns
 from eoskit.metrics.metric_rows import monitor_row, precond_cells, step_cells
+from eoskit.monitor.cost import COST_COLUMNS, CostClock
 from eoskit.monitor.data import measurement_set
 from eoskit.monitor.monitor_dir import MonitorRunDir
 from eoskit.monitor.monitor_spectrum import MonitorSpectrum
@@ -74,6 +76,7 @@ from eoskit.monitor.optimizers import (
     optimizer_threshold,
     unwrap,
 )
+from eoskit.monitor.step_curvature import StepCurvature
 from eoskit.objective.model import Loss, ModelObjective, trainable
 from eoskit.optim import torch_preconditioner
 
@@ -106,8 +109,19 @@ class Monitor:
     (``"residual"`` asks ``‖Hv − λv‖ ≤ tol·|λ|``, stricter and ~1.5x the products).
     ``restart_every``: a cold probe every that many measurements (0: never).
     ``curvature=False`` skips the extra forward pass that ``eff_curvature`` costs.
-    ``mode``: the tracker (:data:`eoskit.eigs.TRACKERS`: ``"lanczos"``, or
-    ``"streaming"``, about one product per measurement once the vectors settle).
+    ``mode``: the tracker: ``"shared"`` (default, :class:`~eoskit.eigs.SharedTracker`:
+    raw and preconditioned sharpness from one set of products, eigenvalue
+    criterion), or one of :data:`eoskit.eigs.TRACKERS` per quantity (``"lanczos"``,
+    ``"streaming"``). ``max_vectors``: the tracker's bound on d-long work vectors
+    (default for ``"shared"``: its smallest, :func:`~eoskit.eigs.shared_tracker.min_shared_vectors`,
+    5 basis rows for k = 1).
+    ``step_curvature``: also record κ along *every* optimiser step in
+    :attr:`step_rows` (:mod:`~eoskit.monitor.step_curvature`; one forward pass
+    per step on the batch given to :meth:`step`, else a gradient on the measurement set).
+
+    Each row also says what the measurement cost (:mod:`~eoskit.monitor.cost`):
+    ``measure_seconds``, ``measure_steps`` (in the loop's own median step time)
+    and ``overhead`` (the Monitor's running share of the wall time).
     ``spectrum_every``: the whole spectrum every that many steps into ``spectrum.csv``
     and ``spectrum_nodes.csv`` (``spectrum_probes``/``spectrum_steps``: SLQ's; see
     :mod:`~eoskit.monitor.monitor_spectrum`; 0: never).
@@ -133,7 +147,9 @@ class Monitor:
         restart_every: int = 50,
         criterion: str = "eigenvalue",
         curvature: bool = True,
-        mode: str = "lanczos",
+        mode: str = "shared",
+        max_vectors: int | None = None,
+        step_curvature: bool = False,
         spectrum_every: int = 0,
         spectrum_probes: int = 1,
         spectrum_steps: int = 80,
@@ -148,11 +164,13 @@ class Monitor:
                                         count_correct=False)
         # under torch.distributed: data is this rank's shard; the sums run over all ranks
         self.objective = across_ranks(self.objective)
-        self.tracker = make_tracker(mode, self.k, tol, restart_every, criterion=criterion)
-        # P changes between measurements: its own tracker, warm-started from its own vectors
-        self.precond_tracker = make_tracker(mode, self.k, tol, restart_every,
-                                            criterion=criterion) if adaptive(optimizer) else None
-        self.columns = monitor_columns(self.k, self.precond_tracker is not None)
+        self.preconditioned = adaptive(optimizer)
+        self.tracker, self.precond_tracker = self._trackers(mode, tol, restart_every, criterion,
+                                                            max_vectors)
+        self.columns = monitor_columns(self.k, self.preconditioned) + COST_COLUMNS
+        self.clock = CostClock()
+        self.step_curve = StepCurvature(self.objective, model, loss_fn, self._fork) if (
+            step_curvature) else None
         self.rows: list[dict] = []  # every measurement so far, completed or pending
         self.hvps_total = 0
         self.steps = 0  # optimiser steps counted (or given) so far
@@ -174,6 +192,28 @@ class Monitor:
         for sink in self.sinks:
             sink.log_params({**config, **meta})
 
+    def _trackers(self, mode, tol, restart_every, criterion, max_vectors):
+        """One shared tracker, or one per quantity (P changes between measurements: the
+        preconditioned one is warm-started from its own vectors)."""
+        if mode == "shared":
+            budget = max_vectors or min_shared_vectors(self.k)
+            return SharedTracker(self.k, tol, restart_every, max_vectors=budget), None
+        opts = {"criterion": criterion, "max_vectors": max_vectors}
+        raw = make_tracker(mode, self.k, tol, restart_every, **opts)
+        pre = make_tracker(mode, self.k, tol, restart_every, **opts) if (
+            self.preconditioned) else None
+        return raw, pre
+
+    @staticmethod
+    def _fork():
+        return torch.random.fork_rng(devices=_rng_devices())
+
+    @property
+    def step_rows(self) -> list[dict]:
+        """κ along every step (``step_curvature=True``): step, loss, loss_next, step_norm,
+        eff_curvature; empty otherwise."""
+        return [] if self.step_curve is None else self.step_curve.rows
+
     def _config(self, loss_fn, probe_size, tol, seed, restart_every) -> tuple[dict, dict]:
         opt = self.optimizer
         config = {
@@ -190,14 +230,25 @@ class Monitor:
         return config, meta
 
     # ---------------------------------------------------------------- the loop's calls
-    def step(self, step: int | None = None) -> dict | None:
+    def step(self, step: int | None = None, *, batch=None, loss=None) -> dict | None:
         """Call after each optimiser step; returns the measurement's row on measured steps.
 
         ``step``: the optimiser's step count after this step (default: one more
         than the last call's). A row's ``eff_curvature`` is filled in at the
-        next call (the same dict object).
+        next call (the same dict object). ``batch`` ``(inputs, targets)`` and
+        ``loss`` (the loss the loop computed on it before the update): with
+        ``step_curvature``, κ of this step on that batch from one forward pass.
         """
+        self.clock.enter()
+        try:
+            return self._step(step, batch, loss)
+        finally:
+            self.clock.leave()
+
+    def _step(self, step, batch, loss) -> dict | None:
         self.steps = self.steps + 1 if step is None else int(step)
+        if self.step_curve is not None:
+            self.step_curve.update(self.steps, batch, loss)
         measure = self.steps % self.every == 0 and not (self.rows and
                                                         self.rows[-1]["step"] == self.steps)
         if self._pending is not None and not measure:
@@ -208,18 +259,16 @@ class Monitor:
 
     def measure(self) -> dict:
         """Measure now, at the current parameters (row ``step`` = the current step count)."""
+        started = time.perf_counter()
         x = self.objective.x0()  # (d,), a detached copy
         hvps_before = self.objective.hvp_count
-        with torch.random.fork_rng(devices=_rng_devices()), torch.enable_grad():
+        with self._fork(), torch.enable_grad():
             with self.objective.at(x) as point:
                 loss, g = float(point.value), point.grad.detach()
                 if not math.isfinite(loss):  # the eigensolvers would fail deep inside
                     raise ValueError(f"the loss is {loss} at step {self.steps}: no Hessian "
                                      "to measure (diverged? check the learning rate and data)")
-                eig = self.tracker.measure(point.hvp, self.objective.dim, x.dtype, x.device)
-                p = self.preconditioner()
-                peig = None if p is None else self.precond_tracker.measure(
-                    preconditioned_matvec(point.hvp, p), self.objective.dim, x.dtype, x.device)
+                eig, peig = self._eigs(point.hvp, x, self.preconditioner())
         if self._pending is not None:
             self._complete_pending(x, loss)
         hvps = self.objective.hvp_count - hvps_before
@@ -227,8 +276,9 @@ class Monitor:
         row = monitor_row(self.steps, loss, g, eig, threshold=optimizer_threshold(self.optimizer),
                           lr=optimizer_lr(self.optimizer), hvps=hvps,
                           wall=time.perf_counter() - self._t0, neigs=self.k)
-        if self.precond_tracker is not None:
+        if self.preconditioned:
             row.update(precond_cells(peig, self.k, True))
+        row.update(self.clock.cells(time.perf_counter() - started))
         self.rows.append(row)
         if self.curvature:
             self._pending = (row, x, g)
@@ -236,10 +286,21 @@ class Monitor:
             self._flush()
         return row
 
+    def _eigs(self, hvp, x: Tensor, p: Tensor | None):
+        """The raw and the preconditioned (None without ``p``) top-k at the point."""
+        d = self.objective.dim
+        if isinstance(self.tracker, SharedTracker):
+            out = self.tracker.measure(hvp, d, x.dtype, x.device, p)
+            return out["raw"], out.get("pre")
+        eig = self.tracker.measure(hvp, d, x.dtype, x.device)
+        peig = None if p is None else self.precond_tracker.measure(
+            preconditioned_matvec(hvp, p), d, x.dtype, x.device)
+        return eig, peig
+
     def preconditioner(self) -> Tensor | None:
         """The optimiser's current ``P = √v̂ + ε`` (d,) in the objective's dtype; None
         without an adaptive optimiser, before its first step, or if it lacks a parameter."""
-        if self.precond_tracker is None:
+        if not self.preconditioned:
             return None
         try:
             p = torch_preconditioner(unwrap(self.optimizer),
@@ -255,7 +316,7 @@ class Monitor:
         if self.steps == row["step"] + 1:
             if x_next is None:
                 x_next = self.objective.x0()
-                with torch.random.fork_rng(devices=_rng_devices()):
+                with self._fork():
                     loss_next = float(self.objective.value(x_next))
             row.update(step_cells(row["loss"], loss_next, g, x_next - x))
         self._flush()

@@ -1,0 +1,171 @@
+"""One basis of Hessian-vector products for the raw and the preconditioned operator at once.
+
+For ``P = diag(p)`` and ``D = P^{-1/2}``, one product ``H·w`` serves both
+``H`` and ``A = D H D``: ``(w, H·w)`` is a pair of ``H``, and
+``(D^{-1}w, D·H·w)`` is a pair of ``A`` (``A·D^{-1}w = D·H·w``). On basis rows
+``w_i`` with images ``h_i = H·w_i`` both Rayleigh–Ritz problems share the
+projected matrix ``G = [w_i·h_j]``; they differ in the metric:
+``M = [w_i·w_j]`` for ``H`` and ``M = [w_i·(p∘w_j)]`` for ``A``
+(``(D^{-1}w_i)·(D^{-1}w_j) = w_iᵀ P w_j``). So every product grows *both*
+searches, and the two start vectors (the last raw and the last preconditioned
+top vector) give both estimates from two products.
+
+Rows are separate d-long tensors in the work dtype (no stacked copies); the
+m×m matrices are float64.
+
+Example:
+    >>> import torch
+    >>> H = torch.diag(torch.tensor([4.0, 1.0, 0.5], dtype=torch.float64))
+    >>> b = SharedBasis(lambda v: H @ v, torch.tensor([4.0, 1.0, 1.0], dtype=torch.float64))
+    >>> for i in range(3):
+    ...     b.add(torch.eye(3, dtype=torch.float64)[i])
+    >>> [round(float(b.ritz("raw").values[0]), 6), round(float(b.ritz("pre").values[0]), 6)]
+    [4.0, 1.0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from eoskit.eigs.krylov import MatVec, norm
+
+TARGETS = ("raw", "pre")
+
+
+@dataclass
+class Ritz:
+    """Rayleigh–Ritz of one target: values (descending), coefficients S (m, q) with SᵀMS = I."""
+
+    values: np.ndarray
+    coef: Tensor
+
+
+def generalised_eigh(G: Tensor, M: Tensor) -> tuple[np.ndarray, Tensor]:
+    """``G s = θ M s`` for symmetric G and positive semi-definite M (float64, m×m).
+
+    Directions where M is numerically singular (dependent rows) are dropped.
+    """
+    lam, V = torch.linalg.eigh(0.5 * (M + M.T))
+    keep = lam > 1e-12 * float(lam.max())
+    T = V[:, keep] / lam[keep].sqrt()
+    th, Z = torch.linalg.eigh(T.T @ (0.5 * (G + G.T)) @ T)
+    return th.flip(0).cpu().numpy(), (T @ Z).flip(1)
+
+
+class SharedBasis:
+    """Rows ``w_i`` (Euclidean orthonormal), their images ``H·w_i`` and the small matrices.
+
+    ``p``: the preconditioner's diagonal (d,), or None for the raw operator alone.
+    """
+
+    def __init__(self, hvp: MatVec, p: Tensor | None, dtype=None):
+        self.hvp, self.p, self.dtype = hvp, p, dtype
+        self.root = None if p is None else p.sqrt()  # D^{-1}
+        self.rows: list[Tensor] = []
+        self.images: list[Tensor] = []
+        self.G = torch.zeros(0, 0, dtype=torch.float64)
+        self.M = {t: torch.zeros(0, 0, dtype=torch.float64) for t in self.targets}
+        self.products = 0
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return TARGETS if self.p is not None else TARGETS[:1]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    # ---- growing
+    def orthogonal(self, v: Tensor, drop: float = 1e-6) -> Tensor | None:
+        """``v`` orthogonalised against the rows (two passes) and normalised; None if dependent."""
+        n0 = float(norm(v))
+        if not np.isfinite(n0) or n0 == 0.0:
+            return None
+        v = v.div_(n0)  # the caller's vector: a fresh one (a start copy or a residual)
+        for _ in range(2):
+            for r in self.rows:
+                v.sub_(r, alpha=float(r @ v))
+        n = float(norm(v))
+        return v.div_(n) if n > drop else None
+
+    def add(self, w: Tensor, image: Tensor | None = None) -> None:
+        """Append an orthonormalised row ``w`` and its image (one product unless given)."""
+        if image is None:
+            image = self.hvp(w if self.dtype is None else w.to(self.dtype)).to(w.dtype)
+            self.products += 1
+        m = len(self.rows)
+        col = torch.tensor([float(r @ image) for r in self.rows] + [float(w @ image)],
+                           dtype=torch.float64)
+        self.G = _bordered(self.G, col)
+        self.M["raw"] = _bordered(self.M["raw"], torch.tensor(
+            [float(r @ w) for r in self.rows] + [float(w @ w)], dtype=torch.float64))
+        if self.p is not None:
+            pw = self.p * w  # one d-long temporary
+            self.M["pre"] = _bordered(self.M["pre"], torch.tensor(
+                [float(r @ pw) for r in self.rows] + [float(w @ pw)], dtype=torch.float64))
+            del pw
+        self.rows.append(w)
+        self.images.append(image)
+        assert len(self.rows) == m + 1
+
+    # ---- Rayleigh–Ritz
+    def ritz(self, target: str) -> Ritz:
+        values, coef = generalised_eigh(self.G, self.M[target])
+        return Ritz(values, coef)
+
+    def combine(self, coef: Tensor, images: bool = False) -> Tensor:
+        """``Σ c_i w_i`` (or ``Σ c_i H·w_i``) for float64 coefficients c (m,)."""
+        src = self.images if images else self.rows
+        out = torch.zeros_like(src[0])
+        for c, r in zip(coef.tolist(), src, strict=True):
+            out.add_(r, alpha=c)
+        return out
+
+    def vector(self, target: str, coef: Tensor) -> Tensor:
+        """The Ritz vector of ``target`` in its own space (unit): ``z`` or ``√p∘z``."""
+        z = self.combine(coef)
+        return z if target == "raw" else z.mul_(self.root)
+
+    def image(self, target: str, coef: Tensor) -> Tensor:
+        """The image of the Ritz vector under the target's operator: ``H z`` or ``D H z``."""
+        h = self.combine(coef, images=True)
+        return h if target == "raw" else h.div_(self.root)
+
+    def residual_norm(self, target: str, coef: Tensor, theta: float) -> float:
+        return float(norm(self.residual(target, coef, theta)))
+
+    def residual(self, target: str, coef: Tensor, theta: float) -> Tensor:
+        """``H z − θ z`` (raw) or ``D(H z − θ P z)`` (preconditioned)."""
+        h, z = self.combine(coef, images=True), self.combine(coef)
+        if target == "raw":
+            return h.sub_(z, alpha=theta)
+        h.sub_(z.mul_(self.p), alpha=theta)
+        del z
+        return h.div_(self.root)
+
+    def expansion(self, target: str, coef: Tensor, theta: float) -> Tensor:
+        """The row to add so the target's space gains its residual: ``r`` or ``D r``."""
+        r = self.residual(target, coef, theta)
+        return r if target == "raw" else r.div_(self.root)
+
+    def compress(self, coef: Tensor) -> None:
+        """Keep only the span of ``Wᵀ·coef`` (coef (m, q), q < m): a thick restart, no product."""
+        C, _ = torch.linalg.qr(coef)
+        rows = [self.combine(C[:, j]) for j in range(C.shape[1])]
+        self.rows = rows  # the old rows go before the new images are built
+        self.images = [self.combine(C[:, j], images=True) for j in range(C.shape[1])]
+        self.G = C.T @ self.G @ C
+        self.M = {t: C.T @ M @ C for t, M in self.M.items()}
+
+
+def _bordered(A: Tensor, col: Tensor) -> Tensor:
+    """A symmetric m×m matrix with one more row and column ``col`` (m+1,)."""
+    m = A.shape[0]
+    out = torch.zeros(m + 1, m + 1, dtype=torch.float64)
+    out[:m, :m] = A
+    out[:, m] = col
+    out[m, :] = col
+    return out

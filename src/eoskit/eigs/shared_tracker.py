@@ -1,0 +1,248 @@
+"""Raw and preconditioned sharpness along a trajectory from one shared set of products.
+
+:class:`SharedTracker` measures the top-k eigenvalues of ``H`` and, given an
+optimiser's diagonal preconditioner ``p``, of ``P^{-1/2} H P^{-1/2}`` in one
+:class:`~eoskit.eigs.shared_basis.SharedBasis`: every product grows both
+searches. A warm measurement starts from the last raw and the last
+preconditioned top vectors, each advanced by one free power step (their
+images are known), so both estimates cost ``2k`` products; further products
+(residuals of the worst unconverged pair) are taken only while an error bound
+exceeds ``tol``.
+
+The bound is that of the eigenvalue criterion (:func:`~eoskit.eigs.krylov.eigenvalue_bounds`):
+``min(‖r‖, ‖r‖²/gap)`` with the gap to λ_{k+1}. A warm basis of ``2k`` vectors
+knows nothing of λ_{k+1}, so it is carried: the last measurement's estimate,
+shifted by how far the top values moved since and raised to this basis's own
+(k+1)-th Ritz value (by interlacing a lower bound of λ_{k+1}). The estimate is
+refreshed at every cold solve and whenever the basis grows past ``2k + 1``
+rows. A warm solve that does not converge within ``max_matvecs`` products is
+replaced by a cold one (random start, same basis bound); every
+``restart_every`` measurements a cold probe runs as well and replaces a
+target's values only when its top-k sum is larger (Ritz values are lower bounds).
+
+Memory: rows and images (``2·max_basis`` at most), the carried vectors (``2k``),
+the results (``2k``) and three temporaries, all in the work dtype; ``p`` is the
+caller's. ``max_vectors`` (default :func:`default_shared_vectors`) sets the basis bound.
+
+Example:
+    >>> import torch
+    >>> H = torch.diag(torch.linspace(0.0, 5.0, 30, dtype=torch.float64))
+    >>> p = torch.linspace(1.0, 2.0, 30, dtype=torch.float64)
+    >>> tr = SharedTracker(1, 1e-8)
+    >>> out = tr.measure(lambda v: H @ v, 30, torch.float64, "cpu", p)
+    >>> round(float(out["raw"].eigenvalues[0]), 6), round(float(out["pre"].eigenvalues[0]), 6)
+    (5.0, 2.5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from eoskit._threads import limit_blas_threads
+from eoskit.eigs.krylov import EigResult, eigenvalue_bounds, norm, work_dtype
+from eoskit.eigs.shared_basis import SharedBasis
+
+_TEMPS = 4  # d-long temporaries: a Ritz vector, its image, a residual, the root of p
+
+
+def _held(k: int) -> int:
+    """Vectors held besides rows and images: carried (2k), results (2k), the rows a
+    restart builds before the old ones go (2k + 2) and the temporaries."""
+    return 2 * k + 2 * k + (2 * k + 2) + _TEMPS
+
+
+def default_shared_vectors(k: int) -> int:
+    """Default bound on a :class:`SharedTracker`'s d-long vectors: a basis of 2k + 4 rows."""
+    return 2 * (2 * k + 4) + _held(k)
+
+
+def min_shared_vectors(k: int) -> int:
+    """The smallest bound: a basis of 2k + 3 rows (a restart keeps k + 1 per target)."""
+    return 2 * (2 * k + 3) + _held(k)
+
+
+@dataclass
+class SharedTracker:
+    """Top-k of the raw and the preconditioned Hessian, warm-started, from shared products."""
+
+    k: int
+    tol: float
+    restart_every: int = 50
+    max_matvecs: int = 40
+    max_vectors: int | None = None
+    solves: int = 0
+    carried: dict = field(default_factory=dict)  # target -> (d, k) start vectors, own space
+    values: dict = field(default_factory=dict)  # target -> last top-k values
+    next_value: dict = field(default_factory=dict)  # target -> estimate of λ_{k+1}
+    last_info: dict | None = None
+
+    def __post_init__(self):
+        if self.max_vectors is None:
+            self.max_vectors = default_shared_vectors(self.k)
+        self.max_basis()
+
+    def max_basis(self) -> int:
+        """Rows a basis may hold under ``max_vectors``: ``(max_vectors − 6k − 6) // 2``."""
+        cap = (self.max_vectors - _held(self.k)) // 2
+        if cap < 2 * self.k + 3:
+            raise ValueError(f"max_vectors must be at least {min_shared_vectors(self.k)} "
+                             f"for k = {self.k}, got {self.max_vectors}")
+        return cap
+
+    def measure(self, hvp, dim: int, dtype, device, p: Tensor | None = None
+                ) -> dict[str, EigResult]:
+        """Top-k pairs of ``H`` (``"raw"``) and, with ``p`` (d,), of ``P^{-1/2}HP^{-1/2}``
+        (``"pre"``) at the current point. Each result's ``n_matvecs`` is the shared count."""
+        limit_blas_threads()
+        wd = work_dtype(dtype)
+        p = None if p is None else p.detach().to(dtype=wd, device=device)
+        targets = ("raw",) if p is None else ("raw", "pre")
+        warm = all(t in self.carried for t in targets)
+        info = {"warm": warm, "products": 0}
+        if warm:
+            basis = self._solve(hvp, dim, dtype, device, p, cold=False)
+            if not basis["converged"]:
+                info["cold_after_warm"] = True
+                cold = self._solve(hvp, dim, dtype, device, p, cold=True)
+                cold["products"] += basis["products"]
+                basis = cold
+            elif self.restart_every and self.solves % self.restart_every == 0:
+                basis = self._probe(basis, hvp, dim, dtype, device, p)
+        else:
+            basis = self._solve(hvp, dim, dtype, device, p, cold=True)
+        info["products"] = basis["products"]
+        self.last_info = info
+        self.solves += 1
+        return self._adopt(basis, targets)
+
+    # ---- one solve
+    def _solve(self, hvp, dim, dtype, device, p, cold: bool) -> dict:
+        wd = work_dtype(dtype)
+        b = SharedBasis(hvp, p, dtype)
+        gen = torch.Generator().manual_seed(1000 + self.solves)
+        for v in self._starts(dim, wd, device, p, gen, cold):
+            w = b.orthogonal(v)
+            if w is not None and b.products < self.max_matvecs:
+                b.add(w)
+        cap, budget = self.max_basis(), self.max_matvecs if not cold else 2 * self.max_matvecs
+        while True:
+            state = {t: self._check(b, t, cold) for t in b.targets}
+            worst = max(state, key=lambda t: state[t]["ratio"])
+            if state[worst]["ratio"] <= 1.0 or b.products >= budget:
+                break
+            if len(b) >= cap:
+                each = (cap - 1) // len(b.targets)  # at least k + 1 per target
+                b.compress(torch.cat([state[t]["ritz"].coef[:, :each] for t in b.targets], 1))
+                continue
+            st = state[worst]
+            i = st["index"]
+            new = b.orthogonal(b.expansion(worst, st["ritz"].coef[:, i], st["ritz"].values[i]))
+            if new is None:
+                new = b.orthogonal(torch.randn(dim, dtype=wd, generator=gen).to(device))
+            if new is None:
+                break
+            b.add(new)
+        return {"basis": b, "state": state, "products": b.products, "cold": cold,
+                "converged": all(s["ratio"] <= 1.0 for s in state.values())}
+
+    def _starts(self, dim, wd, device, p, gen, cold):
+        """Start rows, one at a time: the carried vectors of both targets (each as the row
+        ``w`` it needs), or one random vector."""
+        if cold:
+            yield torch.randn(dim, dtype=wd, generator=gen).to(device)
+            return
+        for c in self.carried["raw"].T:
+            yield c.to(wd).clone()
+        if p is not None:  # a preconditioned vector u needs the row w = D u = u / √p
+            for c in self.carried["pre"].T:
+                yield c.to(wd).div_(p.sqrt())
+
+    def _check(self, b: SharedBasis, target: str, cold: bool) -> dict:
+        """Ritz values, residual norms and error bounds of the top k of one target."""
+        ritz = b.ritz(target)
+        # a cold solve converges λ_{k+1} too: the warm solves' gap is carried from it
+        want = self.k + 1 if cold else self.k
+        th, k = ritz.values, min(want, len(ritz.values))
+        q = min(len(th), k + 1)
+        resid = np.array([b.residual_norm(target, ritz.coef[:, i], float(th[i]))
+                          for i in range(q)])
+        upper = None if cold else self._upper(target, th, k)
+        if upper is None:
+            err = eigenvalue_bounds(th[:q], resid)[:k]
+        else:
+            err = eigenvalue_bounds(th[:k], resid[:k], upper=upper)
+        scale = np.maximum(np.abs(th[:k]), np.finfo(float).tiny)
+        # λ_{k+1} only sets the warm solves' gap (raised by its own bound): 10·tol is enough
+        tols = np.where(np.arange(k) < self.k, self.tol, 10 * self.tol)
+        ratios = err / (tols * scale)
+        if k < want:
+            ratios = np.append(ratios, np.inf)
+        i = int(np.argmax(ratios[:k])) if k else 0
+        return {"ritz": ritz, "resid": resid, "err": err, "ratio": float(np.max(ratios)),
+                "index": i}
+
+    def _upper(self, target: str, th: np.ndarray, k: int) -> float | None:
+        """λ_{k+1} estimate: the carried one moved as far as the top values moved, at least
+        this basis's own (k+1)-th Ritz value."""
+        last = self.next_value.get(target)
+        if last is None:
+            return None
+        moved = float(np.max(np.abs(th[:k] - self.values[target][:k])))
+        own = float(th[k]) if len(th) > k else -np.inf
+        return max(last + moved, own)
+
+    def _probe(self, warm: dict, hvp, dim, dtype, device, p) -> dict:
+        """A cold solve beside the warm one; the larger top-k sum wins, per target."""
+        cold = self._solve(hvp, dim, dtype, device, p, cold=True)
+        total = warm["products"] + cold["products"]
+        best = cold if all(
+            float(np.sum(cold["state"][t]["ritz"].values[:self.k])) >
+            float(np.sum(warm["state"][t]["ritz"].values[:self.k])) * (1 + 0.1 * self.tol)
+            for t in warm["state"]) else warm
+        if self.last_info is not None:
+            self.last_info["probe"] = "adopted" if best is cold else "kept"
+        return {**best, "products": total}
+
+    # ---- results and what is carried
+    def _adopt(self, solve: dict, targets) -> dict[str, EigResult]:
+        b, out = solve["basis"], {}
+        for t in targets:
+            st = solve["state"][t]
+            th, coef = st["ritz"].values, st["ritz"].coef
+            k = min(self.k, len(th))
+            err = st["err"]
+            vecs = torch.stack([b.vector(t, coef[:, i]) for i in range(k)], 1)
+            # the next start: each Ritz vector advanced by one power step (its image is known)
+            steps = [b.image(t, coef[:, i]) for i in range(k)]
+            self.carried[t] = torch.stack([s / norm(s) for s in steps], 1)
+            del steps
+            moved_from = self.values.get(t)
+            self.values[t] = th[:k].copy()
+            if len(th) > k:
+                # a cold (Krylov) basis resolves λ_{k+1}; a warm one only bounds it from below
+                # a cold solve converged θ_{k+1} (raised by its error bound); a warm basis's
+                # θ_{k+1} is only a lower bound of λ_{k+1}, so the carried one moves along
+                own, last = float(th[k]), self.next_value.get(t)
+                shift = 0.0 if moved_from is None else float(np.max(th[:k] - moved_from[:k]))
+                self.next_value[t] = own + float(err[k]) if solve["cold"] else max(
+                    own, last + shift)
+            out[t] = EigResult(th[:k].copy(), vecs, st["resid"][:k].copy(), solve["products"],
+                               solve["converged"])
+        return out
+
+    # ---- checkpoints
+    def state_dict(self) -> dict:
+        return {"solves": self.solves,
+                "carried": {t: c.detach().cpu() for t, c in self.carried.items()},
+                "values": {t: v.tolist() for t, v in self.values.items()},
+                "next_value": dict(self.next_value)}
+
+    def load_state_dict(self, s: dict, device) -> None:
+        self.solves = s["solves"]
+        self.carried = {t: c.to(device) for t, c in s["carried"].items()}
+        self.values = {t: np.asarray(v, dtype=float) for t, v in s["values"].items()}
+        self.next_value = dict(s["next_value"])

@@ -1,0 +1,96 @@
+"""SharedTracker: raw and preconditioned top-k from one set of products.
+
+References: dense float64 ``eigvalsh`` of H and of P^{-1/2} H P^{-1/2} for a
+drifting operator (a diagonal plus a growing rank-one term) with a drifting P.
+Products are counted by wrapping the operator; the d-long allocations by the
+dispatch-mode counter of tests/eigs/test_vector_budget.py.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from eoskit.eigs import SharedTracker
+from eoskit.eigs.shared_basis import SharedBasis
+from eoskit.eigs.shared_tracker import min_shared_vectors
+from tests.eigs.test_vector_budget import LongVectors
+
+D = 400
+
+
+def _drifting(dtype, t, D=D):
+    g = torch.Generator().manual_seed(0)
+    diag = torch.linspace(-1.0, 6.0, D, dtype=torch.float64)
+    diag[-3:] = torch.tensor([7.0, 8.0, 10.0], dtype=torch.float64)
+    u = torch.randn(D, dtype=torch.float64, generator=g)
+    u /= u.norm()
+    p = 1.0 + 0.5 * torch.rand(D, dtype=torch.float64, generator=g) + 0.01 * t
+    c = 0.5 + 0.02 * t
+    dense = torch.diag(diag) + c * torch.outer(u, u)
+    root = p.rsqrt()
+    ref_raw = torch.linalg.eigvalsh(dense).flip(0).numpy()
+    ref_pre = torch.linalg.eigvalsh(root[:, None] * dense * root[None, :]).flip(0).numpy()
+    dd, uu = diag.to(dtype), u.to(dtype)
+    count = [0]
+
+    def hvp(v):
+        count[0] += 1
+        return (dd * v).add_(uu, alpha=float(c * (uu @ v)))
+
+    return hvp, p.to(dtype), ref_raw, ref_pre, count
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_both_values_within_tol_of_eigvalsh_and_warm_solves_are_cheap(k):
+    tol = 1e-4
+    tr = SharedTracker(k, tol, restart_every=0)
+    products = []
+    for t in range(8):
+        hvp, p, ref_raw, ref_pre, count = _drifting(torch.float64, t)
+        out = tr.measure(hvp, D, torch.float64, "cpu", p)
+        for target, ref in (("raw", ref_raw), ("pre", ref_pre)):
+            vals = out[target].eigenvalues
+            assert np.all(np.abs(vals - ref[:k]) <= tol * np.abs(ref[:k])), (t, target)
+        assert out["raw"].n_matvecs == count[0]
+        products.append(count[0])
+    # one product grows both searches: on this slow drift a warm measurement of both costs
+    # only its 2k start products (two separate warm solves start from 2(k + 1) each)
+    assert np.median(products[1:]) == 2 * k < products[0]
+
+
+def test_raw_only_without_p():
+    tr = SharedTracker(1, 1e-6)
+    hvp, _, ref_raw, _, _ = _drifting(torch.float64, 0)
+    out = tr.measure(hvp, D, torch.float64, "cpu")
+    assert set(out) == {"raw"}
+    assert abs(out["raw"].eigenvalues[0] - ref_raw[0]) <= 1e-6 * ref_raw[0]
+
+
+def test_shared_basis_metrics_are_those_of_both_operators():
+    """Rayleigh–Ritz on a full basis gives the exact spectra of H and of D H D."""
+    hvp, p, ref_raw, ref_pre, _ = _drifting(torch.float64, 3, D=40)
+    b = SharedBasis(hvp, p)
+    for i in range(40):
+        b.add(torch.eye(40, dtype=torch.float64)[i])
+    assert np.allclose(b.ritz("raw").values, ref_raw, rtol=0, atol=1e-9)
+    assert np.allclose(b.ritz("pre").values, ref_pre, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_float32_shared_tracker_holds_no_float64_and_at_most_its_budget(k):
+    tr = SharedTracker(k, 1e-3, restart_every=4, max_vectors=min_shared_vectors(k))
+    ops = [_drifting(torch.float32, t) for t in range(6)]
+    with LongVectors(D) as count:
+        for hvp, p, ref_raw, ref_pre, _ in ops:
+            out = tr.measure(hvp, D, torch.float32, "cpu", p)
+            for target, ref in (("raw", ref_raw), ("pre", ref_pre)):
+                err = np.abs(out[target].eigenvalues - ref[:k])
+                assert np.all(err <= (1e-3 + 1e-5) * np.abs(ref[:k]))
+    assert set(count.peak) == {torch.float32}
+    # p (one vector) and the last results (2k, held by this loop) are the caller's
+    assert count.peak[torch.float32] <= tr.max_vectors + 1 + 2 * k
+
+
+def test_budget_is_checked():
+    with pytest.raises(ValueError, match="max_vectors must be at least"):
+        SharedTracker(1, 1e-3, max_vectors=min_shared_vectors(1) - 1)
