@@ -162,6 +162,15 @@ def test_a_diverging_flow_exits_3_with_one_line(tmp_path):
     assert store.read_json(tmp_path / "d" / "summary.json")["status"] == "diverged"
 
 
+def test_a_central_flow_that_blows_up_ends_diverged_not_in_an_eigensolver(tmp_path):
+    # the central flow's Euler iterate overflows first here: no eigensolver may run on it
+    r = _cli("flow", "--objective", "double-well", "--x0", "3", "--lr", "5", "--steps", "20",
+             "--out", tmp_path / "d")
+    assert r.exit_code == 3, (r.stderr, r.exception)
+    assert "diverged" in _one_line(r)
+    assert store.read_json(tmp_path / "d" / "summary.json")["status"] == "diverged"
+
+
 def test_an_interrupted_flow_exits_130_and_resumes(tmp_path, monkeypatch):
     from eoskit.flows.tracks import GDTrack
 

@@ -186,7 +186,7 @@ def _exit_unless_completed(summary: dict, out: Path) -> None:
         exit_interrupted(f"interrupted: {out} (status interrupted; continue it with "
                          f"'eoskit flow --resume {out}')")
     if summary["status"] == "diverged":
-        fail(f"diverged: a loss stopped being finite by step {summary['last_step']} "
+        fail(f"diverged: a loss or iterate stopped being finite by step {summary['last_step']} "
              f"(status diverged in {out / 'summary.json'})", EXIT_DIVERGED)
 
 

@@ -27,7 +27,7 @@ from eoskit.flows.central import DEFAULT_FRACTION, CentralFlow
 from eoskit.flows.gradient import ATOL, RTOL, GradientFlowSettings
 from eoskit.flows.rmsprop_central import RMSPROP_ALPHA, RMSPROP_EPS, RMSPropCentralFlow
 from eoskit.flows.rmsprop_tracks import RMSPropCentralTrack, StableTrack
-from eoskit.flows.tracks import CentralTrack, GDTrack, GradientTrack
+from eoskit.flows.tracks import CentralTrack, FlowDiverged, GDTrack, GradientTrack
 from eoskit.interrupts import sigterm_as_interrupt
 from eoskit.metrics.summary import ONSET_FRACTION
 from eoskit.objective import Objective
@@ -242,6 +242,8 @@ class _FlowRun:
                 step += settings.every
         except KeyboardInterrupt:
             return "interrupted"
+        except FlowDiverged:
+            return "diverged"
         finally:
             self.log.close()
             self.step_log.close()

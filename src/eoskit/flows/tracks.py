@@ -26,6 +26,10 @@ from eoskit.flows.gradient import GradientFlowSettings, integrate
 from eoskit.objective import Objective
 
 
+class FlowDiverged(ArithmeticError):
+    """A flow's iterate stopped being finite (the run ends ``diverged``, exit 3)."""
+
+
 class _Track:
     name = ""
 
@@ -227,6 +231,8 @@ class CentralTrack(_Track):
         dt = 1.0 / self.flow.substeps
         for _ in range(n):
             for _ in range(self.flow.substeps):
+                if not bool(self.x.isfinite().all()):  # no eigensolver on a blown-up point
+                    raise FlowDiverged(self.name)
                 p = self._pending if self._pending is not None else self._point()
                 self._pending = None
                 self._euler(p, dt)
