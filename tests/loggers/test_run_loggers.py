@@ -7,12 +7,12 @@ first session wrote after it must not stay in the loggers twice.
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
 from eoskit import store
 from eoskit.training.config import RunConfig
+from tests.loggers.expected_cells import numeric_cells
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -23,15 +23,6 @@ def _cfg(**kw):
                 lr=0.1, checkpoint_every=2, neigs=2)
     return RunConfig(**{**base, **kw})
 
-
-def _numeric(rows):
-    out: dict[str, list] = {}
-    for r in rows:
-        for k, v in r.items():
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) \
-                    and math.isfinite(v):
-                out.setdefault(k, []).append((r["step"], float(v)))
-    return out
 
 
 def _tensorboard(run):
@@ -54,7 +45,7 @@ def _mlflow(run):
 
 
 def _check_equal(run):
-    want = _numeric(store.read_rows(run / "metrics.csv"))
+    want = numeric_cells(store.read_rows(run / "metrics.csv"))
     tb = _tensorboard(run)
     assert set(tb) == set(want)
     for tag, pairs in want.items():

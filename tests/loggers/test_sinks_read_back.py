@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
@@ -11,17 +9,7 @@ from torch.nn import functional as F
 
 from eoskit import store
 from eoskit.monitor import Monitor
-
-
-def _numeric(rows):
-    """{column: [(step, value)]} of the finite numeric cells, as a sink should store them."""
-    out: dict[str, list] = {}
-    for r in rows:
-        for k, v in r.items():
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) \
-                    and math.isfinite(v):
-                out.setdefault(k, []).append((r["step"], float(v)))
-    return out
+from tests.loggers.expected_cells import numeric_cells
 
 
 def _run(out, loggers):
@@ -46,7 +34,7 @@ def test_tensorboard_events_equal_metrics_csv(tmp_path):
     rows = _run(tmp_path, ("tensorboard",))
     acc = EventAccumulator(str(tmp_path / "tensorboard"))
     acc.Reload()
-    want = _numeric(rows)
+    want = numeric_cells(rows)
     assert set(acc.Tags()["scalars"]) == set(want)
     for tag, pairs in want.items():
         got = [(e.step, e.value) for e in acc.Scalars(tag)]
@@ -63,7 +51,7 @@ def test_mlflow_metrics_params_and_artifacts_read_back(tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("eoskit").experiment_id])
     assert run.info.status == "FINISHED"
-    want = _numeric(rows)
+    want = numeric_cells(rows)
     assert set(run.data.metrics) == set(want)
     for key, pairs in want.items():
         got = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))

@@ -7,7 +7,6 @@ they are what ``wandb sync`` would upload: each step once, after a SIGKILL and a
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from eoskit import store
 
 pytest.importorskip("wandb")
 from tests.loggers import wandb_records  # noqa: E402  (a test helper beside this file)
+from tests.loggers.expected_cells import numeric_cells
 
 
 @pytest.fixture(autouse=True)
@@ -30,16 +30,6 @@ def _offline(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
 
-
-def _numeric(rows):
-    """{column: [(step, value)]}: the finite numeric cells a sink should store."""
-    out: dict[str, list] = {}
-    for r in rows:
-        for k, v in r.items():
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) \
-                    and math.isfinite(v):
-                out.setdefault(k, []).append((r["step"], float(v)))
-    return out
 
 
 def _wandb_metrics(run_dir):
@@ -58,7 +48,7 @@ def _wandb_metrics(run_dir):
 
 
 def _check_equal(run_dir):
-    want = _numeric(store.read_rows(run_dir / "metrics.csv"))
+    want = numeric_cells(store.read_rows(run_dir / "metrics.csv"))
     ids, files, got = _wandb_metrics(run_dir)
     assert set(got) == set(want)
     for key in want:
@@ -85,7 +75,7 @@ def test_monitor_logs_to_three_trackers_at_once(tmp_path):
             F.mse_loss(model(X), Y).backward()
             opt.step()
             mon.step()
-    want = _numeric(store.read_rows(tmp_path / "metrics.csv"))
+    want = numeric_cells(store.read_rows(tmp_path / "metrics.csv"))
     assert want["sharpness"]
     ids, _ = _check_equal(tmp_path)
     assert len(ids) == 1
