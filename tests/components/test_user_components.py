@@ -19,6 +19,7 @@ from eoskit.training.config import RunConfig
 from eoskit.training.run_problem import build_problem
 from eoskit.training.stored_run import load_run
 from tests import references as R
+from tests.cli_runner import invoke
 
 USER = Path(__file__).resolve().parents[2] / "examples" / "user"
 SEED, DATA_SEED, N_TRAIN, LR, STEPS, WIDTH = 3, 5, 40, 0.2, 20, 8
@@ -46,19 +47,11 @@ def _reference():
     return model, x, y, _module("loss").log_cosh
 
 
-def _cli(*args):
-    from typer.testing import CliRunner
-
-    from eoskit.cli import _register, app
-
-    _register()
-    return CliRunner().invoke(app, list(args))
-
 
 @pytest.fixture(scope="module")
 def user_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("user") / "run"
-    r = _cli("run", *ARGS, "--out", str(out))
+    r = invoke("run", *ARGS, "--out", str(out))
     assert r.exit_code == 0, r.output
     return out
 
@@ -114,17 +107,17 @@ def _copy_user_files(tmp_path):
 def test_a_changed_model_file_stops_resume_load_run_and_report_with_exit_2(tmp_path):
     args = _copy_user_files(tmp_path)
     out = tmp_path / "run"
-    r = _cli("run", *[a if a != str(STEPS) else "6" for a in args], "--out", str(out))
+    r = invoke("run", *[a if a != str(STEPS) else "6" for a in args], "--out", str(out))
     assert r.exit_code == 0, r.output
     store.write_json(out / "summary.json", {"status": "running", "steps": 0})  # as if killed
     model_file = tmp_path / "model.py"
     model_file.write_text(model_file.read_text() + "\n# edited\n")
-    r = _cli("run", "--resume", str(out))
+    r = invoke("run", "--resume", str(out))
     assert r.exit_code == 2, r.output
     assert "model file" in r.output and "changed since the run started" in r.output
     with pytest.raises(ComponentChanged):
         load_run(out)
-    r = _cli("report", str(out))
+    r = invoke("report", str(out))
     assert r.exit_code == 2, r.output
     model_file.write_text(model_file.read_text().replace("\n# edited\n", ""))
     assert load_run(out).config.steps == 6  # restored bytes: accepted again
@@ -192,7 +185,7 @@ def test_bad_components_are_one_message_and_exit_2(tmp_path, change, message):
         args[args.index(flag) + 1] = value
     else:
         args += [flag, value]
-    r = _cli("run", *args, "--steps", "2", "--out", str(tmp_path / "run"))
+    r = invoke("run", *args, "--steps", "2", "--out", str(tmp_path / "run"))
     assert r.exit_code == 2, r.output
     assert message in r.output, r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
@@ -237,12 +230,12 @@ def test_flow_resume_refuses_a_changed_objective_file(tmp_path):
     src = tmp_path / "loss.py"
     src.write_text("def loss(x):\n    return ((x[0] ** 2 - 1) ** 2 / 4 + x[1] ** 2 / 2)\n")
     out = tmp_path / "flow"
-    r = _cli("flow", "--objective", f"{src}:loss", "--x0", "1.3,0.5", "--lr", "0.9", "--steps",
+    r = invoke("flow", "--objective", f"{src}:loss", "--x0", "1.3,0.5", "--lr", "0.9", "--steps",
              "6", "--every", "2", "--substeps", "1", "--neigs", "1", "--window", "3",
              "--flows", "gradient", "--out", str(out))
     assert r.exit_code == 0, r.output
     recorded = store.read_json(out / "flow_config.json")["source"]["components"]
     assert recorded["objective"]["file"] == str(src)
     src.write_text(src.read_text() + "# edited\n")
-    r = _cli("flow", "--resume", str(out))
+    r = invoke("flow", "--resume", str(out))
     assert r.exit_code == 2 and "objective file" in r.output, r.output

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from typer.testing import CliRunner
 
 from eoskit import store
 from eoskit.flows.flow_run import FlowSettings, run_flows
 from eoskit.objective import FunctionObjective
+from tests.cli_runner import invoke, one_line
 
 F64 = torch.float64
 START = ["flow", "--objective", "double-well", "--x0", "1.3", "--lr", "1.01", "--flows",
@@ -21,22 +21,11 @@ RUN = ["run", "--dataset", "digits", "--n-train", "32", "--n-test", "0", "--widt
        "--depth", "1", "--dtype", "float64", "--steps", "3", "--checkpoint-every", "0"]
 
 
-def _cli(*args):
-    from eoskit.cli import _register, app
-
-    _register()
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line(r) -> str:
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
 
 
 def _flows(tmp_path, name="flows", *extra):
     out = tmp_path / name
-    r = _cli(*FLOW, "--out", out, *extra)
+    r = invoke(*FLOW, "--out", out, *extra)
     assert r.exit_code == 0, (r.stderr, r.exception)
     return out
 
@@ -44,25 +33,25 @@ def _flows(tmp_path, name="flows", *extra):
 # ---------------------------------------------------------------- 1, 8: no takeover
 def test_flow_refuses_a_run_directory_and_run_refuses_a_flows_directory(tmp_path):
     run = tmp_path / "run"
-    assert _cli(*RUN, "--out", run).exit_code == 0
+    assert invoke(*RUN, "--out", run).exit_code == 0
     summary = (run / "summary.json").read_bytes()
-    r = _cli(*FLOW, "--out", run, "--overwrite")
-    assert r.exit_code == 2 and "holds an eoskit run (status completed" in _one_line(r), r.stderr
+    r = invoke(*FLOW, "--out", run, "--overwrite")
+    assert r.exit_code == 2 and "holds an eoskit run (status completed" in one_line(r), r.stderr
     assert (run / "summary.json").read_bytes() == summary and not (run / "flows.csv").exists()
     flows = _flows(tmp_path)
-    r = _cli(*RUN, "--out", flows, "--overwrite")  # case 8: it left the flows files inside
-    assert r.exit_code == 2 and "holds an eoskit flows run" in _one_line(r), r.stderr
+    r = invoke(*RUN, "--out", flows, "--overwrite")  # case 8: it left the flows files inside
+    assert r.exit_code == 2 and "holds an eoskit flows run" in one_line(r), r.stderr
     assert (flows / "flows.csv").exists() and not (flows / "metrics.csv").exists()
-    r = _cli("run", "--resume", flows)
-    assert r.exit_code == 2 and "holds an eoskit flows run" in _one_line(r), r.stderr
+    r = invoke("run", "--resume", flows)
+    assert r.exit_code == 2 and "holds an eoskit flows run" in one_line(r), r.stderr
 
 
 def test_flow_refuses_a_flows_directory_unless_overwrite_which_removes_it_all(tmp_path):
     out = _flows(tmp_path)
-    r = _cli(*FLOW, "--out", out)
-    assert r.exit_code == 2 and "already holds an eoskit flows run" in _one_line(r)
+    r = invoke(*FLOW, "--out", out)
+    assert r.exit_code == 2 and "already holds an eoskit flows run" in one_line(r)
     assert "eoskit flow --resume" in r.stderr
-    r = _cli(*START, "--steps", "6", "--out", out, "--overwrite")
+    r = invoke(*START, "--steps", "6", "--out", out, "--overwrite")
     assert r.exit_code == 0, r.stderr
     # the old run's checkpoints went: a later --resume cannot continue the old run
     assert not (out / "checkpoints").exists()
@@ -74,8 +63,8 @@ def test_a_locked_directory_stops_flow_and_its_resume(tmp_path):
     out = _flows(tmp_path)
     with store.RunLock(out):
         for args in ([*FLOW, "--out", out, "--overwrite"], ["flow", "--resume", out]):
-            r = _cli(*args)
-            assert r.exit_code == 2 and "in use by another eoskit process (PID" in _one_line(r)
+            r = invoke(*args)
+            assert r.exit_code == 2 and "in use by another eoskit process (PID" in one_line(r)
 
 
 def test_a_monitor_holds_its_directory_against_run_overwrite(tmp_path):
@@ -86,13 +75,13 @@ def test_a_monitor_holds_its_directory_against_run_overwrite(tmp_path):
     out = tmp_path / "mon"
     mon = Monitor(model, F.mse_loss, (X, Y), every=1, out=out)
     mon.step()
-    r = _cli(*RUN, "--out", out, "--overwrite")
-    assert r.exit_code == 2 and "in use by another eoskit process" in _one_line(r)
+    r = invoke(*RUN, "--out", out, "--overwrite")
+    assert r.exit_code == 2 and "in use by another eoskit process" in one_line(r)
     mon.step()
     mon.close()
     assert len(store.read_csv(out / "metrics.csv")) == 2
-    r = _cli(*RUN, "--out", out, "--overwrite")  # unlocked now, still not a run's
-    assert r.exit_code == 2 and "holds an eoskit Monitor run" in _one_line(r)
+    r = invoke(*RUN, "--out", out, "--overwrite")  # unlocked now, still not a run's
+    assert r.exit_code == 2 and "holds an eoskit Monitor run" in one_line(r)
     with pytest.raises(store.RunDirError, match="already holds an eoskit Monitor run"):
         Monitor(model, F.mse_loss, (X, Y), every=1, out=out)
 
@@ -103,11 +92,11 @@ def test_a_second_sweep_on_a_locked_sweep_directory_stops_at_once(tmp_path):
                     'depth = 1\ndtype = "float64"\nsteps = 3\n\n[grid]\nlr = [0.1]\n')
     out = tmp_path / "sweep"
     with store.RunLock(out):
-        r = _cli("sweep", "--config", grid, "--out", out)
-    assert r.exit_code == 2 and "in use by another eoskit process" in _one_line(r)
+        r = invoke("sweep", "--config", grid, "--out", out)
+    assert r.exit_code == 2 and "in use by another eoskit process" in one_line(r)
     assert not (out / "runs.csv").exists()
-    r = _cli("sweep", "--config", grid, "--out", _flows(tmp_path))
-    assert r.exit_code == 2 and "holds an eoskit flows run" in _one_line(r)
+    r = invoke("sweep", "--config", grid, "--out", _flows(tmp_path))
+    assert r.exit_code == 2 and "holds an eoskit flows run" in one_line(r)
 
 
 # ---------------------------------------------------------------- 3, 4: verified resume
@@ -141,33 +130,33 @@ def test_flow_resume_refuses_an_edited_flow_config(tmp_path):
     stored["settings"]["lr"] = 1.2
     store.write_json(out / "flow_config.json", stored)
     before = (out / "flows.csv").read_bytes()
-    r = _cli("flow", "--resume", out)
+    r = invoke("flow", "--resume", out)
     assert r.exit_code == 2, r.stderr
     assert "flow_config.json no longer matches the checkpoint at step 12 (changed: " \
-           "settings.lr)" in _one_line(r)
+           "settings.lr)" in one_line(r)
     assert (out / "flows.csv").read_bytes() == before
 
 
 # ---------------------------------------------------------------- 10, 13, 14: exit codes
 def test_flow_steps_zero_is_bad_input_not_200_steps(tmp_path):
-    r = _cli(*START, "--steps", "0", "--out", tmp_path / "z")
-    assert r.exit_code == 2 and "steps and every must be at least 1" in _one_line(r)
+    r = invoke(*START, "--steps", "0", "--out", tmp_path / "z")
+    assert r.exit_code == 2 and "steps and every must be at least 1" in one_line(r)
 
 
 def test_a_diverging_flow_exits_3_with_one_line(tmp_path):
-    r = _cli("flow", "--objective", "double-well", "--x0", "3", "--lr", "5", "--steps",
+    r = invoke("flow", "--objective", "double-well", "--x0", "3", "--lr", "5", "--steps",
              "40", "--flows", "gradient", "--out", tmp_path / "d")
     assert r.exit_code == 3, (r.stderr, r.exception)
-    assert "diverged" in _one_line(r)
+    assert "diverged" in one_line(r)
     assert store.read_json(tmp_path / "d" / "summary.json")["status"] == "diverged"
 
 
 def test_a_central_flow_that_blows_up_ends_diverged_not_in_an_eigensolver(tmp_path):
     # the central flow's Euler iterate overflows first here: no eigensolver may run on it
-    r = _cli("flow", "--objective", "double-well", "--x0", "3", "--lr", "5", "--steps", "20",
+    r = invoke("flow", "--objective", "double-well", "--x0", "3", "--lr", "5", "--steps", "20",
              "--out", tmp_path / "d")
     assert r.exit_code == 3, (r.stderr, r.exception)
-    assert "diverged" in _one_line(r)
+    assert "diverged" in one_line(r)
     assert store.read_json(tmp_path / "d" / "summary.json")["status"] == "diverged"
 
 
@@ -185,11 +174,11 @@ def test_an_interrupted_flow_exits_130_and_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(GDTrack, "advance", interrupted)
     out = tmp_path / "i"
-    r = _cli(*FLOW, "--out", out)
-    assert r.exit_code == 130 and "interrupted" in _one_line(r), r.stderr
+    r = invoke(*FLOW, "--out", out)
+    assert r.exit_code == 130 and "interrupted" in one_line(r), r.stderr
     assert store.read_json(out / "summary.json")["status"] == "interrupted"
     monkeypatch.setattr(GDTrack, "advance", advance)
-    assert _cli("flow", "--resume", out).exit_code == 0
+    assert invoke("flow", "--resume", out).exit_code == 0
     assert (out / "flows.csv").read_bytes() == _flows(tmp_path).joinpath("flows.csv").read_bytes()
 
 
@@ -202,13 +191,13 @@ def test_a_broken_flow_config_is_one_line_exit_2(tmp_path, edit, needle):
     stored = store.read_json(out / "flow_config.json")
     edit(stored)
     store.write_json(out / "flow_config.json", stored)
-    r = _cli("flow", "--resume", out)
-    assert r.exit_code == 2 and needle in _one_line(r), r.stderr
+    r = invoke("flow", "--resume", out)
+    assert r.exit_code == 2 and needle in one_line(r), r.stderr
 
 
 def test_a_diverging_run_says_so_on_stderr(tmp_path):
-    r = _cli(*RUN[:-4], "--steps", "30", "--lr", "50", "--out", tmp_path / "d")
-    assert r.exit_code == 3 and "diverged at step" in _one_line(r), r.stderr
+    r = invoke(*RUN[:-4], "--steps", "30", "--lr", "50", "--out", tmp_path / "d")
+    assert r.exit_code == 3 and "diverged at step" in one_line(r), r.stderr
 
 
 USER = '''import torch
@@ -233,11 +222,11 @@ def wide(input_shape, n_outputs, width):
 def test_nan_in_user_data_is_bad_input_and_sys_exit_at_import_is_reported(tmp_path):
     (tmp_path / "user.py").write_text(USER)
     args = ["run", "--loss", "mse", "--n-train", "8", "--dtype", "float64", "--steps", "2"]
-    r = _cli(*args, "--dataset", f"{tmp_path / 'user.py'}:points", "--out", tmp_path / "a")
-    assert r.exit_code == 2 and "x_train holds NaN or infinite values" in _one_line(r)
+    r = invoke(*args, "--dataset", f"{tmp_path / 'user.py'}:points", "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "x_train holds NaN or infinite values" in one_line(r)
     (tmp_path / "quits.py").write_text("import sys\nsys.exit(0)\n")
-    r = _cli(*args, "--dataset", f"{tmp_path / 'quits.py'}:points", "--out", tmp_path / "b")
-    assert r.exit_code == 2 and "failed: SystemExit" in _one_line(r), r.stderr
+    r = invoke(*args, "--dataset", f"{tmp_path / 'quits.py'}:points", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "failed: SystemExit" in one_line(r), r.stderr
 
 
 def test_a_sweep_with_a_failing_user_component_refuses_before_any_run(tmp_path):
@@ -247,8 +236,8 @@ def test_a_sweep_with_a_failing_user_component_refuses_before_any_run(tmp_path):
                     f'n_train = 8\ndtype = "float64"\nsteps = 2\n\n[grid]\nmodel = ["fc-tanh", '
                     f'"{tmp_path / "user.py"}:wide"]\n')
     out = tmp_path / "sweep"
-    r = _cli("sweep", "--config", grid, "--out", out, "--backend", "local", "--workers", "1")
-    assert r.exit_code == 2 and "grid point model=" in _one_line(r), r.stderr
+    r = invoke("sweep", "--config", grid, "--out", out, "--backend", "local", "--workers", "1")
+    assert r.exit_code == 2 and "grid point model=" in one_line(r), r.stderr
     assert not out.exists() or not any(p.is_dir() for p in out.iterdir())
 
 

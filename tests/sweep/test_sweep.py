@@ -11,6 +11,7 @@ import pytest
 
 from eoskit import store
 from eoskit.sweep import INDEX_COLUMNS, parse_sweep, point_name, run_sweep
+from tests.cli_runner import invoke
 
 # (0.5, 1) completes; (50, 1) diverges; neigs=100000 exceeds the parameter count, which only
 # shows once the model is built: those two runs raise inside the worker and are 'failed'.
@@ -33,14 +34,6 @@ neigs = [1, 100000]
 NAMES = ["lr=0.5_neigs=1", "lr=0.5_neigs=100000", "lr=50.0_neigs=1", "lr=50.0_neigs=100000"]
 NEIGS_ERROR = "ValueError: neigs=100000 exceeds the number of parameters (610)"
 
-
-def _cli(*args):
-    from typer.testing import CliRunner
-
-    from eoskit.cli import _register, app
-
-    _register()
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def _index(path):
@@ -66,7 +59,7 @@ def grid_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory, grid_file):
     out = tmp_path_factory.mktemp("local") / "sweep"
-    r = _cli("sweep", "--config", grid_file, "--out", out, "--workers", "2")
+    r = invoke("sweep", "--config", grid_file, "--out", out, "--workers", "2")
     assert r.exit_code == 1, r.output  # failed runs make the exit status 1
     return out
 
@@ -105,7 +98,7 @@ def test_sweep_resume_skips_finished_and_resumes_the_rest(local_sweep, tmp_path)
         (done / "checkpoints" / f"ckpt-{step:09d}.pt").unlink()
     diverged = out / NAMES[2]
     stamp = (diverged / "summary.json").stat().st_mtime_ns
-    r = _cli("sweep", "--resume", "--out", out, "--workers", "2")
+    r = invoke("sweep", "--resume", "--out", out, "--workers", "2")
     assert r.exit_code == 1, r.output
     assert _strip_paths(_index(out)) == _strip_paths(_index(local_sweep))
     assert _metrics(done) == _metrics(local_sweep / NAMES[0])
@@ -210,7 +203,7 @@ def test_bad_sweep_file_exit_2_before_anything_starts(tmp_path, name, text, mess
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     out = tmp_path / "out"
-    r = _cli("sweep", "--config", path, "--out", out)
+    r = invoke("sweep", "--config", path, "--out", out)
     assert r.exit_code == 2, r.output
     assert r.stderr.strip() == "eoskit: error: " + message.format(p=path)
     assert not out.exists()
@@ -244,7 +237,7 @@ def test_bad_sweep_options_exit_2(tmp_path, local_sweep, grid_file):
          "--config, or choose another --out"),
     ]
     for args, message in cases:
-        r = _cli("sweep", *args)
+        r = invoke("sweep", *args)
         assert r.exit_code == 2, (args, r.output)
         assert r.stderr.strip() == f"eoskit: error: {message}", args
     assert not (tmp_path / "a").exists()

@@ -18,11 +18,11 @@ import warnings
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from eoskit import store
 from eoskit.training.config import RunConfig
 from eoskit.training.loop import train
+from tests.cli_runner import invoke, one_line
 
 TINY = dict(dataset="digits", n_train=64, n_test=0, width=8, depth=1, dtype="float64",
             steps=12, lr=0.05, checkpoint_every=4, keep_checkpoints=5, eval_every=0)
@@ -30,17 +30,6 @@ ARGS = ["--dataset", "digits", "--n-train", "64", "--n-test", "0", "--width", "8
         "--depth", "1", "--dtype", "float64", "--checkpoint-every", "4"]
 
 
-def _cli(*args):
-    from eoskit.cli import _register, app
-
-    _register()
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line(r) -> str:
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
 
 
 def _rows(path):
@@ -71,13 +60,13 @@ def reference(tmp_path_factory):
 def test_out_on_a_run_refuses_and_overwrite_replaces_it(tmp_path, reference):
     run = _killed_copy(reference, tmp_path / "run")
     before = (run / "metrics.csv").read_bytes()
-    r = _cli("run", *ARGS, "--steps", "3", "--out", run)
+    r = invoke("run", *ARGS, "--steps", "3", "--out", run)
     assert r.exit_code == 2
-    line = _one_line(r)
+    line = one_line(r)
     assert str(run) in line and "--resume" in line and "--overwrite" in line
     assert (run / "metrics.csv").read_bytes() == before
 
-    r = _cli("run", *ARGS, "--steps", "3", "--checkpoint-every", "0", "--out", run,
+    r = invoke("run", *ARGS, "--steps", "3", "--checkpoint-every", "0", "--out", run,
              "--overwrite")
     assert r.exit_code == 0, r.stderr
     assert len(store.read_csv(run / "metrics.csv")) == 3
@@ -90,9 +79,9 @@ def test_a_live_lock_holder_is_named(tmp_path, reference):
     run = _killed_copy(reference, tmp_path / "run")
     with store.RunLock(run):  # another open file description: flock refuses it too
         for args in (["--resume", run], [*ARGS, "--out", run, "--overwrite"]):
-            r = _cli("run", *args)
+            r = invoke("run", *args)
             assert r.exit_code == 2
-            assert f"PID {os.getpid()}" in _one_line(r)
+            assert f"PID {os.getpid()}" in one_line(r)
     assert store.read_json(run / "summary.json")["status"] == "running"
 
 
@@ -109,7 +98,7 @@ def test_a_stale_lock_of_a_killed_process_never_blocks(tmp_path, reference):
     holder.wait()
     holder.stdout.close()
     assert (run / ".eoskit.lock").read_text().strip() == str(holder.pid)  # dead holder's PID
-    r = _cli("run", "--resume", run)
+    r = invoke("run", "--resume", run)
     assert r.exit_code == 0, r.stderr
     assert _rows(run / "metrics.csv") == _rows(reference / "metrics.csv")
 
@@ -151,9 +140,9 @@ def test_two_concurrent_resumes(tmp_path):
                 pytest.fail(f"the first resume ended: {first.stderr.read()}")
             assert time.monotonic() - t0 < 120, "the first resume never took the lock"
             time.sleep(0.02)
-        r = _cli("run", "--resume", run)
+        r = invoke("run", "--resume", run)
         assert r.exit_code == 2
-        assert f"PID {first.pid}" in _one_line(r)
+        assert f"PID {first.pid}" in one_line(r)
     finally:
         first.send_signal(signal.SIGTERM)  # a scheduler stopping the job: like Ctrl-C
         _, err = first.communicate(timeout=120)
@@ -192,18 +181,18 @@ def test_edited_config_is_refused_on_resume(tmp_path, reference):
     conf["config"]["lr"] = 0.2
     store.write_json(run / "config.json", conf)
     before = (run / "metrics.csv").read_bytes()
-    r = _cli("run", "--resume", run)
+    r = invoke("run", "--resume", run)
     assert r.exit_code == 2
-    assert "changed: lr)" in _one_line(r)
+    assert "changed: lr)" in one_line(r)
     assert (run / "metrics.csv").read_bytes() == before
 
 
 # ---------------------------------------------------------------- clear ends
 def test_infinite_lr_is_bad_input_and_a_huge_one_diverges(tmp_path):
-    r = _cli("run", *ARGS, "--steps", "3", "--lr", "inf", "--out", tmp_path / "inf")
-    assert r.exit_code == 2 and "lr" in _one_line(r)
+    r = invoke("run", *ARGS, "--steps", "3", "--lr", "inf", "--out", tmp_path / "inf")
+    assert r.exit_code == 2 and "lr" in one_line(r)
     assert not (tmp_path / "inf").exists()
-    r = _cli("run", *ARGS, "--steps", "3", "--lr", "1e300", "--out", tmp_path / "huge")
+    r = invoke("run", *ARGS, "--steps", "3", "--lr", "1e300", "--out", tmp_path / "huge")
     assert r.exit_code == 3, r.stderr
     assert "Traceback" not in r.stderr
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
@@ -223,7 +212,7 @@ def test_non_finite_parameters_mid_run_diverge_before_any_eigensolver(tmp_path, 
         return s.index_fill(0, torch.tensor([0]), float("nan")) if len(calls) == 5 else s
 
     monkeypatch.setattr(GD, "step", step)
-    r = _cli("run", *ARGS, "--steps", "10", "--sharpness-every", "1", "--diagnose-every", "2",
+    r = invoke("run", *ARGS, "--steps", "10", "--sharpness-every", "1", "--diagnose-every", "2",
              "--out", tmp_path)
     assert r.exit_code == 3, r.stderr
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
@@ -268,9 +257,9 @@ def test_read_only_folder_is_exit_4_in_one_line(tmp_path, reference, monkeypatch
     _fail_writes(monkeypatch, tmp_path / "ro")
     for args, path in ((["--resume", run], run / ".eoskit.lock"),
                        ([*ARGS, "--out", tmp_path / "ro" / "new"], tmp_path / "ro" / "new")):
-        r = _cli("run", *args)
+        r = invoke("run", *args)
         assert r.exit_code == 4, (r.exit_code, r.stderr, r.exception)
-        line = _one_line(r)
+        line = one_line(r)
         assert str(path) in line and "EROFS" in line, line
     assert not _temp_files(tmp_path)
 
@@ -289,9 +278,9 @@ def _full_disk(monkeypatch, matches=lambda path: True):
 
 def test_full_disk_at_start_is_exit_4_and_leaves_no_temp_file(tmp_path, monkeypatch):
     _full_disk(monkeypatch)
-    r = _cli("run", *ARGS, "--steps", "3", "--out", tmp_path)
+    r = invoke("run", *ARGS, "--steps", "3", "--out", tmp_path)
     assert r.exit_code == 4, (r.stderr, r.exception)
-    line = _one_line(r)
+    line = one_line(r)
     # the owner record is the first file a run writes
     assert str(tmp_path / ".eoskit-owner.json") in line and "ENOSPC" in line, line
     assert not _temp_files(tmp_path) and not (tmp_path / "config.json").exists()
@@ -309,13 +298,13 @@ def test_full_disk_mid_run_is_status_failed_then_resumable(tmp_path, reference, 
             return victim in path and (victim != "metrics.csv" or seen.count(path) > 1)
 
         _full_disk(m, matches)
-        r = _cli("run", *ARGS, "--steps", "12", "--diagnose-every", "5", "--out", run)
+        r = invoke("run", *ARGS, "--steps", "12", "--diagnose-every", "5", "--out", run)
     assert r.exit_code == 4, (r.stderr, r.exception)
-    assert victim in _one_line(r) and "ENOSPC" in r.stderr
+    assert victim in one_line(r) and "ENOSPC" in r.stderr
     summary = store.read_json(run / "summary.json")
     assert summary["status"] == "failed" and "No space left" in summary["error"]
     assert not _temp_files(run)
-    r = _cli("run", "--resume", run)
+    r = invoke("run", "--resume", run)
     assert r.exit_code == 0, r.stderr
     assert _rows(run / "metrics.csv") == _rows(reference / "metrics.csv")
 
@@ -346,14 +335,14 @@ def test_signal_during_start_up_is_exit_130_in_one_line(monkeypatch, capsys, sig
 
 def test_ctrl_c_mid_run_is_exit_130_in_one_line(tmp_path):
     watcher = _interrupt_when(tmp_path / "metrics.csv", 3)
-    r = _cli("run", *ARGS, "--steps", "100000", "--out", tmp_path)
+    r = invoke("run", *ARGS, "--steps", "100000", "--out", tmp_path)
     watcher.join()
     assert r.exit_code == 130
-    assert f"eoskit run --resume {tmp_path}" in _one_line(r)
+    assert f"eoskit run --resume {tmp_path}" in one_line(r)
     assert store.read_json(tmp_path / "summary.json")["status"] == "interrupted"
 
 
 def test_data_dir_for_a_dataset_that_reads_no_files_is_bad_input(tmp_path):
-    r = _cli("run", *ARGS, "--steps", "2", "--data-dir", "/nonexistent", "--out", tmp_path)
+    r = invoke("run", *ARGS, "--steps", "2", "--data-dir", "/nonexistent", "--out", tmp_path)
     assert r.exit_code == 2
-    assert "data_dir" in _one_line(r) and "digits" in r.stderr
+    assert "data_dir" in one_line(r) and "digits" in r.stderr
