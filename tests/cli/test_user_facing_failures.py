@@ -226,3 +226,10 @@ def test_bench_list_options_repeated_and_comma_separated_alike():
     code, out = _invoke("bench", "scaling", "--nproc", "1", "--nproc", "2", "--settings",
                         "demo", "--settings", "huge")
     assert code == 2 and "unknown setting(s) ['huge']" in _one_line(out)
+    # bench monitor: its list options too (checked before any model is built)
+    for opts in (["--settings", "gpt-small", "--settings", "huge"],
+                 ["--settings", "gpt-small,huge"]):
+        code, out = _invoke("bench", "monitor", *opts)
+        assert code == 2 and "['huge']" in _one_line(out), opts
+    code, out = _invoke("bench", "monitor", "--every", "10", "--every", "0")
+    assert code == 2 and "at least 1, got [10, 0]" in _one_line(out)

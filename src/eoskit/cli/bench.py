@@ -95,7 +95,6 @@ def scaling_cmd(
     """
     from eoskit.bench.process_table import markdown
     from eoskit.bench.processes import SETTINGS, bench_processes
-    from eoskit.bench.sharpness_bench import environment, write_json
 
     try:
         counts = [int(n) for n in list_option(nproc)]
@@ -109,23 +108,16 @@ def scaling_cmd(
         raise UsageError(f"unknown setting(s) {bad}; choose from {', '.join(SETTINGS)}")
     log = (lambda *a, **k: None) if quiet else typer.echo
     rows = bench_processes([SETTINGS[s] for s in names], counts, repeats, log)
-    table = markdown(rows)
-    typer.echo(table)
-    if json_out is not None:
-        write_json([{"section": "meta", **environment()}, *rows], json_out)
-        typer.echo(f"wrote {json_out}")
-    if markdown_out is not None:
-        markdown_out.parent.mkdir(parents=True, exist_ok=True)
-        markdown_out.write_text(table + "\n")
-        typer.echo(f"wrote {markdown_out}")
+    _write_rows(rows, markdown(rows), json_out, markdown_out)
 
 
 @bench_app.command("monitor")
 @handle_errors
 def monitor_cmd(
-    settings: str = _O("gpt-small", help="Comma-separated: gpt-small, gpt2."),
-    optimizers: str = _O("sgd,adamw", help="Comma-separated: sgd, adamw."),
-    every: str = _O("10", help="Comma-separated measurement intervals."),
+    settings: list[str] = _O(["gpt-small"], help="Repeated or comma-separated: gpt-small, "
+                             "gpt2."),
+    optimizers: list[str] = _O(["sgd", "adamw"], help="Repeated or comma-separated: sgd, adamw."),
+    every: list[str] = _O(["10"], help="Measurement intervals, repeated or comma-separated."),
     steps: int = _O(42, min=3, help="Optimiser steps per (setting, optimiser, every)."),
     references: bool = _O(True, help="Check each measurement against a tight solve."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
@@ -140,19 +132,17 @@ def monitor_cmd(
 
     from eoskit.bench.monitor_bench import bench_monitor, markdown
     from eoskit.bench.monitor_settings import OPTIMIZERS, SETTINGS
-    from eoskit.bench.sharpness_bench import environment, write_json
 
-    names = [x.strip() for x in settings.split(",")]
-    opts = [x.strip() for x in optimizers.split(",")]
+    names, opts = list_option(settings), list_option(optimizers)
     if bad := [x for x in names if x not in SETTINGS] + [x for x in opts if x not in OPTIMIZERS]:
         raise UsageError(f"unknown setting or optimiser {bad}; settings: {', '.join(SETTINGS)}; "
                          f"optimisers: {', '.join(OPTIMIZERS)}")
     try:
-        intervals = [int(x) for x in every.split(",")]
+        intervals = [int(x) for x in list_option(every)]
     except ValueError:
-        raise UsageError(f"--every must be comma-separated integers, got {every!r}") from None
+        raise UsageError(f"--every must be whole numbers, got {list_option(every)}") from None
     if any(n < 1 for n in intervals):
-        raise UsageError(f"--every must be at least 1, got {every!r}")
+        raise UsageError(f"--every must be at least 1, got {intervals}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available")
     if torch_threads is not None:
@@ -165,7 +155,14 @@ def monitor_cmd(
                 log(f"{name} {opt} every {n}")
                 rows.append(bench_monitor(name, opt, n, steps, references=references,
                                           device=device, log=log))
-    table = markdown(rows)
+    _write_rows(rows, markdown(rows), json_out, markdown_out)
+
+
+def _write_rows(rows: list[dict], table: str, json_out: Path | None,
+                markdown_out: Path | None) -> None:
+    """Print the table; write the rows (after the machine's description) and the table."""
+    from eoskit.bench.sharpness_bench import environment, write_json
+
     typer.echo(table)
     if json_out is not None:
         write_json([{"section": "meta", **environment()}, *rows], json_out)
