@@ -99,18 +99,40 @@ def test_each_engine_matches_the_dense_hessian_single_block_and_at_a_point(name,
 def test_fd_error_is_the_documented_h_squared_term():
     # f = Σ cᵢ (xᵢ − aᵢ)⁴/12: ∇f = c (x − a)³/3, so the central difference along û with
     # step h is exactly c (x − a)² û + c h² û³/3 (times ‖v‖): the error pins h = fd_step(x).
-    # ‖x‖ ≈ 37 (h scales with it) while x − a is O(1), so truncation outweighs rounding
+    # x − a = O(1e-3) makes H tiny, so rounding the displaced point (ε|x|·H/h) is ~1e4
+    # times smaller than the truncation term
     c = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=F64)
     a = torch.tensor([30.0, -10.0, 20.0, 7.0], dtype=F64)
-    x = a + torch.tensor([0.5, -1.0, 1.5, 0.25], dtype=F64)
+    x = a + torch.tensor([0.5, -1.0, 1.5, 0.25], dtype=F64) * 1e-3
     v = torch.tensor([1.0, -2.0, 0.5, 4.0], dtype=F64)
     obj = FunctionObjective(lambda z: (c * (z - a) ** 4).sum() / 12, 4, hvp_method="fd")
     h, u = fd_step(x), v / v.norm()
-    assert h == pytest.approx(torch.finfo(F64).eps ** (1 / 3) * float(x.norm()), rel=1e-15)
+    eps = torch.finfo(F64).eps
+    assert h == pytest.approx((eps * float(x.norm()) / 2) ** (1 / 3), rel=1e-12)  # rms = ‖x‖/2
     error = obj.hvp(x, v) - c * (x - a) ** 2 * v
     predicted = c * h ** 2 * u ** 3 / 3 * v.norm()
     assert R.relative_error(error, predicted) <= 1e-2  # the rest is rounding
-    assert fd_step(torch.zeros(3)) == pytest.approx(torch.finfo(torch.float32).eps ** (1 / 3))
+    eps32 = torch.finfo(torch.float32).eps
+    assert fd_step(torch.zeros(3)) == pytest.approx(eps32 ** 0.5)  # (ε·√ε)^(1/3)
+
+
+def test_fd_top_rayleigh_quotient_is_accurate_in_float32_when_the_norm_is_large():
+    # f = λ z₀²/2 + β z₀⁴/24 + ½ Σ_{i>0} zᵢ²/10 at z₀ = 0, far from the origin in the other
+    # 10⁵ coordinates (‖x‖ ≈ 9.5, rms 0.03). Along e₀ the exact curvature is λ and the central
+    # difference adds β h²/6: the step must follow the coordinates' size, not ‖x‖ (with
+    # h = ε^(1/3)‖x‖ the quotient was 4% off here)
+    d, lam, beta = 100_000, 2.0, 200.0
+    gen = torch.Generator().manual_seed(0)
+    x = 0.03 * torch.randn(d, generator=gen)
+    x[0] = 0.0
+
+    def f(z):
+        return lam * z[0] ** 2 / 2 + beta * z[0] ** 4 / 24 + (z[1:] ** 2).sum() / 20
+
+    obj = FunctionObjective(f, d, hvp_method="fd", dtype=torch.float32)
+    e0 = torch.zeros(d)
+    e0[0] = 1.0
+    assert float(e0 @ obj.hvp(x, e0)) == pytest.approx(lam, rel=1e-4)
 
 
 def test_fd_of_a_zero_vector_is_zero_and_costs_no_gradient():
