@@ -106,6 +106,34 @@ def test_float32_monitor_allocates_no_d_long_float64():
     assert torch.float64 not in count.peak
 
 
+def test_float32_monitor_measures_by_finite_differences_within_tol_of_the_dense_hessian():
+    # the default engine below float64 is "fd" (no graph kept); its values must still sit
+    # within tol of the dense float64 Hessian at the float32 parameters
+    tol = 1e-3
+    model, X, Y = _problem(torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    mon = Monitor(model, F.mse_loss, (X, Y), every=3, optimizer=opt, tol=tol, curvature=False)
+    assert mon.objective.hvp_method == "fd"
+    model64, X64, Y64 = _problem()
+    assert Monitor(model64, F.mse_loss, (X64, Y64)).objective.hvp_method == "retained"
+    for _ in range(12):
+        opt.zero_grad()
+        F.mse_loss(model(X), Y).backward()
+        opt.step()
+        row = mon.step()
+        if row is None:
+            continue
+        at64 = copy.deepcopy(model).double()
+        x = _flat(at64)
+        H = hessian(lambda v, m=at64: _loss_at(m, v, X.double(), Y.double()))(x)
+        root = _adam_p(opt, model).double().rsqrt()
+        raw = torch.linalg.eigvalsh(H)[-1].item()
+        pre = torch.linalg.eigvalsh(root[:, None] * H * root[None, :])[-1].item()
+        assert abs(row["sharpness"] - raw) <= tol * abs(raw)
+        assert abs(row["precond_sharpness"] - pre) <= tol * abs(pre)
+    assert len(mon.rows) == 4
+
+
 @pytest.mark.parametrize("on_batch", [True, False])
 def test_kappa_every_step_matches_an_independent_computation(on_batch):
     model, X, Y = _problem()

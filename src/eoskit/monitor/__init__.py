@@ -7,7 +7,7 @@
 """
 
 from eoskit.monitor.data import measurement_set
-from eoskit.monitor.monitor import Monitor
+from eoskit.monitor.monitor import Monitor, default_engine
 from eoskit.monitor.monitor_dir import MonitorRun, load_monitor_run
 from eoskit.monitor.optimizers import optimizer_kind, optimizer_threshold
 
@@ -15,7 +15,7 @@ __all__ = [
     # the monitor
     "Monitor",
     # its pieces
-    "measurement_set", "optimizer_threshold", "optimizer_kind",
+    "measurement_set", "optimizer_threshold", "optimizer_kind", "default_engine",
     # its run directory
     "MonitorRun", "load_monitor_run",
 ]

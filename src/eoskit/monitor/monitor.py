@@ -89,6 +89,19 @@ def logged_values(row: dict, k: int) -> dict[str, float]:
     return {n: row[n] for n in names if row.get(n) is not None}
 
 
+def default_engine(dtype: torch.dtype) -> str:
+    """The Monitor's product engine for a measurement in ``dtype``.
+
+    Below float64, finite differences of gradients (``"fd"``): on the 5.3M-parameter GPT-2
+    of issue 22 a product costs what a double-backward product at a held point costs
+    (``benchmarks/products.py``), the top Ritz values agree with double backward to ~2e-5
+    (far inside the default tol 1e-3), and no gradient graph is held (the graph was ~20
+    model-sized vectors there). float64 measurements keep exact double backward
+    (``"retained"``), whose products match a dense Hessian to rounding.
+    """
+    return "retained" if dtype == torch.float64 else "fd"
+
+
 def _rng_devices() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
 
@@ -103,7 +116,10 @@ class Monitor:
     ``"tensorboard"``, ``"mlflow"`` (both need ``out``) or sink objects (see
     :mod:`eoskit.loggers`). ``dtype``: of the measurement (default
     the model's; ``torch.float64`` for a float32 model gives a float64 Hessian).
-    ``physical_batch``/``hvp_method``: memory, as in :class:`ModelObjective`.
+    ``physical_batch``: memory, as in :class:`ModelObjective`. ``hvp_method``: the
+    product engine (:data:`~eoskit.objective.HVP_METHODS`); by default :func:`default_engine`
+    of the measurement's dtype: ``"fd"`` (central differences of gradients, no graph kept)
+    for float32 and half-precision models, ``"retained"`` (double backward) for float64.
     ``tol``/``criterion``: the eigensolver's stopping rule; the default
     ``"eigenvalue"`` bounds each reported eigenvalue's relative error by ``tol``
     (``"residual"`` asks ``‖Hv − λv‖ ≤ tol·|λ|``, stricter and ~1.5x the products).
@@ -143,7 +159,7 @@ class Monitor:
         *,
         dtype: torch.dtype | None = None,
         physical_batch: int | Sequence[int] | None = None,
-        hvp_method: str = "retained",
+        hvp_method: str | None = None,
         restart_every: int = 50,
         criterion: str = "eigenvalue",
         curvature: bool = True,
@@ -160,8 +176,10 @@ class Monitor:
         self.curvature = curvature
         inputs, targets = measurement_set(data, probe_size, seed)
         self.objective = ModelObjective(model, loss_fn, inputs, targets, dtype=dtype,
-                                        physical_batch=physical_batch, hvp_method=hvp_method,
-                                        count_correct=False)
+                                        physical_batch=physical_batch,
+                                        hvp_method=hvp_method or "retained", count_correct=False)
+        if hvp_method is None:
+            self.objective.hvp_method = default_engine(self.objective.dtype)
         # under torch.distributed: data is this rank's shard; the sums run over all ranks
         self.objective = across_ranks(self.objective)
         self.preconditioned = adaptive(optimizer)
