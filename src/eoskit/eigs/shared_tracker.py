@@ -20,9 +20,11 @@ replaced by a cold one (random start, same basis bound); every
 ``restart_every`` measurements a cold probe runs as well and replaces a
 target's values only when its top-k sum is larger (Ritz values are lower bounds).
 
-Memory: rows and images (``2·max_basis`` at most), the carried vectors (``2k``),
-the results (``2k``) and three temporaries, all in the work dtype; ``p`` is the
-caller's. ``max_vectors`` (default :func:`default_shared_vectors`) sets the basis bound.
+Memory: rows and images (``2·max_basis`` at most), the carried vectors (``2k``;
+a warm solve's rows take them over, so they are not held twice), the results
+(``2k``) and four temporaries, all in the work dtype; ``p`` is the caller's.
+``max_vectors`` (default :func:`default_shared_vectors`) sets the basis bound; the
+accounting (:func:`_held`) still counts the carried vectors apart, so it is an upper bound.
 
 Example:
     >>> import torch
@@ -63,6 +65,11 @@ def default_shared_vectors(k: int) -> int:
 def min_shared_vectors(k: int) -> int:
     """The smallest bound: a basis of 2k + 3 rows (a restart keeps k + 1 per target)."""
     return 2 * (2 * k + 3) + _held(k)
+
+
+def _block(columns: list[Tensor]) -> Tensor:
+    """(d, k) from k columns; one column is a view, not a copy."""
+    return columns[0].unsqueeze(1) if len(columns) == 1 else torch.stack(columns, 1)
 
 
 @dataclass
@@ -155,11 +162,14 @@ class SharedTracker:
         if cold:
             yield torch.randn(dim, dtype=wd, generator=gen).to(device)
             return
-        for c in self.carried["raw"].T:
-            yield c.to(wd).clone()
+        # the rows take the carried vectors over (no copies held beside the basis); a solve
+        # that raises leaves nothing carried, and the next measurement starts cold
+        carried, self.carried = self.carried, {}
+        for c in carried.pop("raw").T:
+            yield c.to(wd).contiguous()
         if p is not None:  # a preconditioned vector u needs the row w = D u = u / √p
-            for c in self.carried["pre"].T:
-                yield c.to(wd).div_(p.sqrt())
+            for c in carried.pop("pre").T:
+                yield c.to(wd).contiguous().div_(p.sqrt())
 
     def _check(self, b: SharedBasis, target: str, cold: bool) -> dict:
         """Ritz values, residual norms and error bounds of the top k of one target."""
@@ -215,11 +225,10 @@ class SharedTracker:
             th, coef = st["ritz"].values, st["ritz"].coef
             k = min(self.k, len(th))
             err = st["err"]
-            vecs = torch.stack([b.vector(t, coef[:, i]) for i in range(k)], 1)
+            vecs = _block([b.vector(t, coef[:, i]) for i in range(k)])
             # the next start: each Ritz vector advanced by one power step (its image is known)
-            steps = [b.image(t, coef[:, i]) for i in range(k)]
-            self.carried[t] = torch.stack([s / norm(s) for s in steps], 1)
-            del steps
+            self.carried[t] = _block([s.div_(norm(s)) for s in
+                                      (b.image(t, coef[:, i]) for i in range(k))])
             moved_from = self.values.get(t)
             self.values[t] = th[:k].copy()
             if len(th) > k:
