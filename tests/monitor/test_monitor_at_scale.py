@@ -17,6 +17,7 @@ from torch import nn
 from torch.func import functional_call, hessian
 from torch.nn import functional as F
 
+from eoskit.eigs.shared_tracker import min_shared_vectors
 from eoskit.monitor import Monitor
 from tests.eigs.test_vector_budget import LongVectors
 
@@ -95,7 +96,10 @@ def test_float32_monitor_allocates_no_d_long_float64():
     d = sum(p.numel() for p in model.parameters())
     assert X.numel() < d and Y.numel() < d
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    mon = Monitor(model, F.mse_loss, (X, Y), every=2, optimizer=opt, step_curvature=True)
+    # the smallest budget, as at scale: with d = 58 a larger basis's m×m float64 projected
+    # matrices would themselves count as d-long here
+    mon = Monitor(model, F.mse_loss, (X, Y), every=2, optimizer=opt, step_curvature=True,
+                  max_vectors=min_shared_vectors(1))
     with LongVectors(d) as count:
         for _ in range(6):
             opt.zero_grad()
@@ -175,3 +179,14 @@ def test_rows_state_their_cost_in_loop_steps():
             assert row["measure_steps"] == pytest.approx(row["measure_seconds"] / step)
             assert 0 < row["overhead"] <= 1
     assert {"measure_seconds", "measure_steps", "overhead"} <= set(mon.columns)
+
+
+def test_the_default_budget_follows_the_vectors_size():
+    from eoskit.eigs.shared_tracker import budget_for
+
+    small = Monitor(*_problem()[:1], F.mse_loss, _problem()[1:])
+    assert small.tracker.max_vectors == budget_for(1, 8 * small.objective.dim) == 40
+    assert small.tracker.max_basis() == 14
+    # 5.3M float32 parameters (21 MB a vector): the smallest budget, 5 rows
+    assert budget_for(1, 4 * 5_289_472) == min_shared_vectors(1) == 22
+    assert budget_for(2, 4 * 10_000, allowance=10 * 4 * 10_000) == min_shared_vectors(2)

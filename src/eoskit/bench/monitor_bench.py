@@ -5,7 +5,9 @@ For one setting (:mod:`eoskit.bench.monitor_settings`), optimiser and ``every``:
 1. **memory**: a plain loop runs two steps with the peak resident memory
    counter reset (``/proc/self/clear_refs``), then the Monitor is attached and
    the loop runs to its first measurement, then on to the second: the peaks
-   above the plain loop's (MB, and in model-sized vectors), first and warm;
+   above the plain loop's (MB, and in model-sized vectors), first and warm (the
+   plain twin of step 2, alive for the warm one, has its parameters, gradients and
+   optimiser state taken off);
 2. **time**: a copy of the model and its optimiser (same state) then trains on
    the same batches *alternately* with the monitored one, step by step, so
    both loops see the same machine load; the ratio of their summed step times
@@ -139,7 +141,11 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
         if row is None:
             continue
         if len(mon.rows) <= 2:
-            peaks.append(peak_mb(device))
+            # the plain twin exists from the first measurement on: its own memory is not
+            # the Monitor's
+            peak = peak_mb(device)
+            peaks.append(None if peak is None else
+                         peak - (0.0 if twin is None else _state_mb(twin, twin_opt)))
         log(f"  step {step}: sharpness {row['sharpness']:.5g} "
             f"precond {row.get('precond_sharpness')} hvps {row['hvps']} "
             f"({row['measure_seconds']:.1f} s = {row['measure_steps'] or 0:.1f} steps)")
@@ -152,6 +158,14 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
     out = _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mon,
                    plain_steps)
     return {**out, "device": device}
+
+
+def _state_mb(model, opt) -> float:
+    """MB held by a model's parameters, gradients and optimiser state."""
+    tensors = [p for p in model.parameters()] + [p.grad for p in model.parameters()
+                                                  if p.grad is not None]
+    tensors += [t for st in opt.state.values() for t in st.values() if torch.is_tensor(t)]
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
 
 def _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mon, plain):

@@ -2,7 +2,8 @@
 
 ``gpt-small``: ``GPT2Config(n_layer=4, n_embd=256, n_head=4, vocab_size=8192,
 n_positions=128)`` (d = 5.29M), batches of 8×128 random token ids; ``gpt2``:
-GPT-2 small's configuration (124M), batches of 4×128. Next-token cross-entropy,
+GPT-2 small's configuration (124M), batches of 4×128; ``gpt-tiny`` (d ≈ 13k, 4×16 tokens)
+to try the bench in seconds. Next-token cross-entropy,
 dropout off, float32, seeded. The measurement set is one fixed batch; every
 training step draws a fresh one (minibatch noise).
 """
@@ -29,6 +30,10 @@ SETTINGS = {
                                                   vocab_size=8192, n_positions=128),
                                 8, 128, {"sgd": 0.1, "adamw": 3e-4}),
     "gpt2": MonitorSetting("gpt2", {}, 4, 128, {"sgd": 0.1, "adamw": 3e-4}),
+    # seconds on a laptop: to try the bench (and to test it), not to read its ratios
+    "gpt-tiny": MonitorSetting("gpt-tiny", dict(n_layer=1, n_embd=32, n_head=2, vocab_size=128,
+                                                n_positions=16), 4, 16,
+                               {"sgd": 0.1, "adamw": 3e-4}),
 }
 OPTIMIZERS = ("sgd", "adamw")
 

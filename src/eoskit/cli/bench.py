@@ -115,7 +115,7 @@ def scaling_cmd(
 @handle_errors
 def monitor_cmd(
     settings: list[str] = _O(["gpt-small"], help="Repeated or comma-separated: gpt-small, "
-                             "gpt2."),
+                             "gpt2, gpt-tiny."),
     optimizers: list[str] = _O(["sgd", "adamw"], help="Repeated or comma-separated: sgd, adamw."),
     every: list[str] = _O(["10"], help="Measurement intervals, repeated or comma-separated."),
     steps: int = _O(42, min=3, help="Optimiser steps per (setting, optimiser, every)."),

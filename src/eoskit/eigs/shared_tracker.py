@@ -72,6 +72,22 @@ def _block(columns: list[Tensor]) -> Tensor:
     return columns[0].unsqueeze(1) if len(columns) == 1 else torch.stack(columns, 1)
 
 
+ALLOWANCE_BYTES = 256 * 2**20  # what a tracker may hold before its budget drops to the minimum
+
+
+def budget_for(k: int, vector_bytes: int, allowance: int = ALLOWANCE_BYTES) -> int:
+    """A budget of d-long vectors by their size: as many as fit ``allowance`` bytes, between
+    :func:`min_shared_vectors` and a basis of ``2k + 12`` rows.
+
+    A small basis costs products where the top of the spectrum is clustered (a 17k-parameter
+    GPT-2 did not converge in 80 products with 5 rows, and did within 67 with 14), so small
+    models get the large basis; at scale the minimum holds (a 5.3M-parameter float32 model
+    has 21 MB vectors: 12 fit 256 MB, below the minimum of 22).
+    """
+    most = 2 * (2 * k + 12) + _held(k)
+    return max(min_shared_vectors(k), min(most, allowance // max(int(vector_bytes), 1)))
+
+
 @dataclass
 class SharedTracker:
     """Top-k of the raw and the preconditioned Hessian, warm-started, from shared products."""

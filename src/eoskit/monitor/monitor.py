@@ -61,7 +61,7 @@ from torch import Tensor, nn
 
 from eoskit.distributed.user_loop import across_ranks, is_main_rank
 from eoskit.eigs import SharedTracker, make_tracker, preconditioned_matvec
-from eoskit.eigs.shared_tracker import min_shared_vectors
+from eoskit.eigs.shared_tracker import budget_for
 from eoskit.metrics.columns import monitor_columns
 from eoskit.metrics.metric_rows import monitor_row, precond_cells, step_cells
 from eoskit.monitor.cost import COST_COLUMNS, CostClock
@@ -129,8 +129,9 @@ class Monitor:
     raw and preconditioned sharpness from one set of products, eigenvalue
     criterion), or one of :data:`eoskit.eigs.TRACKERS` per quantity (``"lanczos"``,
     ``"streaming"``). ``max_vectors``: the tracker's bound on d-long work vectors
-    (default for ``"shared"``: its smallest, :func:`~eoskit.eigs.shared_tracker.min_shared_vectors`,
-    5 basis rows for k = 1).
+    (default for ``"shared"``: :func:`~eoskit.eigs.shared_tracker.budget_for` the vectors'
+    size, as many as fit 256 MB between the smallest budget, 5 basis rows for k = 1, and
+    14 rows; a 5.3M-parameter float32 model gets the smallest).
     ``step_curvature``: also record κ along *every* optimiser step in
     :attr:`step_rows` (:mod:`~eoskit.monitor.step_curvature`; one forward pass
     per step on the batch given to :meth:`step`, else a gradient on the measurement set).
@@ -214,7 +215,8 @@ class Monitor:
         """One shared tracker, or one per quantity (P changes between measurements: the
         preconditioned one is warm-started from its own vectors)."""
         if mode == "shared":
-            budget = max_vectors or min_shared_vectors(self.k)
+            itemsize = 8 if self.objective.dtype == torch.float64 else 4  # the work dtype's
+            budget = max_vectors or budget_for(self.k, self.objective.dim * itemsize)
             return SharedTracker(self.k, tol, restart_every, max_vectors=budget), None
         opts = {"criterion": criterion, "max_vectors": max_vectors}
         raw = make_tracker(mode, self.k, tol, restart_every, **opts)

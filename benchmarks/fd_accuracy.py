@@ -1,0 +1,89 @@
+"""Top Hessian eigenvalues of the issue-22 GPT-2 by finite differences against double backward.
+
+The model of ``eoskit bench monitor --settings gpt-small`` (d = 5.29M, float32), trained 60
+AdamW steps (lr 3e-4) on fresh random token batches, measured on one fixed batch. Lanczos
+(top 2, eigenvalue criterion, tol 1e-6) runs with each product engine; the table gives the
+two values and their relative error against ``retained`` (double backward). The row
+"fd, old step" replaces :func:`eoskit.objective.fd_step` by the rule it had before
+(``ε^(1/3)·max(1, ‖x‖)``), to show why it changed.
+
+    PYTHONPATH=src python benchmarks/fd_accuracy.py [--steps 60] [--threads 2] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from eoskit.bench.monitor_settings import (
+    SETTINGS,
+    batches,
+    build_model,
+    make_optimizer,
+    next_token_loss,
+)
+from eoskit.eigs import lanczos
+from eoskit.objective import ModelObjective, fd_step, products
+
+
+def _old_step(x: torch.Tensor) -> float:
+    return torch.finfo(x.dtype).eps ** (1 / 3) * max(1.0, float(x.detach().norm()))
+
+
+def top_values(model, probe, method: str, step_rule=None) -> dict:
+    obj = ModelObjective(model, next_token_loss, probe, probe, hvp_method=method,
+                         count_correct=False)
+    x = obj.x0()
+    saved = products.fd_step
+    if step_rule is not None:
+        products.fd_step = step_rule
+    try:
+        with torch.enable_grad(), obj.at(x) as point:
+            res = lanczos(point.hvp, obj.dim, 2, tol=1e-6, criterion="eigenvalue",
+                          dtype=x.dtype, max_iter=60)
+    finally:
+        products.fd_step = saved
+    h = (step_rule or fd_step)(x)
+    return {"values": res.eigenvalues.tolist(), "products": res.n_matvecs, "h": h}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="also fd+compile")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    s = SETTINGS["gpt-small"]
+    model = build_model(s, 0)
+    opt = make_optimizer("adamw", model, s.lr["adamw"])
+    stream = batches(s, model.vocab, 1)
+    for _ in range(args.steps):
+        ids = next(stream)
+        opt.zero_grad()
+        next_token_loss(model(ids), ids).backward()
+        opt.step()
+    probe = torch.randint(0, model.vocab, (s.batch, s.seq),
+                          generator=torch.Generator().manual_seed(2))
+    rows = {"retained": top_values(model, probe, "retained"),
+            "fd": top_values(model, probe, "fd"),
+            "fd, old step": top_values(model, probe, "fd", _old_step)}
+    if args.compile:
+        rows["fd+compile"] = top_values(model, probe, "fd+compile")
+    ref = rows["retained"]["values"]
+    for row in rows.values():
+        row["rel_error"] = [abs(v / r - 1) for v, r in zip(row["values"], ref, strict=True)]
+    print(json.dumps(rows, indent=1))
+    print("| engine | step h | λ₁ | λ₂ | rel. error λ₁ / λ₂ | products |")
+    print("|---|---|---|---|---|---|")
+    for name, row in rows.items():
+        v, e = row["values"], row["rel_error"]
+        h = "–" if name == "retained" else f"{row['h']:.2e}"
+        print(f"| {name} | {h} | {v[0]:.6f} | {v[1]:.6f} | {e[0]:.1e} / {e[1]:.1e} | "
+              f"{row['products']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""``eoskit bench monitor``: its rows on the tiny setting, and the twin's memory it takes off.
+
+References: a tight Lanczos at the same parameters (the bench's own check, whose values
+are asserted here), and the closed-form size of Adam's state.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from eoskit.bench.monitor_bench import _state_mb, bench_monitor
+from eoskit.bench.monitor_settings import SETTINGS, build_model, make_optimizer
+
+
+def test_state_size_is_parameters_gradients_and_both_moments():
+    model = build_model(SETTINGS["gpt-tiny"])
+    opt = make_optimizer("adamw", model, 1e-3)
+    ids = torch.randint(0, model.vocab, (2, 16))
+    model(ids).sum().backward()
+    opt.step()
+    params = list(model.parameters())
+    d = sum(p.numel() for p in params)
+    # parameters, gradients, exp_avg, exp_avg_sq (float32) and one float32 step per tensor
+    assert _state_mb(model, opt) * 2**20 == 4 * d * 4 + 4 * len(params)
+
+
+def test_rows_on_the_tiny_setting_are_within_tol_of_the_reference():
+    rows = {opt: bench_monitor("gpt-tiny", opt, 5, 17, log=lambda *_: None)
+            for opt in ("adamw", "sgd")}
+    for opt, row in rows.items():
+        assert row["measurements"] == 3 and len(row["hvps_all"]) == 3  # steps 5, 10, 15
+        assert row["within_tol"] == 1.0 and row["max_rel_error"] <= 1e-3
+        assert len(row["rel_errors"]) == (6 if opt == "adamw" else 3)  # raw (+ preconditioned)
+        assert row["time_ratio"] is not None and len(row["peak_above_plain_mb"]) == 2
