@@ -76,6 +76,36 @@ def test_shared_basis_metrics_are_those_of_both_operators():
     assert np.allclose(b.ritz("pre").values, ref_pre, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_residual_norms_from_the_small_matrices_match_the_explicit_residuals(dtype):
+    """Gram-matrix norms where the residual is large, the explicit residual where it is small;
+    both agree with ‖Hz − θz‖ (raw) and ‖D(Hz − θPz)‖ (preconditioned) formed densely."""
+    hvp, p, _, _, _ = _drifting(dtype, 3)
+    gen = torch.Generator().manual_seed(5)
+    b = SharedBasis(hvp, p)
+    for _ in range(4):  # random rows: large residuals
+        b.add(b.orthogonal(torch.randn(D, dtype=dtype, generator=gen)))
+    rtol = 1e-10 if dtype == torch.float64 else 1e-4
+    for t in b.targets:
+        ritz = b.ritz(t)
+        for i in range(2):
+            theta = float(ritz.values[i])
+            dense = float(torch.linalg.vector_norm(b.residual(t, ritz.coef[:, i], theta)
+                                                   .double()))
+            assert b.residual_norm(t, ritz.coef[:, i], theta) == pytest.approx(dense, rel=rtol)
+    assert b.explicit_residuals == 0
+    # a converged pair (the basis holds the top eigenvector): the explicit residual decides
+    top = torch.linalg.eigh(_dense_raw(hvp, dtype))[1][:, -1]
+    b.add(b.orthogonal(top.clone()))
+    ritz = b.ritz("raw")
+    small = b.residual_norm("raw", ritz.coef[:, 0], float(ritz.values[0]))
+    assert b.explicit_residuals == 1 and small < 1e-3 * float(ritz.values[0])
+
+
+def _dense_raw(hvp, dtype):
+    return torch.stack([hvp(torch.eye(D, dtype=dtype)[i]) for i in range(D)], 1)
+
+
 @pytest.mark.parametrize("k", [1, 2])
 def test_float32_shared_tracker_holds_no_float64_and_at_most_its_budget(k):
     tr = SharedTracker(k, 1e-3, restart_every=4, max_vectors=min_shared_vectors(k))
