@@ -124,3 +124,18 @@ def test_float32_shared_tracker_holds_no_float64_and_at_most_its_budget(k):
 def test_budget_is_checked():
     with pytest.raises(ValueError, match="max_vectors must be at least"):
         SharedTracker(1, 1e-3, max_vectors=min_shared_vectors(1) - 1)
+
+
+def test_rows_stay_orthonormal_when_a_new_vector_nearly_lies_in_the_basis():
+    """The second Gram–Schmidt pass runs where the first cancels (float32: one pass leaves
+    ~ε/1e-3 of the old rows in a vector that is 1e-3 away from their span)."""
+    hvp, p, _, _, _ = _drifting(torch.float32, 0)
+    gen = torch.Generator().manual_seed(3)
+    b = SharedBasis(hvp, p)
+    first = [torch.randn(D, generator=gen) for _ in range(3)]
+    for v in first:
+        b.add(b.orthogonal(v.clone()))
+    near = sum(first) + 1e-3 * torch.randn(D, generator=gen)
+    b.add(b.orthogonal(near))
+    W = torch.stack(b.rows).double()
+    assert torch.allclose(W @ W.T, torch.eye(4, dtype=torch.float64), atol=2e-6)

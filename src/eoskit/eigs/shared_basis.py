@@ -83,15 +83,20 @@ class SharedBasis:
 
     # ---- growing
     def orthogonal(self, v: Tensor, drop: float = 1e-6) -> Tensor | None:
-        """``v`` orthogonalised against the rows (two passes) and normalised; None if dependent."""
+        """``v`` orthogonalised against the rows and normalised; None if dependent."""
         n0 = float(norm(v))
         if not np.isfinite(n0) or n0 == 0.0:
             return None
         v = v.div_(n0)  # the caller's vector: a fresh one (a start copy or a residual)
+        n = 1.0
+        # a second pass only where the first cancelled much of v (the DGKS test, as ARPACK);
+        # each pass is 2m passes over d, the basis's largest cost besides the products
         for _ in range(2):
             for r in self.rows:
                 v.sub_(r, alpha=float(r @ v))
-        n = float(norm(v))
+            before, n = n, float(norm(v))
+            if n > before / 2 ** 0.5:
+                break
         return v.div_(n) if n > drop else None
 
     def add(self, w: Tensor, image: Tensor | None = None) -> None:
