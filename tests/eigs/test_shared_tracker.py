@@ -139,3 +139,36 @@ def test_rows_stay_orthonormal_when_a_new_vector_nearly_lies_in_the_basis():
     b.add(b.orthogonal(near))
     W = torch.stack(b.rows).double()
     assert torch.allclose(W @ W.T, torch.eye(4, dtype=torch.float64), atol=2e-6)
+
+
+def test_a_warm_solve_that_fails_leaves_its_basis_before_the_cold_one_starts():
+    """The operator jumps (a different rank-one direction and spectrum): the warm solve gives
+    up after max_matvecs, the cold one follows, and the two bases are never held together."""
+    k = 1
+    tr = SharedTracker(k, 1e-6, restart_every=0, max_matvecs=8,
+                       max_vectors=min_shared_vectors(k))
+    hvp, p, *_ = _drifting(torch.float32, 0)
+    tr.measure(hvp, D, torch.float32, "cpu", p)
+    g = torch.Generator().manual_seed(9)
+    perm = torch.randperm(D, generator=g)
+    shuffled = lambda v: hvp(v[perm].contiguous())[torch.argsort(perm)]  # noqa: E731
+    with LongVectors(D) as count:
+        tr.measure(shuffled, D, torch.float32, "cpu", p[perm].contiguous())
+    assert tr.last_info.get("cold_after_warm")
+    # p (one vector, permuted copy) and the results (2k) are the caller's
+    assert count.peak[torch.float32] <= tr.max_vectors + 1 + 2 * k
+
+
+def test_a_restart_probe_runs_after_the_warm_basis_is_gone():
+    k = 1
+    tr = SharedTracker(k, 1e-3, restart_every=1, max_vectors=min_shared_vectors(k))
+    hvp, p, *_ = _drifting(torch.float32, 0)
+    tr.measure(hvp, D, torch.float32, "cpu", p)
+    hvp, p, ref_raw, ref_pre, _ = _drifting(torch.float32, 1)
+    with LongVectors(D) as count:
+        out = tr.measure(hvp, D, torch.float32, "cpu", p)
+    assert tr.last_info["probe"] in ("adopted", "kept") and not tr.last_info.get(
+        "cold_after_warm")
+    assert abs(out["raw"].eigenvalues[0] - ref_raw[0]) <= 1e-3 * ref_raw[0]
+    assert abs(out["pre"].eigenvalues[0] - ref_pre[0]) <= 1e-3 * ref_pre[0]
+    assert count.peak[torch.float32] <= tr.max_vectors + 1 + 2 * k

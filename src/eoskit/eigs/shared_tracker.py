@@ -125,22 +125,31 @@ class SharedTracker:
         p = None if p is None else p.detach().to(dtype=wd, device=device)
         targets = ("raw",) if p is None else ("raw", "pre")
         warm = all(t in self.carried for t in targets)
-        info = {"warm": warm, "products": 0}
+        info = self.last_info = {"warm": warm, "products": 0}  # _probe notes its outcome here
+        # each solve is harvested (its results and next starts kept, its basis dropped)
+        # before another one starts, so two bases are never held at once
         if warm:
-            basis = self._solve(hvp, dim, dtype, device, p, cold=False)
-            if not basis["converged"]:
+            solve = self._solve(hvp, dim, dtype, device, p, cold=False)
+            if not solve["converged"]:
                 info["cold_after_warm"] = True
-                cold = self._solve(hvp, dim, dtype, device, p, cold=True)
-                cold["products"] += basis["products"]
-                basis = cold
+                spent = solve["products"]
+                solve = None
+                solve = self._solve(hvp, dim, dtype, device, p, cold=True)
+                solve["products"] += spent
+                kept = self._harvest(solve, targets)
             elif self.restart_every and self.solves % self.restart_every == 0:
-                basis = self._probe(basis, hvp, dim, dtype, device, p)
+                kept = self._harvest(solve, targets)
+                solve = None
+                kept = self._probe(kept, hvp, dim, dtype, device, p, targets)
+            else:
+                kept = self._harvest(solve, targets)
         else:
-            basis = self._solve(hvp, dim, dtype, device, p, cold=True)
-        info["products"] = basis["products"]
-        self.last_info = info
+            solve = self._solve(hvp, dim, dtype, device, p, cold=True)
+            kept = self._harvest(solve, targets)
+        solve = None
+        info["products"] = kept["products"]
         self.solves += 1
-        return self._adopt(basis, targets)
+        return self._adopt(kept)
 
     # ---- one solve
     def _solve(self, hvp, dim, dtype, device, p, cold: bool) -> dict:
@@ -221,42 +230,56 @@ class SharedTracker:
         own = float(th[k]) if len(th) > k else -np.inf
         return max(last + moved, own)
 
-    def _probe(self, warm: dict, hvp, dim, dtype, device, p) -> dict:
-        """A cold solve beside the warm one; the larger top-k sum wins, per target."""
+    def _probe(self, warm: dict, hvp, dim, dtype, device, p, targets) -> dict:
+        """A cold solve after the (harvested) warm one; the larger top-k sum wins, per target."""
         cold = self._solve(hvp, dim, dtype, device, p, cold=True)
         total = warm["products"] + cold["products"]
-        best = cold if all(
+        wins = all(
             float(np.sum(cold["state"][t]["ritz"].values[:self.k])) >
-            float(np.sum(warm["state"][t]["ritz"].values[:self.k])) * (1 + 0.1 * self.tol)
-            for t in warm["state"]) else warm
-        if self.last_info is not None:
-            self.last_info["probe"] = "adopted" if best is cold else "kept"
+            float(np.sum(warm["targets"][t]["values"][:self.k])) * (1 + 0.1 * self.tol)
+            for t in targets)
+        self.last_info["probe"] = "adopted" if wins else "kept"
+        if wins:
+            warm = None  # its vectors go before the cold ones are built
+            best = self._harvest(cold, targets)
+        else:
+            best = warm
         return {**best, "products": total}
 
     # ---- results and what is carried
-    def _adopt(self, solve: dict, targets) -> dict[str, EigResult]:
+    def _harvest(self, solve: dict, targets) -> dict:
+        """What a solve leaves once its basis goes: per target all Ritz values, their bounds,
+        the top-k residuals, Ritz vectors and next starts (each Ritz vector advanced by one
+        power step: its image is known)."""
         b, out = solve["basis"], {}
         for t in targets:
             st = solve["state"][t]
             th, coef = st["ritz"].values, st["ritz"].coef
             k = min(self.k, len(th))
-            err = st["err"]
-            vecs = _block([b.vector(t, coef[:, i]) for i in range(k)])
-            # the next start: each Ritz vector advanced by one power step (its image is known)
-            self.carried[t] = _block([s.div_(norm(s)) for s in
-                                      (b.image(t, coef[:, i]) for i in range(k))])
+            out[t] = {"values": th.copy(), "err": st["err"], "resid": st["resid"][:k].copy(),
+                      "vectors": _block([b.vector(t, coef[:, i]) for i in range(k)]),
+                      "starts": _block([s.div_(norm(s)) for s in
+                                        (b.image(t, coef[:, i]) for i in range(k))])}
+        return {"targets": out, "products": solve["products"], "cold": solve["cold"],
+                "converged": solve["converged"]}
+
+    def _adopt(self, kept: dict) -> dict[str, EigResult]:
+        out = {}
+        for t, got in kept["targets"].items():
+            th, err = got["values"], got["err"]
+            k = min(self.k, len(th))
+            self.carried[t] = got["starts"]
             moved_from = self.values.get(t)
             self.values[t] = th[:k].copy()
             if len(th) > k:
-                # a cold (Krylov) basis resolves λ_{k+1}; a warm one only bounds it from below
                 # a cold solve converged θ_{k+1} (raised by its error bound); a warm basis's
                 # θ_{k+1} is only a lower bound of λ_{k+1}, so the carried one moves along
                 own, last = float(th[k]), self.next_value.get(t)
                 shift = 0.0 if moved_from is None else float(np.max(th[:k] - moved_from[:k]))
-                self.next_value[t] = own + float(err[k]) if solve["cold"] else max(
+                self.next_value[t] = own + float(err[k]) if kept["cold"] else max(
                     own, last + shift)
-            out[t] = EigResult(th[:k].copy(), vecs, st["resid"][:k].copy(), solve["products"],
-                               solve["converged"])
+            out[t] = EigResult(th[:k].copy(), got["vectors"], got["resid"], kept["products"],
+                               kept["converged"])
         return out
 
     # ---- checkpoints
