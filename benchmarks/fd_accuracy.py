@@ -3,7 +3,8 @@
 The model of ``eoskit bench monitor --settings gpt-small`` (d = 5.29M, float32), trained 60
 AdamW steps (lr 3e-4) on fresh random token batches, measured on one fixed batch. Lanczos
 (top 2, eigenvalue criterion, tol 1e-6) runs with each product engine; the table gives the
-two values and their relative error against ``retained`` (double backward). The row
+two values and their relative error against ``retained`` (double backward), and the
+Rayleigh quotient of double backward's top eigenvector by each engine. The row
 "fd, old step" replaces :func:`eoskit.objective.fd_step` by the rule it had before
 (``ε^(1/3)·max(1, ‖x‖)``), to show why it changed.
 
@@ -32,7 +33,9 @@ def _old_step(x: torch.Tensor) -> float:
     return torch.finfo(x.dtype).eps ** (1 / 3) * max(1.0, float(x.detach().norm()))
 
 
-def top_values(model, probe, method: str, step_rule=None) -> dict:
+def top_values(model, probe, method: str, step_rule=None, top=None) -> dict:
+    """Lanczos's top two values with one engine and, given the reference top eigenvector
+    ``top``, its Rayleigh quotient by that engine."""
     obj = ModelObjective(model, next_token_loss, probe, probe, hvp_method=method,
                          count_correct=False)
     x = obj.x0()
@@ -43,10 +46,13 @@ def top_values(model, probe, method: str, step_rule=None) -> dict:
         with torch.enable_grad(), obj.at(x) as point:
             res = lanczos(point.hvp, obj.dim, 2, tol=1e-6, criterion="eigenvalue",
                           dtype=x.dtype, max_iter=60)
+            v = res.eigenvectors[:, 0] if top is None else top
+            quotient = float(v @ point.hvp(v)) / float(v @ v)
     finally:
         products.fd_step = saved
     h = (step_rule or fd_step)(x)
-    return {"values": res.eigenvalues.tolist(), "products": res.n_matvecs, "h": h}
+    return {"values": res.eigenvalues.tolist(), "products": res.n_matvecs, "h": h,
+            "rayleigh_top": quotient, "top": v.clone()}
 
 
 def main() -> None:
@@ -67,22 +73,26 @@ def main() -> None:
         opt.step()
     probe = torch.randint(0, model.vocab, (s.batch, s.seq),
                           generator=torch.Generator().manual_seed(2))
-    rows = {"retained": top_values(model, probe, "retained"),
-            "fd": top_values(model, probe, "fd"),
-            "fd, old step": top_values(model, probe, "fd", _old_step)}
+    rows = {"retained": top_values(model, probe, "retained")}
+    top = rows["retained"]["top"]
+    rows["fd"] = top_values(model, probe, "fd", top=top)
+    rows["fd, old step"] = top_values(model, probe, "fd", _old_step, top=top)
     if args.compile:
-        rows["fd+compile"] = top_values(model, probe, "fd+compile")
-    ref = rows["retained"]["values"]
+        rows["fd+compile"] = top_values(model, probe, "fd+compile", top=top)
+    ref, ref_q = rows["retained"]["values"], rows["retained"]["rayleigh_top"]
     for row in rows.values():
+        del row["top"]
         row["rel_error"] = [abs(v / r - 1) for v, r in zip(row["values"], ref, strict=True)]
+        row["rayleigh_rel_error"] = abs(row["rayleigh_top"] / ref_q - 1)
     print(json.dumps(rows, indent=1))
-    print("| engine | step h | λ₁ | λ₂ | rel. error λ₁ / λ₂ | products |")
-    print("|---|---|---|---|---|---|")
+    print("| engine | step h | λ₁ | λ₂ | rel. error λ₁ / λ₂ | products | Rayleigh quotient of "
+          "the top eigenvector, rel. error |")
+    print("|---|---|---|---|---|---|---|")
     for name, row in rows.items():
         v, e = row["values"], row["rel_error"]
         h = "–" if name == "retained" else f"{row['h']:.2e}"
         print(f"| {name} | {h} | {v[0]:.6f} | {v[1]:.6f} | {e[0]:.1e} / {e[1]:.1e} | "
-              f"{row['products']} |")
+              f"{row['products']} | {row['rayleigh_rel_error']:.1e} |")
 
 
 if __name__ == "__main__":
