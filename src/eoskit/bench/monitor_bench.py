@@ -162,8 +162,8 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
 
 def _state_mb(model, opt) -> float:
     """MB held by a model's parameters, gradients and optimiser state."""
-    tensors = [p for p in model.parameters()] + [p.grad for p in model.parameters()
-                                                  if p.grad is not None]
+    params = list(model.parameters())
+    tensors = params + [p.grad for p in params if p.grad is not None]
     tensors += [t for st in opt.state.values() for t in st.values() if torch.is_tensor(t)]
     return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 

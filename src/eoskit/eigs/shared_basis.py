@@ -161,7 +161,7 @@ class SharedBasis:
         """
         c = coef.to(torch.float64)
         image2 = float(c @ self.K[target] @ c)
-        r2 = image2 - 2 * theta * float(c @ (0.5 * (self.G + self.G.T)) @ c) + (
+        r2 = image2 - 2 * theta * float(c @ self.G @ c) + (  # G is symmetric (_bordered)
             theta ** 2 * float(c @ self.M[target] @ c))
         if r2 >= 1e-3 * image2:
             return r2 ** 0.5

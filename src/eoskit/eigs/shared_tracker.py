@@ -75,8 +75,9 @@ def _block(columns: list[Tensor]) -> Tensor:
 ALLOWANCE_BYTES = 256 * 2**20  # what a tracker may hold before its budget drops to the minimum
 
 
-def budget_for(k: int, vector_bytes: int, allowance: int = ALLOWANCE_BYTES) -> int:
-    """A budget of d-long vectors by their size: as many as fit ``allowance`` bytes, between
+def budget_for(k: int, dim: int, dtype: torch.dtype, allowance: int = ALLOWANCE_BYTES) -> int:
+    """A budget of d-long vectors for products in ``dtype``: as many work vectors
+    (:func:`~eoskit.eigs.krylov.work_dtype`) as fit ``allowance`` bytes, between
     :func:`min_shared_vectors` and a basis of ``2k + 12`` rows.
 
     A small basis costs products where the top of the spectrum is clustered (a 17k-parameter
@@ -85,7 +86,8 @@ def budget_for(k: int, vector_bytes: int, allowance: int = ALLOWANCE_BYTES) -> i
     has 21 MB vectors: 12 fit 256 MB, below the minimum of 22).
     """
     most = 2 * (2 * k + 12) + _held(k)
-    return max(min_shared_vectors(k), min(most, allowance // max(int(vector_bytes), 1)))
+    vector_bytes = max(int(dim), 1) * torch.finfo(work_dtype(dtype)).bits // 8
+    return max(min_shared_vectors(k), min(most, allowance // vector_bytes))
 
 
 @dataclass
@@ -240,7 +242,8 @@ class SharedTracker:
             for t in targets)
         self.last_info["probe"] = "adopted" if wins else "kept"
         if wins:
-            warm = None  # its vectors go before the cold ones are built
+            # the caller's dict: its vectors go before the cold ones are built
+            warm["targets"].clear()
             best = self._harvest(cold, targets)
         else:
             best = warm

@@ -215,8 +215,7 @@ class Monitor:
         """One shared tracker, or one per quantity (P changes between measurements: the
         preconditioned one is warm-started from its own vectors)."""
         if mode == "shared":
-            itemsize = 8 if self.objective.dtype == torch.float64 else 4  # the work dtype's
-            budget = max_vectors or budget_for(self.k, self.objective.dim * itemsize)
+            budget = max_vectors or budget_for(self.k, self.objective.dim, self.objective.dtype)
             return SharedTracker(self.k, tol, restart_every, max_vectors=budget), None
         opts = {"criterion": criterion, "max_vectors": max_vectors}
         raw = make_tracker(mode, self.k, tol, restart_every, **opts)

@@ -116,7 +116,7 @@ def fd_step(x: Tensor) -> float:
     """
     eps = torch.finfo(x.dtype).eps
     xd = x.detach().reshape(-1)
-    rms = float(torch.sqrt((xd @ xd) / max(xd.numel(), 1))) if xd.numel() else 0.0
+    rms = float(torch.sqrt((xd @ xd) / xd.numel())) if xd.numel() else 0.0
     return (eps * max(rms, eps ** 0.5)) ** (1 / 3)
 
 
