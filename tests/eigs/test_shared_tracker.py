@@ -172,3 +172,51 @@ def test_a_restart_probe_runs_after_the_warm_basis_is_gone():
     assert abs(out["raw"].eigenvalues[0] - ref_raw[0]) <= 1e-3 * ref_raw[0]
     assert abs(out["pre"].eigenvalues[0] - ref_pre[0]) <= 1e-3 * ref_pre[0]
     assert count.peak[torch.float32] <= tr.max_vectors + 1 + 2 * k
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["both", "precond-only"])
+def test_capped_warm_solves_state_bounds_that_hold(raw):
+    """``max_warm_products``: a warm measurement stops at the cap, reports converged=False
+    where its bound exceeds tol, and the bound it states contains the true error (dense
+    eigvalsh); Ritz values stay below λ₁."""
+    tol, cap = 1e-10, 2
+    tr = SharedTracker(1, tol, restart_every=0, max_warm_products=cap)
+    for t in range(0, 42, 6):
+        hvp, p, ref_raw, ref_pre, count = _drifting(torch.float64, t)
+        out = tr.measure(hvp, D, torch.float64, "cpu", p, raw=raw)
+        assert set(out) == ({"raw", "pre"} if raw else {"pre"})
+        if t:
+            assert count[0] == cap
+        for target, ref in (("raw", ref_raw), ("pre", ref_pre)):
+            if target not in out:
+                continue
+            got = out[target]
+            err, bound = ref[0] - got.eigenvalues[0], got.error_bounds[0]
+            assert -1e-12 <= err <= bound, (t, target, err, bound)
+            assert got.converged == (bound <= tol * abs(got.eigenvalues[0])), (t, target)
+            if t:
+                assert not got.converged  # tol 1e-10 is out of a 2-product solve's reach
+
+
+def test_preconditioned_alone_is_exact_and_cheaper_than_both():
+    tol = 1e-6
+    both, alone = SharedTracker(1, tol, restart_every=0), SharedTracker(1, tol, restart_every=0)
+    costs = {"both": [], "alone": []}
+    for t in range(6):
+        for name, tr in (("both", both), ("alone", alone)):
+            hvp, p, _, ref_pre, count = _drifting(torch.float64, t)
+            out = tr.measure(hvp, D, torch.float64, "cpu", p, raw=name == "both")
+            assert abs(out["pre"].eigenvalues[0] - ref_pre[0]) <= tol * ref_pre[0], (t, name)
+            assert out["pre"].converged and out["pre"].error_bounds[0] <= tol * ref_pre[0]
+            costs[name].append(count[0])
+    assert np.median(costs["alone"][1:]) < np.median(costs["both"][1:])
+
+
+def test_the_preconditioned_target_needs_p():
+    hvp, _, _, _, _ = _drifting(torch.float64, 0, D=20)
+    with pytest.raises(ValueError, match="needs p"):
+        SharedBasis(hvp, None, targets=("pre",))
+    with pytest.raises(ValueError, match="p is needed"):
+        SharedTracker(1, 1e-6).measure(hvp, 20, torch.float64, "cpu", None, raw=False)
+    with pytest.raises(ValueError, match="at least 1"):
+        SharedTracker(1, 1e-6, max_warm_products=0)

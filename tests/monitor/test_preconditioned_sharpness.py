@@ -42,8 +42,9 @@ OPTS = {
 }
 
 
+@pytest.mark.parametrize("raw", [True, False], ids=["with-raw", "precond-only"])
 @pytest.mark.parametrize("kind", list(OPTS))
-def test_precond_sharpness_equals_dense_eigvalsh(kind):
+def test_precond_sharpness_equals_dense_eigvalsh(kind, raw):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).double()
     gen = torch.Generator().manual_seed(1)
@@ -53,7 +54,7 @@ def test_precond_sharpness_equals_dense_eigvalsh(kind):
     opt = make(model.parameters())
     grp = opt.param_groups[0]
     mon = Monitor(model, F.mse_loss, (X, Y), every=2, neigs=2, optimizer=opt, tol=1e-12,
-                  restart_every=0)
+                  restart_every=0, raw_sharpness=raw)
     v = None
     rows = []
     for t in range(1, 5):
@@ -78,8 +79,13 @@ def test_precond_sharpness_equals_dense_eigvalsh(kind):
                                dtype=torch.float64)
             assert torch.allclose(got, want, rtol=1e-8, atol=0), (t, got, want)
             assert row["precond_sharpness"] == row["precond_eig_1"]
-            raw = torch.linalg.eigvalsh(H)[-1]
-            assert row["sharpness"] == pytest.approx(float(raw), rel=1e-8)
+            assert 0 <= row["precond_eig_error_bound"] <= 1e-12
+            if raw:
+                top = torch.linalg.eigvalsh(H)[-1]
+                assert row["sharpness"] == pytest.approx(float(top), rel=1e-8)
+                assert 0 <= row["eig_error_bound"] <= 1e-12
+            else:
+                assert row["sharpness"] is row["eig_1"] is row["eig_error_bound"] is None
             assert row["threshold"] == pytest.approx(threshold(grp["lr"]), rel=1e-12)
             rows.append(row)
     assert len(rows) == 2
@@ -93,6 +99,9 @@ def test_no_precond_columns_for_sgd_and_empty_cells_before_adams_first_step(tmp_
     X, Y = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, 1, dtype=torch.float64)
     sgd = Monitor(model, F.mse_loss, (X, Y), optimizer=torch.optim.SGD(model.parameters(), 0.1))
     assert "precond_sharpness" not in sgd.columns
+    with pytest.raises(ValueError, match="adaptive optimiser"):
+        Monitor(model, F.mse_loss, (X, Y), raw_sharpness=False,
+                optimizer=torch.optim.SGD(model.parameters(), 0.1))
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     with Monitor(model, F.mse_loss, (X, Y), every=1, optimizer=opt, out=tmp_path) as mon:
         first = mon.measure()  # no step yet: no P
@@ -101,4 +110,7 @@ def test_no_precond_columns_for_sgd_and_empty_cells_before_adams_first_step(tmp_
         opt.step()
         second = mon.step()
     assert first["precond_sharpness"] is None and second["precond_sharpness"] > 0
+    alone = Monitor(model, F.mse_loss, (X, Y), optimizer=torch.optim.Adam(model.parameters()),
+                    raw_sharpness=False).measure()  # no P yet: nothing measured, no product
+    assert alone["sharpness"] is alone["precond_sharpness"] is None and alone["hvps"] == 0
     assert store.read_json(tmp_path / "summary.json")["sharpness_series"] == "precond_sharpness"

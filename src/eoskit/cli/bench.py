@@ -120,6 +120,9 @@ def monitor_cmd(
     every: list[str] = _O(["10"], help="Measurement intervals, repeated or comma-separated."),
     steps: int = _O(42, min=3, help="Optimiser steps per (setting, optimiser, every)."),
     references: bool = _O(True, help="Check each measurement against a tight solve."),
+    raw: bool = _O(True, help="--no-raw: the preconditioned sharpness alone (AdamW only)."),
+    max_warm_products: Optional[int] = _O(None, min=1, help="Cap each warm measurement's "
+                                          "products (the Monitor's max_warm_products)."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
     device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
@@ -143,6 +146,9 @@ def monitor_cmd(
         raise UsageError(f"--every must be whole numbers, got {list_option(every)}") from None
     if any(n < 1 for n in intervals):
         raise UsageError(f"--every must be at least 1, got {intervals}")
+    if not raw and opts != ["adamw"]:
+        raise UsageError("--no-raw measures the preconditioned sharpness alone: "
+                         "--optimizers adamw only")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available")
     if torch_threads is not None:
@@ -154,7 +160,8 @@ def monitor_cmd(
             for n in intervals:
                 log(f"{name} {opt} every {n}")
                 rows.append(bench_monitor(name, opt, n, steps, references=references,
-                                          device=device, log=log))
+                                          device=device, raw=raw,
+                                          max_warm_products=max_warm_products, log=log))
     _write_rows(rows, markdown(rows), json_out, markdown_out)
 
 

@@ -46,6 +46,8 @@ class EigResult:
     ritz_values: np.ndarray | None = None
     ritz_vectors: Tensor | None = None
     ritz_images: Tensor | None = None
+    # (k,) bounds on |λ_i − θ_i| where the solver proves one (SharedTracker), else None
+    error_bounds: np.ndarray | None = None
 
     def __iter__(self):
         # unpacks as (eigenvalues, eigenvectors)

@@ -60,10 +60,19 @@ class SharedBasis:
     """Rows ``w_i`` (Euclidean orthonormal), their images ``H·w_i`` and the small matrices.
 
     ``p``: the preconditioner's diagonal (d,), or None for the raw operator alone.
+    ``targets``: the operators searched (default: both with ``p``, else ``("raw",)``);
+    ``("pre",)`` keeps no raw metric (its Gram columns cost passes over d).
     """
 
-    def __init__(self, hvp: MatVec, p: Tensor | None, dtype=None):
+    def __init__(self, hvp: MatVec, p: Tensor | None, dtype=None,
+                 targets: tuple[str, ...] | None = None):
         self.hvp, self.p, self.dtype = hvp, p, dtype
+        self.targets = (TARGETS if p is not None else TARGETS[:1]) if targets is None else (
+            tuple(targets))
+        if (not self.targets or not set(self.targets) <= set(TARGETS)
+                or ("pre" in self.targets and p is None)):
+            raise ValueError(f"targets must be among {TARGETS} ('pre' needs p), "
+                             f"got {self.targets}")
         self.root = None if p is None else p.sqrt()  # D^{-1}
         self.rows: list[Tensor] = []
         self.images: list[Tensor] = []
@@ -73,10 +82,6 @@ class SharedBasis:
         self.K = {t: torch.zeros(0, 0, dtype=torch.float64) for t in self.targets}
         self.products = 0
         self.explicit_residuals = 0  # residual norms that needed the d-long vectors
-
-    @property
-    def targets(self) -> tuple[str, ...]:
-        return TARGETS if self.p is not None else TARGETS[:1]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -108,12 +113,13 @@ class SharedBasis:
         col = torch.tensor([float(r @ image) for r in self.rows] + [float(w @ image)],
                            dtype=torch.float64)
         self.G = _bordered(self.G, col)
-        self.M["raw"] = _bordered(self.M["raw"], torch.tensor(
-            [float(r @ w) for r in self.rows] + [float(w @ w)], dtype=torch.float64))
-        self.K["raw"] = _bordered(self.K["raw"], torch.tensor(
-            [float(h @ image) for h in self.images] + [float(image @ image)],
-            dtype=torch.float64))
-        if self.p is not None:
+        if "raw" in self.targets:
+            self.M["raw"] = _bordered(self.M["raw"], torch.tensor(
+                [float(r @ w) for r in self.rows] + [float(w @ w)], dtype=torch.float64))
+            self.K["raw"] = _bordered(self.K["raw"], torch.tensor(
+                [float(h @ image) for h in self.images] + [float(image @ image)],
+                dtype=torch.float64))
+        if "pre" in self.targets:
             pw = self.p * w  # one d-long temporary
             self.M["pre"] = _bordered(self.M["pre"], torch.tensor(
                 [float(r @ pw) for r in self.rows] + [float(w @ pw)], dtype=torch.float64))

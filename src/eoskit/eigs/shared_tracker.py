@@ -16,7 +16,14 @@ shifted by how far the top values moved since and raised to this basis's own
 (k+1)-th Ritz value (by interlacing a lower bound of λ_{k+1}). The estimate is
 refreshed at every cold solve and whenever the basis grows past ``2k + 1``
 rows. A warm solve that does not converge within ``max_matvecs`` products is
-replaced by a cold one (random start, same basis bound); every
+replaced by a cold one (random start, same basis bound), unless
+``max_warm_products`` caps it: then the warm solve stops there and its values are
+reported with the bounds they have (``EigResult.error_bounds``, ``converged``
+False), the estimate a few warm products per measurement can give (each measurement
+continues the last one's iteration). Every bound is the solver's, for the products it
+was given, and a warm one rests on the carried λ_{k+1} estimate: where the top
+eigenvectors turn faster than the solve follows (a capped one above all) the true error
+can exceed it (``benchmarks/results/monitor.md`` counts how often); every
 ``restart_every`` measurements a cold probe runs as well and replaces a
 target's values only when its top-k sum is larger (Ritz values are lower bounds).
 
@@ -99,6 +106,7 @@ class SharedTracker:
     restart_every: int = 50
     max_matvecs: int = 40
     max_vectors: int | None = None
+    max_warm_products: int | None = None  # cap on a warm solve (None: until tol)
     solves: int = 0
     carried: dict = field(default_factory=dict)  # target -> (d, k) start vectors, own space
     values: dict = field(default_factory=dict)  # target -> last top-k values
@@ -109,6 +117,8 @@ class SharedTracker:
         if self.max_vectors is None:
             self.max_vectors = default_shared_vectors(self.k)
         self.max_basis()
+        if self.max_warm_products is not None and self.max_warm_products < 1:
+            raise ValueError(f"max_warm_products must be at least 1, got {self.max_warm_products}")
 
     def max_basis(self) -> int:
         """Rows a basis may hold under ``max_vectors``: ``(max_vectors − 6k − 6) // 2``."""
@@ -118,25 +128,28 @@ class SharedTracker:
                              f"for k = {self.k}, got {self.max_vectors}")
         return cap
 
-    def measure(self, hvp, dim: int, dtype, device, p: Tensor | None = None
-                ) -> dict[str, EigResult]:
+    def measure(self, hvp, dim: int, dtype, device, p: Tensor | None = None,
+                raw: bool = True) -> dict[str, EigResult]:
         """Top-k pairs of ``H`` (``"raw"``) and, with ``p`` (d,), of ``P^{-1/2}HP^{-1/2}``
-        (``"pre"``) at the current point. Each result's ``n_matvecs`` is the shared count."""
+        (``"pre"``) at the current point. Each result's ``n_matvecs`` is the shared count.
+        ``raw=False`` (needs ``p``): the preconditioned operator alone."""
         limit_blas_threads()
         wd = work_dtype(dtype)
         p = None if p is None else p.detach().to(dtype=wd, device=device)
-        targets = ("raw",) if p is None else ("raw", "pre")
+        if not raw and p is None:
+            raise ValueError("raw=False measures the preconditioned operator: p is needed")
+        targets = ("raw",) if p is None else ("raw", "pre") if raw else ("pre",)
         warm = all(t in self.carried for t in targets)
         info = self.last_info = {"warm": warm, "products": 0}  # _probe notes its outcome here
         # each solve is harvested (its results and next starts kept, its basis dropped)
         # before another one starts, so two bases are never held at once
         if warm:
-            solve = self._solve(hvp, dim, dtype, device, p, cold=False)
-            if not solve["converged"]:
+            solve = self._solve(hvp, dim, dtype, device, p, targets, cold=False)
+            if not solve["converged"] and self.max_warm_products is None:
                 info["cold_after_warm"] = True
                 spent = solve["products"]
                 solve = None
-                solve = self._solve(hvp, dim, dtype, device, p, cold=True)
+                solve = self._solve(hvp, dim, dtype, device, p, targets, cold=True)
                 solve["products"] += spent
                 kept = self._harvest(solve, targets)
             elif self.restart_every and self.solves % self.restart_every == 0:
@@ -146,7 +159,7 @@ class SharedTracker:
             else:
                 kept = self._harvest(solve, targets)
         else:
-            solve = self._solve(hvp, dim, dtype, device, p, cold=True)
+            solve = self._solve(hvp, dim, dtype, device, p, targets, cold=True)
             kept = self._harvest(solve, targets)
         solve = None
         info["products"] = kept["products"]
@@ -154,15 +167,16 @@ class SharedTracker:
         return self._adopt(kept)
 
     # ---- one solve
-    def _solve(self, hvp, dim, dtype, device, p, cold: bool) -> dict:
+    def _solve(self, hvp, dim, dtype, device, p, targets, cold: bool) -> dict:
         wd = work_dtype(dtype)
-        b = SharedBasis(hvp, p, dtype)
+        b = SharedBasis(hvp, p, dtype, targets)
         gen = torch.Generator().manual_seed(1000 + self.solves)
-        for v in self._starts(dim, wd, device, p, gen, cold):
+        budget = 2 * self.max_matvecs if cold else self.max_warm_products or self.max_matvecs
+        for v in self._starts(dim, wd, device, p, gen, cold, targets):
             w = b.orthogonal(v)
-            if w is not None and b.products < self.max_matvecs:
+            if w is not None and b.products < budget:
                 b.add(w)
-        cap, budget = self.max_basis(), self.max_matvecs if not cold else 2 * self.max_matvecs
+        cap = self.max_basis()
         while True:
             state = {t: self._check(b, t, cold) for t in b.targets}
             worst = max(state, key=lambda t: state[t]["ratio"])
@@ -183,8 +197,8 @@ class SharedTracker:
         return {"basis": b, "state": state, "products": b.products, "cold": cold,
                 "converged": all(s["ratio"] <= 1.0 for s in state.values())}
 
-    def _starts(self, dim, wd, device, p, gen, cold):
-        """Start rows, one at a time: the carried vectors of both targets (each as the row
+    def _starts(self, dim, wd, device, p, gen, cold, targets):
+        """Start rows, one at a time: the carried vectors of the targets (each as the row
         ``w`` it needs), or one random vector."""
         if cold:
             yield torch.randn(dim, dtype=wd, generator=gen).to(device)
@@ -192,9 +206,10 @@ class SharedTracker:
         # the rows take the carried vectors over (no copies held beside the basis); a solve
         # that raises leaves nothing carried, and the next measurement starts cold
         carried, self.carried = self.carried, {}
-        for c in carried.pop("raw").T:
-            yield c.to(wd).contiguous()
-        if p is not None:  # a preconditioned vector u needs the row w = D u = u / √p
+        if "raw" in targets:
+            for c in carried.pop("raw").T:
+                yield c.to(wd).contiguous()
+        if "pre" in targets:  # a preconditioned vector u needs the row w = D u = u / √p
             for c in carried.pop("pre").T:
                 yield c.to(wd).contiguous().div_(p.sqrt())
 
@@ -234,7 +249,7 @@ class SharedTracker:
 
     def _probe(self, warm: dict, hvp, dim, dtype, device, p, targets) -> dict:
         """A cold solve after the (harvested) warm one; the larger top-k sum wins, per target."""
-        cold = self._solve(hvp, dim, dtype, device, p, cold=True)
+        cold = self._solve(hvp, dim, dtype, device, p, targets, cold=True)
         total = warm["products"] + cold["products"]
         wins = all(
             float(np.sum(cold["state"][t]["ritz"].values[:self.k])) >
@@ -260,6 +275,7 @@ class SharedTracker:
             th, coef = st["ritz"].values, st["ritz"].coef
             k = min(self.k, len(th))
             out[t] = {"values": th.copy(), "err": st["err"], "resid": st["resid"][:k].copy(),
+                      "converged": st["ratio"] <= 1.0,
                       "vectors": _block([b.vector(t, coef[:, i]) for i in range(k)]),
                       "starts": _block([s.div_(norm(s)) for s in
                                         (b.image(t, coef[:, i]) for i in range(k))])}
@@ -282,7 +298,7 @@ class SharedTracker:
                 self.next_value[t] = own + float(err[k]) if kept["cold"] else max(
                     own, last + shift)
             out[t] = EigResult(th[:k].copy(), got["vectors"], got["resid"], kept["products"],
-                               kept["converged"])
+                               got["converged"], error_bounds=np.asarray(err[:k], float).copy())
         return out
 
     # ---- checkpoints

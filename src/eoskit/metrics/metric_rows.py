@@ -22,12 +22,23 @@ import math
 from torch import Tensor
 
 from eoskit.eigs import EigResult
-from eoskit.metrics.columns import PRECOND
+from eoskit.metrics.columns import PRECOND, PRECOND_BOUND
 from eoskit.optim import second_order_curvature
 
 
-def eig_cells(eig: EigResult, neigs: int, every_eig: bool) -> dict:
-    """``sharpness``, its relative residual and (``every_eig``) ``eig_1..k``."""
+def relative_bound(eig: EigResult) -> float | None:
+    """The solver's bound on the top value's relative error (None where it proves none)."""
+    if eig.error_bounds is None or not len(eig.error_bounds):
+        return None
+    return float(eig.error_bounds[0] / max(abs(float(eig.eigenvalues[0])), 1e-300))
+
+
+def eig_cells(eig: EigResult | None, neigs: int, every_eig: bool) -> dict:
+    """``sharpness``, its relative residual and (``every_eig``) ``eig_1..k``; ``eig`` None:
+    empty cells (a Monitor that measures the preconditioned sharpness alone)."""
+    if eig is None:
+        cells = {"sharpness": None, "eig_residual": None}
+        return cells | ({f"eig_{i + 1}": None for i in range(neigs)} if every_eig else {})
     values = [float(v) for v in eig.eigenvalues]
     cells = {"sharpness": values[0],
              "eig_residual": float(eig.residuals[0] / max(abs(values[0]), 1e-300))}
@@ -67,13 +78,21 @@ def first_row(t: int, ev, wall: float, problem, rule, x: Tensor) -> dict:
     return row
 
 
-def monitor_row(step: int, loss: float, g: Tensor, eig: EigResult, *, threshold, lr,
+def monitor_row(step: int, loss: float, g: Tensor, eig: EigResult | None, *, threshold, lr,
                 hvps: int, wall: float, neigs: int) -> dict:
     """A Monitor's row at the user's step ``step``: κ and the step's norm wait for the next
-    step (None until :func:`step_cells` fills them)."""
+    step (None until :func:`step_cells` fills them). ``eig_error_bound``: the solver's
+    bound on the sharpness's relative error (at most ``tol`` once converged)."""
     return {"step": step, "loss": loss, "grad_norm": float(g.norm()), "threshold": threshold,
             "lr": lr, "hvps": hvps, "wall_time": wall, "eff_curvature": None,
-            "step_norm": None, **eig_cells(eig, neigs, True)}
+            "step_norm": None, **eig_cells(eig, neigs, True),
+            "eig_error_bound": None if eig is None else relative_bound(eig)}
+
+
+def monitor_precond_cells(eig: EigResult | None, neigs: int) -> dict:
+    """A Monitor's preconditioned cells: :func:`precond_cells` and the relative error bound."""
+    return {**precond_cells(eig, neigs, True),
+            PRECOND_BOUND: None if eig is None else relative_bound(eig)}
 
 
 def step_cells(loss: float, loss_next: float, g: Tensor, s: Tensor) -> dict:

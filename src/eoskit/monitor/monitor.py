@@ -63,7 +63,7 @@ from eoskit.distributed.user_loop import across_ranks, is_main_rank
 from eoskit.eigs import SharedTracker, make_tracker, preconditioned_matvec
 from eoskit.eigs.shared_tracker import budget_for
 from eoskit.metrics.columns import monitor_columns
-from eoskit.metrics.metric_rows import monitor_row, precond_cells, step_cells
+from eoskit.metrics.metric_rows import monitor_precond_cells, monitor_row, step_cells
 from eoskit.monitor.cost import COST_COLUMNS, CostClock
 from eoskit.monitor.data import measurement_set
 from eoskit.monitor.monitor_dir import MonitorRunDir
@@ -132,6 +132,15 @@ class Monitor:
     (default for ``"shared"``: :func:`~eoskit.eigs.shared_tracker.budget_for` the vectors'
     size, as many as fit 256 MB between the smallest budget, 5 basis rows for k = 1, and
     14 rows; a 5.3M-parameter float32 model gets the smallest).
+    ``raw_sharpness=False`` (an adaptive optimiser only): measure the preconditioned
+    sharpness alone, the quantity its threshold is on; the raw cells stay empty and a
+    measurement needs fewer products. ``max_warm_products`` (``"shared"`` only): stop a
+    warm measurement after that many products and report what it reached; each row's
+    ``eig_error_bound`` and ``precond_eig_error_bound`` state the solver's bound on its
+    value's relative error (at most ``tol`` when the solve converged, larger when the cap
+    stopped it): it assumes exact products (``fd`` adds its own ~1e-5) and, warm, a carried
+    estimate of λ_{k+1}, so it is an estimate, not a guarantee, where the top eigenvectors
+    turn fast; a capped value is an estimate (see ``benchmarks/results/monitor.md``).
     ``step_curvature``: also record κ along *every* optimiser step in
     :attr:`step_rows` (:mod:`~eoskit.monitor.step_curvature`; one forward pass
     per step on the batch given to :meth:`step`, else a gradient on the measurement set).
@@ -166,6 +175,8 @@ class Monitor:
         curvature: bool = True,
         mode: str = "shared",
         max_vectors: int | None = None,
+        raw_sharpness: bool = True,
+        max_warm_products: int | None = None,
         step_curvature: bool = False,
         spectrum_every: int = 0,
         spectrum_probes: int = 1,
@@ -184,8 +195,16 @@ class Monitor:
         # under torch.distributed: data is this rank's shard; the sums run over all ranks
         self.objective = across_ranks(self.objective)
         self.preconditioned = adaptive(optimizer)
+        if not raw_sharpness and not self.preconditioned:
+            raise ValueError("raw_sharpness=False measures the preconditioned sharpness alone, "
+                             "which needs an adaptive optimiser (torch Adam, AdamW or RMSprop); "
+                             f"got {optimizer_kind(optimizer)}")
+        if max_warm_products is not None and mode != "shared":
+            raise ValueError(f"max_warm_products caps the shared tracker's warm solves; "
+                             f"mode is {mode!r}")
+        self.raw = bool(raw_sharpness)
         self.tracker, self.precond_tracker = self._trackers(mode, tol, restart_every, criterion,
-                                                            max_vectors)
+                                                            max_vectors, max_warm_products)
         self.columns = monitor_columns(self.k, self.preconditioned) + COST_COLUMNS
         self.clock = CostClock()
         self.step_curve = StepCurvature(self.objective, model, loss_fn, self._fork) if (
@@ -211,14 +230,15 @@ class Monitor:
         for sink in self.sinks:
             sink.log_params({**config, **meta})
 
-    def _trackers(self, mode, tol, restart_every, criterion, max_vectors):
+    def _trackers(self, mode, tol, restart_every, criterion, max_vectors, max_warm_products):
         """One shared tracker, or one per quantity (P changes between measurements: the
         preconditioned one is warm-started from its own vectors)."""
         if mode == "shared":
             budget = max_vectors or budget_for(self.k, self.objective.dim, self.objective.dtype)
-            return SharedTracker(self.k, tol, restart_every, max_vectors=budget), None
+            return SharedTracker(self.k, tol, restart_every, max_vectors=budget,
+                                 max_warm_products=max_warm_products), None
         opts = {"criterion": criterion, "max_vectors": max_vectors}
-        raw = make_tracker(mode, self.k, tol, restart_every, **opts)
+        raw = make_tracker(mode, self.k, tol, restart_every, **opts) if self.raw else None
         pre = make_tracker(mode, self.k, tol, restart_every, **opts) if (
             self.preconditioned) else None
         return raw, pre
@@ -243,6 +263,8 @@ class Monitor:
             "eig_tol": tol, "eig_restart_every": restart_every, "probe_size": probe_size,
             "dtype": str(self.objective.dtype).removeprefix("torch."),
             "device": str(self.objective.device), "hvp_method": self.objective.hvp_method,
+            "raw_sharpness": self.raw,
+            "max_warm_products": getattr(self.tracker, "max_warm_products", None),
         }
         meta = {"seed": seed, "threshold": optimizer_threshold(opt), "n_params": self.objective.dim,
                 "n_train": self.objective.n}
@@ -296,7 +318,7 @@ class Monitor:
                           lr=optimizer_lr(self.optimizer), hvps=hvps,
                           wall=time.perf_counter() - self._t0, neigs=self.k)
         if self.preconditioned:
-            row.update(precond_cells(peig, self.k, True))
+            row.update(monitor_precond_cells(peig, self.k))
         row.update(self.clock.cells(time.perf_counter() - started))
         self.rows.append(row)
         if self.curvature:
@@ -306,12 +328,15 @@ class Monitor:
         return row
 
     def _eigs(self, hvp, x: Tensor, p: Tensor | None):
-        """The raw and the preconditioned (None without ``p``) top-k at the point."""
+        """The raw (None with ``raw_sharpness=False``) and the preconditioned (None without
+        ``p``) top-k at the point."""
         d = self.objective.dim
+        if not self.raw and p is None:  # before the optimiser's first step: nothing to measure
+            return None, None
         if isinstance(self.tracker, SharedTracker):
-            out = self.tracker.measure(hvp, d, x.dtype, x.device, p)
-            return out["raw"], out.get("pre")
-        eig = self.tracker.measure(hvp, d, x.dtype, x.device)
+            out = self.tracker.measure(hvp, d, x.dtype, x.device, p, raw=self.raw)
+            return out.get("raw"), out.get("pre")
+        eig = self.tracker.measure(hvp, d, x.dtype, x.device) if self.raw else None
         peig = None if p is None else self.precond_tracker.measure(
             preconditioned_matvec(hvp, p), d, x.dtype, x.device)
         return eig, peig
