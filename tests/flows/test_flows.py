@@ -175,6 +175,20 @@ def test_resumed_rows_equal_uninterrupted_ones(tmp_path):
     assert full["loss_error_by_window"] == resumed["loss_error_by_window"]
 
 
+def test_a_finished_run_resumes_to_its_summary_and_nothing_changes(tmp_path):
+    obj, x0 = _tanh_mlp()
+    seen = []
+    done = run_flows(obj, x0, _settings(), tmp_path, on_record=seen.append)
+    assert [r["step"] for r in seen] == [0, 2, 4, 6, 8] and all(r["flow"] == "gd" for r in seen)
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.rglob("*")
+             if p.is_file()}
+    again = run_flows(obj, x0, _settings(), tmp_path, resume=True, on_record=seen.append)
+    assert again == store.read_json(tmp_path / "summary.json") and again["status"] == "completed"
+    assert again["flows"] == done["flows"] and len(seen) == 5  # no step was run again
+    assert files == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.rglob("*")
+                     if p.is_file()}
+
+
 def _plain_gd(loss, x0, lr, steps):
     xs = [x0.clone()]
     for _ in range(steps):

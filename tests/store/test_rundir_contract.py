@@ -61,10 +61,25 @@ def test_flow_refuses_a_flows_directory_unless_overwrite_which_removes_it_all(tm
 # ---------------------------------------------------------------- 2, 5, 6: one writer
 def test_a_locked_directory_stops_flow_and_its_resume(tmp_path):
     out = _flows(tmp_path)
+    # as if killed: a finished run's resume reads its summary and needs no lock (below)
+    store.write_json(out / "summary.json", {"status": "interrupted"})
     with store.RunLock(out):
         for args in ([*FLOW, "--out", out, "--overwrite"], ["flow", "--resume", out]):
             r = invoke(*args)
             assert r.exit_code == 2 and "in use by another eoskit process (PID" in one_line(r)
+
+
+def test_flow_resume_of_a_finished_run_prints_its_summary_and_touches_nothing(tmp_path):
+    out = _flows(tmp_path)
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()
+             and p.name != ".eoskit.lock"}  # the test's own lock below touches that one
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    with store.RunLock(out):  # read-only: another process may hold it
+        r = invoke("flow", "--resume", out)
+    assert r.exit_code == 0, r.stderr
+    assert f"flows: {out}  (status completed" in r.stdout
+    assert files == {p: p.read_bytes() for p in files}
+    assert stamps == {p: p.stat().st_mtime_ns for p in files}
 
 
 def test_a_monitor_holds_its_directory_against_run_overwrite(tmp_path):

@@ -17,6 +17,7 @@ torch's RMSprop instead: its stable flow as ``gradient`` and its central flow
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -125,6 +126,8 @@ def flow_cmd(
     overwrite: bool = _O(False, "--overwrite", help="Replace the flows run in --out (its "
                          "files go first)."),
     json_out: bool = _O(False, "--json", help="Print the summary as JSON."),
+    progress: bool = _O(sys.stderr.isatty(), help="Show a progress bar (GD's loss and "
+                        "sharpness)."),
     **fields,
 ) -> None:
     """Run GD and integrate gradient flow and the central flow from the same start.
@@ -133,11 +136,15 @@ def flow_cmd(
 
     --neigs, --eig-tol and --checkpoint-every are the flow's own, not the run's.
 
+    --resume of a run that already completed (or diverged) prints its summary and changes
+    nothing.
+
     Exit status: 0 completed, 2 bad input, 3 diverged, 4 I/O failure, 130 interrupted.
     """
     from eoskit import store
     from eoskit.flows.flow_run import FlowSettings, read_flow_config, run_flows
     from eoskit.plots.flows_figures import plot_flows
+    from eoskit.training.progress import progress_bar
 
     run = option_values(RunConfig, fields)
     lr, steps = run["lr"], run["steps"]
@@ -162,9 +169,15 @@ def flow_cmd(
                                 fraction=fraction, neigs=neigs, eig_tol=eig_tol, window=window,
                                 method=method, rtol=rtol, atol=atol,
                                 checkpoint_every=checkpoint_every)
-    summary = run_flows(obj, x_start, settings, out, source=source, resume=resume is not None,
-                        overwrite=overwrite)
-    plot_flows(out)
+    # a finished run's resume runs nothing (run_flows checks its record) and redraws nothing
+    finished = resume is not None and store.finished_summary(out) is not None
+    with progress_bar(settings.steps, 0, progress and not finished, "flows") as update:
+        summary = run_flows(
+            obj, x_start, settings, out, source=source, resume=resume is not None,
+            overwrite=overwrite,
+            on_record=lambda r: update(r["step"], r["loss"], r.get("sharpness")))
+    if not finished:
+        plot_flows(out)
     if json_out:
         typer.echo(json.dumps(store.clean_json(summary), indent=2))
         _exit_unless_completed(summary, out)

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +159,8 @@ OPTIMIZERS = tuple(rule.name for rule in FLOW_TRACKS)
 
 def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Path, *,
               source: dict | None = None, resume: bool = False, overwrite: bool = False,
-              stop_at: int | None = None) -> dict:
+              stop_at: int | None = None, on_record: Callable[[dict], None] | None = None
+              ) -> dict:
     """Run GD and the flows into ``out``; returns the summary.
 
     ``out`` is a ``flows`` run directory (:mod:`eoskit.store.rundir`): locked
@@ -167,19 +169,27 @@ def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Pat
     case; ``resume`` refuses a ``flow_config.json`` edited since the
     checkpoint and puts the tables back to what the checkpoint covers.
     ``stop_at`` stops (status ``interrupted``, resumable) once that step's rows
-    are written, as a kill would.
+    are written, as a kill would. A resume of a run that already ended for good
+    (completed or diverged) returns its summary and touches nothing, as ``eoskit run``
+    does. ``on_record(row)`` sees GD's row at every recorded step (a progress bar).
     """
     out = Path(out)
     if resume and overwrite:
         raise ValueError("resume continues the run in the directory; overwrite replaces it")
     config = store.clean_json({"settings": settings.to_dict(), "source": source or {}})
+    if resume and (finished := store.finished_summary(out)) is not None:
+        _check_unedited(out, config)
+        return finished
     with store.RunLock(out):
+        if resume and (finished := store.finished_summary(out)) is not None:
+            _check_unedited(out, config)
+            return finished  # another process finished it meanwhile
         if resume:
             store.check_owner(out, "flows")
         else:
             store.claim(out, "flows", overwrite)
         tracks = _tracks(obj, x0.detach().to(obj.dtype), settings)
-        run = _FlowRun(out, settings, tracks, config)
+        run = _FlowRun(out, settings, tracks, config, on_record)
         with sigterm_as_interrupt():
             status = run.loop(run.start(resume, obj.dim), stop_at)
         summary = summarize_flows(run.rows, settings.threshold, status)
@@ -191,11 +201,23 @@ def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Pat
     return summary
 
 
+def _check_unedited(out: Path, config: dict) -> None:
+    """A finished run's ``flow_config.json`` must still be its newest checkpoint's (a
+    resume that changes nothing must not accept an edited record either)."""
+    latest = store.load_latest_checkpoint(out / "checkpoints")
+    if latest is not None and "record" in latest[0]:
+        state = latest[0]
+        store.check_config(out, state["step"], state["record"]["config"], config,
+                           "flow_config.json")
+
+
 class _FlowRun:
     """The rows, tables and checkpoints of one flows run."""
 
-    def __init__(self, out: Path, settings: FlowSettings, tracks: dict, config: dict):
+    def __init__(self, out: Path, settings: FlowSettings, tracks: dict, config: dict,
+                 on_record: Callable[[dict], None] | None = None):
         self.out, self.settings, self.tracks, self.config = out, settings, tracks, config
+        self.on_record = on_record
         self.rows: list[dict] = []
         self.gd_steps: list[dict] = []
 
@@ -228,6 +250,8 @@ class _FlowRun:
                 for r in new:
                     self.log.write(r)
                 self.rows.extend(new)
+                if self.on_record is not None:
+                    self.on_record(new[0])  # GD's row
                 for r in tracks["gd"].take_steps():
                     self.step_log.write(r)
                     self.gd_steps.append(r)

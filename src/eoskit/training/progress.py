@@ -14,7 +14,8 @@ Update = Callable[[int, float, "float | None"], None]  # (step, loss, sharpness 
 
 
 @contextmanager
-def progress_bar(total: int, start: int, enabled: bool) -> Iterator[Update]:
+def progress_bar(total: int, start: int, enabled: bool, label: str = "train"
+                 ) -> Iterator[Update]:
     """A rich progress bar from ``start`` to ``total`` steps; a no-op when not ``enabled``.
 
     The sharpness shown is the last one measured (steps between measurements
@@ -26,7 +27,7 @@ def progress_bar(total: int, start: int, enabled: bool) -> Iterator[Update]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     last = {"sharp": None}
-    with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                   transient=False) as prog:
         task = prog.add_task("train", total=total, completed=start, info="")
