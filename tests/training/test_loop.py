@@ -158,3 +158,13 @@ def test_diagnostics_written_along_a_float64_run(tmp_path):
         assert 0 <= float(r["tau_bar"]) <= 1 and 0 <= float(r["tau_tilde"]) <= 1
     assert summary["diagnostics"]["diagnosed_steps"] == 3
     assert (tmp_path / "plots" / "diag_curvatures.png").exists()
+
+
+def test_the_progress_bar_writes_to_stderr_and_keeps_stdout_for_results(capfd):
+    from eoskit.training.progress import progress_bar
+
+    with progress_bar(4, 0, True, "flows") as update:
+        update(2, 0.5, 3.0)
+        update(4, 0.25, None)
+    out, err = capfd.readouterr()
+    assert out == "" and "flows" in err and "4/4" in err and "sharpness 3" in err

@@ -24,12 +24,14 @@ def progress_bar(total: int, start: int, enabled: bool, label: str = "train"
     if not enabled:
         yield lambda *a: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     last = {"sharp": None}
     with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                  transient=False) as prog:
+                  transient=False, console=Console(stderr=True)) as prog:
+        # on stderr: stdout carries the results (--json)
         task = prog.add_task("train", total=total, completed=start, info="")
 
         def update(step, loss, sharp):
