@@ -37,13 +37,13 @@ def test_rows_on_the_tiny_setting_are_within_tol_of_the_reference():
 
 def test_preconditioned_only_rows_within_tol_and_capped_ones_say_they_are_not():
     """``raw=False``: only the preconditioned value, within tol of the reference. With a cap
-    of 2 warm products (far too few on this fast-moving model) each warm row's stated bound
+    of 2 warm products (far too few on this fast-moving model) each warm row's estimate
     exceeds tol, as does its true error: a capped value never claims a tol it did not reach."""
     alone = bench_monitor("gpt-tiny", "adamw", 5, 17, raw=False, log=lambda *_: None)
     assert len(alone["rel_errors"]) == 3 and alone["max_rel_error"] <= 1e-3
-    assert all(b <= 1e-3 for b in alone["stated_bounds"])
+    assert all(b <= 1e-3 for b in alone["stated_estimates"])
     capped = bench_monitor("gpt-tiny", "adamw", 5, 17, raw=False, max_warm_products=2,
                            log=lambda *_: None)
     assert capped["hvps_all"][1:] == [2, 2] and capped["hvps_all"][0] > 2
     assert all(e > 1e-3 and b > 1e-3 for e, b in
-               zip(capped["rel_errors"][1:], capped["stated_bounds"][1:], strict=True))
+               zip(capped["rel_errors"][1:], capped["stated_estimates"][1:], strict=True))

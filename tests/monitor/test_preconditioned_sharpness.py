@@ -79,13 +79,13 @@ def test_precond_sharpness_equals_dense_eigvalsh(kind, raw):
                                dtype=torch.float64)
             assert torch.allclose(got, want, rtol=1e-8, atol=0), (t, got, want)
             assert row["precond_sharpness"] == row["precond_eig_1"]
-            assert 0 <= row["precond_eig_error_bound"] <= 1e-12
+            assert 0 <= row["precond_eig_error_estimate"] <= 1e-12
             if raw:
                 top = torch.linalg.eigvalsh(H)[-1]
                 assert row["sharpness"] == pytest.approx(float(top), rel=1e-8)
-                assert 0 <= row["eig_error_bound"] <= 1e-12
+                assert 0 <= row["eig_error_estimate"] <= 1e-12
             else:
-                assert row["sharpness"] is row["eig_1"] is row["eig_error_bound"] is None
+                assert row["sharpness"] is row["eig_1"] is row["eig_error_estimate"] is None
             assert row["threshold"] == pytest.approx(threshold(grp["lr"]), rel=1e-12)
             rows.append(row)
     assert len(rows) == 2

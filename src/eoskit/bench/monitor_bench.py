@@ -17,7 +17,7 @@ For one setting (:mod:`eoskit.bench.monitor_settings`), optimiser and ``every``:
    at the same parameters (Lanczos, eigenvalue criterion, tol 1e-5, started
    from the Monitor's vector plus an equal random part) for the raw and the
    preconditioned sharpness; the relative error of each reported value, and whether
-   it lies within the bound the row states (``eig_error_bound``).
+   it lies within the error estimate the row states (``eig_error_estimate``).
 
 ``raw=False`` measures the preconditioned sharpness alone (``Monitor(raw_sharpness=False)``,
 AdamW only); ``max_warm_products`` caps each warm measurement (the Monitor's option).
@@ -94,12 +94,12 @@ def _reference(mon: Monitor, eig_vec, target: str, p) -> float:
     return float(res.eigenvalues[0])
 
 
-BOUND_COLUMNS = {"raw": "eig_error_bound", "pre": "precond_eig_error_bound"}
+ESTIMATE_COLUMNS = {"raw": "eig_error_estimate", "pre": "precond_eig_error_estimate"}
 
 
 def _check(mon: Monitor, row: dict) -> dict:
     """Per target: the row value's relative error against a reference solve, and the
-    relative error bound the row states."""
+    relative error estimate the row states."""
     out = {}
     p = mon.preconditioner()
     for target, col in (("raw", "sharpness"), ("pre", "precond_sharpness")):
@@ -108,7 +108,7 @@ def _check(mon: Monitor, row: dict) -> dict:
         carried = getattr(mon.tracker, "carried", None)
         vec = carried[target][:, 0] if isinstance(carried, dict) else None  # its own space
         ref = _reference(mon, vec, target, p)
-        out[target] = (abs(row[col] / ref - 1.0), row.get(BOUND_COLUMNS[target]))
+        out[target] = (abs(row[col] / ref - 1.0), row.get(ESTIMATE_COLUMNS[target]))
     return out
 
 
@@ -185,7 +185,7 @@ def _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mo
     step_s = float(np.median(plain)) if plain else None
     cost = [r["measure_seconds"] / step_s for r in mon.rows] if step_s else []
     errs = [e for row in errors for e, _ in row.values()]
-    bounds = [b for row in errors for _, b in row.values()]
+    estimates = [b for row in errors for _, b in row.values()]
     vec_mb = d * 4 / 2**20
     above = [None if p is None or plain_peak is None else p - plain_peak for p in peaks]
     return {
@@ -200,10 +200,10 @@ def _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mo
         "plain_step_seconds": step_s,
         "rel_errors": errs, "within_tol": float(np.mean([e <= 1e-3 for e in errs])) if errs
         else None, "max_rel_error": max(errs) if errs else None,
-        "stated_bounds": bounds,
+        "stated_estimates": estimates,
         # a reported error is the distance to the reference, itself good to REF_TOL
-        "within_stated_bound": float(np.mean([b is not None and e <= b + REF_TOL
-                                              for e, b in zip(errs, bounds, strict=True)]))
+        "within_estimate": float(np.mean([b is not None and e <= b + REF_TOL
+                                              for e, b in zip(errs, estimates, strict=True)]))
         if errs else None,
         "peak_above_plain_mb": above, "vector_mb": vec_mb,
         "peak_above_plain_vectors": [None if a is None else a / vec_mb for a in above],
@@ -214,8 +214,9 @@ def _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mo
 def markdown(rows: list[dict]) -> str:
     head = ("| setting | optimiser | quantities | every | steps | products first / steady "
             "median | measurement cost (steps) first / steady | loop ratio (whole run) | "
-            "steady overhead | max rel. error (within 1e-3; within stated bound) | peak above "
-            "plain, MB (vectors) first / warm |\n|---|---|---|---|---|---|---|---|---|---|---|")
+            "steady overhead | max rel. error (within 1e-3; within the row's estimate) | "
+            "peak above plain, MB (vectors) first / warm |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         mem = " / ".join("–" if a is None else f"{a:.0f} ({v:.1f})" for a, v in
@@ -223,7 +224,7 @@ def markdown(rows: list[dict]) -> str:
                              strict=True))
         err = ("–" if r["max_rel_error"] is None else
                f"{r['max_rel_error']:.1e} ({r['within_tol']:.0%}; "
-               f"{r['within_stated_bound']:.0%})")
+               f"{r['within_estimate']:.0%})")
         what = "raw + pre" if r.get("raw", True) and r["optimizer"] == "adamw" else (
             "raw" if r.get("raw", True) else "pre")
         if r.get("max_warm_products"):

@@ -47,7 +47,7 @@ class EigResult:
     ritz_vectors: Tensor | None = None
     ritz_images: Tensor | None = None
     # (k,) bounds on |λ_i − θ_i| where the solver proves one (SharedTracker), else None
-    error_bounds: np.ndarray | None = None
+    error_estimates: np.ndarray | None = None
 
     def __iter__(self):
         # unpacks as (eigenvalues, eigenvectors)

@@ -18,12 +18,12 @@ refreshed at every cold solve and whenever the basis grows past ``2k + 1``
 rows. A warm solve that does not converge within ``max_matvecs`` products is
 replaced by a cold one (random start, same basis bound), unless
 ``max_warm_products`` caps it: then the warm solve stops there and its values are
-reported with the bounds they have (``EigResult.error_bounds``, ``converged``
+reported with their error estimates (``EigResult.error_estimates``, ``converged``
 False), the estimate a few warm products per measurement can give (each measurement
-continues the last one's iteration). Every bound is the solver's, for the products it
-was given, and a warm one rests on the carried λ_{k+1} estimate: where the top
-eigenvectors turn faster than the solve follows (a capped one above all) the true error
-can exceed it (``benchmarks/results/monitor.md`` counts how often); every
+continues the last one's iteration). Each estimate would bound the error for exact
+products and a known gap; a warm one rests on the carried λ_{k+1} estimate, so where the
+top eigenvectors turn faster than the solve follows (a capped one above all) the true
+error can exceed it (``benchmarks/results/monitor.md`` counts how often); every
 ``restart_every`` measurements a cold probe runs as well and replaces a
 target's values only when its top-k sum is larger (Ritz values are lower bounds).
 
@@ -298,7 +298,7 @@ class SharedTracker:
                 self.next_value[t] = own + float(err[k]) if kept["cold"] else max(
                     own, last + shift)
             out[t] = EigResult(th[:k].copy(), got["vectors"], got["resid"], kept["products"],
-                               got["converged"], error_bounds=np.asarray(err[:k], float).copy())
+                               got["converged"], error_estimates=np.asarray(err[:k], float).copy())
         return out
 
     # ---- checkpoints

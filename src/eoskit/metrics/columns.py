@@ -27,10 +27,10 @@ RUN_COLUMNS = [
 ]
 MONITOR_COLUMNS = [
     "step", "loss", "grad_norm", "step_norm", "eff_curvature", "sharpness", "threshold", "lr",
-    "eig_residual", "eig_error_bound", "hvps", "wall_time",
+    "eig_residual", "eig_error_estimate", "hvps", "wall_time",
 ]
-# the relative bound on the preconditioned sharpness's error (a Monitor's shared tracker)
-PRECOND_BOUND = "precond_eig_error_bound"
+# the solver's estimate of the preconditioned sharpness's relative error (a Monitor's)
+PRECOND_ERROR = "precond_eig_error_estimate"
 
 
 def eig_columns(neigs: int, prefix: str = "eig") -> list[str]:
@@ -58,4 +58,4 @@ def monitor_columns(neigs: int, preconditioned: bool) -> list[str]:
     """A Monitor's columns (``eig_1..k`` always: its loggers read ``eig_1``); ``preconditioned``:
     the user's optimiser is an adaptive one with a readable ``P``."""
     cols = MONITOR_COLUMNS + eig_columns(neigs)
-    return cols + (precond_columns(neigs, True) + [PRECOND_BOUND] if preconditioned else [])
+    return cols + (precond_columns(neigs, True) + [PRECOND_ERROR] if preconditioned else [])

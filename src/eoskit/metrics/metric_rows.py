@@ -22,15 +22,15 @@ import math
 from torch import Tensor
 
 from eoskit.eigs import EigResult
-from eoskit.metrics.columns import PRECOND, PRECOND_BOUND
+from eoskit.metrics.columns import PRECOND, PRECOND_ERROR
 from eoskit.optim import second_order_curvature
 
 
-def relative_bound(eig: EigResult) -> float | None:
-    """The solver's bound on the top value's relative error (None where it proves none)."""
-    if eig.error_bounds is None or not len(eig.error_bounds):
+def relative_error_estimate(eig: EigResult) -> float | None:
+    """The solver's estimate of the top value's relative error (None where it gives none)."""
+    if eig.error_estimates is None or not len(eig.error_estimates):
         return None
-    return float(eig.error_bounds[0] / max(abs(float(eig.eigenvalues[0])), 1e-300))
+    return float(eig.error_estimates[0] / max(abs(float(eig.eigenvalues[0])), 1e-300))
 
 
 def eig_cells(eig: EigResult | None, neigs: int, every_eig: bool) -> dict:
@@ -81,18 +81,18 @@ def first_row(t: int, ev, wall: float, problem, rule, x: Tensor) -> dict:
 def monitor_row(step: int, loss: float, g: Tensor, eig: EigResult | None, *, threshold, lr,
                 hvps: int, wall: float, neigs: int) -> dict:
     """A Monitor's row at the user's step ``step``: κ and the step's norm wait for the next
-    step (None until :func:`step_cells` fills them). ``eig_error_bound``: the solver's
-    bound on the sharpness's relative error (at most ``tol`` once converged)."""
+    step (None until :func:`step_cells` fills them). ``eig_error_estimate``: the solver's
+    estimate of the sharpness's relative error (at most ``tol`` once converged)."""
     return {"step": step, "loss": loss, "grad_norm": float(g.norm()), "threshold": threshold,
             "lr": lr, "hvps": hvps, "wall_time": wall, "eff_curvature": None,
             "step_norm": None, **eig_cells(eig, neigs, True),
-            "eig_error_bound": None if eig is None else relative_bound(eig)}
+            "eig_error_estimate": None if eig is None else relative_error_estimate(eig)}
 
 
 def monitor_precond_cells(eig: EigResult | None, neigs: int) -> dict:
     """A Monitor's preconditioned cells: :func:`precond_cells` and the relative error bound."""
     return {**precond_cells(eig, neigs, True),
-            PRECOND_BOUND: None if eig is None else relative_bound(eig)}
+            PRECOND_ERROR: None if eig is None else relative_error_estimate(eig)}
 
 
 def step_cells(loss: float, loss_next: float, g: Tensor, s: Tensor) -> dict:

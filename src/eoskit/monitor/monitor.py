@@ -136,11 +136,13 @@ class Monitor:
     sharpness alone, the quantity its threshold is on; the raw cells stay empty and a
     measurement needs fewer products. ``max_warm_products`` (``"shared"`` only): stop a
     warm measurement after that many products and report what it reached; each row's
-    ``eig_error_bound`` and ``precond_eig_error_bound`` state the solver's bound on its
-    value's relative error (at most ``tol`` when the solve converged, larger when the cap
-    stopped it): it assumes exact products (``fd`` adds its own ~1e-5) and, warm, a carried
-    estimate of λ_{k+1}, so it is an estimate, not a guarantee, where the top eigenvectors
-    turn fast; a capped value is an estimate (see ``benchmarks/results/monitor.md``).
+    ``eig_error_estimate`` and ``precond_eig_error_estimate`` state the solver's estimate of
+    its value's relative error, ``min(‖r‖, ‖r‖²/gap)/|θ|`` (at most ``tol`` when the solve
+    converged, larger when the cap stopped it). It would be a bound for exact products and a
+    known gap; ``fd`` products add their own error (~1e-5 relative on the issue-22 GPT-2) and
+    a warm solve's gap rests on a carried estimate of λ_{k+1}, so where the top eigenvectors
+    turn fast the true error can exceed it (``benchmarks/results/monitor.md`` counts how
+    often).
     ``step_curvature``: also record κ along *every* optimiser step in
     :attr:`step_rows` (:mod:`~eoskit.monitor.step_curvature`; one forward pass
     per step on the batch given to :meth:`step`, else a gradient on the measurement set).
