@@ -8,7 +8,14 @@ Rayleigh quotient of double backward's top eigenvector by each engine. The row
 "fd, old step" replaces :func:`eoskit.objective.fd_step` by the rule it had before
 (``ε^(1/3)·max(1, ‖x‖)``), to show why it changed.
 
+``--one-sided`` adds the question whether a product could cost one gradient instead of
+two: the measurement has ∇f(x) already, so ``(∇f(x + h v) − ∇f(x))/h`` would do. The
+second table gives that quotient's error along the top eigenvector, beside the central
+one's, for several steps h: the one-sided error is the third-derivative term
+``h/2 · ∇³f[v, v, v]``, which the central difference cancels.
+
     PYTHONPATH=src python benchmarks/fd_accuracy.py [--steps 60] [--threads 2] [--compile]
+        [--one-sided]
 """
 
 from __future__ import annotations
@@ -55,11 +62,35 @@ def top_values(model, probe, method: str, step_rule=None, top=None) -> dict:
             "rayleigh_top": quotient, "top": v.clone()}
 
 
+def one_sided(model, probe, top, steps=(1e-4, 3e-4, 1e-3, None)) -> list[dict]:
+    """Relative errors of one-sided and central quotients ``vᵀ(∇f(x ± h v) …)/h`` along the
+    unit ``top`` against double backward's ``vᵀHv`` (``None``: :func:`fd_step`)."""
+    obj = ModelObjective(model, next_token_loss, probe, probe, hvp_method="retained",
+                         count_correct=False)
+    x, v = obj.x0(), top / top.norm()
+    with torch.enable_grad(), obj.at(x) as point:
+        exact = float(v @ point.hvp(v))
+
+    def grad(z):
+        return obj.value_and_grad(z)[1].detach()
+
+    g0, rows = grad(x), []
+    for h in steps:
+        h = fd_step(x) if h is None else h
+        up, down = float(v @ grad(x + h * v)), float(v @ grad(x - h * v))
+        g = float(v @ g0)
+        rows.append({"h": h, "one_sided": ((up - g) / h) / exact - 1,
+                     "central": ((up - down) / (2 * h)) / exact - 1})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="also fd+compile")
+    ap.add_argument("--one-sided", action="store_true",
+                    help="also one-sided against central quotients along the top eigenvector")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     s = SETTINGS["gpt-small"]
@@ -75,6 +106,7 @@ def main() -> None:
                           generator=torch.Generator().manual_seed(2))
     rows = {"retained": top_values(model, probe, "retained")}
     top = rows["retained"]["top"]
+    sided = one_sided(model, probe, top) if args.one_sided else None
     rows["fd"] = top_values(model, probe, "fd", top=top)
     rows["fd, old step"] = top_values(model, probe, "fd", _old_step, top=top)
     if args.compile:
@@ -93,6 +125,12 @@ def main() -> None:
         h = "–" if name == "retained" else f"{row['h']:.2e}"
         print(f"| {name} | {h} | {v[0]:.6f} | {v[1]:.6f} | {e[0]:.1e} / {e[1]:.1e} | "
               f"{row['products']} | {row['rayleigh_rel_error']:.1e} |")
+    if sided is not None:
+        print(json.dumps(sided))
+        print("\n| step h | one-sided quotient, rel. error | central quotient, rel. error |")
+        print("|---|---|---|")
+        for r in sided:
+            print(f"| {r['h']:.2e} | {r['one_sided']:+.1e} | {r['central']:+.1e} |")
 
 
 if __name__ == "__main__":
