@@ -221,3 +221,49 @@ def test_the_preconditioned_target_needs_p():
         SharedTracker(1, 1e-6).measure(hvp, 20, torch.float64, "cpu", None, raw=False)
     with pytest.raises(ValueError, match="at least 1"):
         SharedTracker(1, 1e-6, max_warm_products=0)
+
+
+def _rotating(t, D=200):
+    """A fixed spectrum (top 10, 9.6, 9.3, ...) whose top two eigenvectors turn by 0.15·t
+    radians in their plane; the dense H and its top eigenvalue, with a product counter."""
+    g = torch.Generator().manual_seed(0)
+    diag = torch.linspace(-1.0, 6.0, D, dtype=torch.float64)
+    diag[-6:] = torch.tensor([8.0, 8.5, 9.0, 9.3, 9.6, 10.0], dtype=torch.float64)
+    Q, _ = torch.linalg.qr(torch.randn(D, D, dtype=torch.float64, generator=g))
+    c, s = np.cos(0.15 * t), np.sin(0.15 * t)
+    Q[:, -2:] = Q[:, -2:] @ torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    H = Q @ torch.diag(diag) @ Q.T
+    count = [0]
+
+    def hvp(v):
+        count[0] += 1
+        return H @ v
+
+    return hvp, float(diag.max()), count
+
+
+def test_the_change_criterion_stops_when_the_values_settle():
+    """``criterion="change"``: a warm solve may end once an expansion moved the top value by
+    ≤ tol, before the (pessimistic) eigenvalue estimate reaches tol; such a value says so
+    (converged, estimate > tol) and here is still within tol of the true one."""
+    tol, stopped_on_change = 1e-4, 0
+    tr = SharedTracker(1, tol, restart_every=0, criterion="change")
+    for t in range(6):
+        hvp, top, count = _rotating(t)
+        got = tr.measure(hvp, 200, torch.float64, "cpu")["raw"]
+        assert got.converged and (top - got.eigenvalues[0]) <= tol * top, t
+        stopped_on_change += got.error_estimates[0] > tol * abs(got.eigenvalues[0])
+    assert stopped_on_change >= 1
+
+
+def test_the_residual_criterion_is_the_shared_trackers_too():
+    tol, products = 1e-6, {}
+    for crit in ("eigenvalue", "residual"):
+        tr = SharedTracker(1, tol, restart_every=0, criterion=crit)
+        hvp, top, count = _rotating(0)
+        got = tr.measure(hvp, 200, torch.float64, "cpu")["raw"]
+        products[crit] = count[0]
+    assert got.residuals[0] <= tol * got.eigenvalues[0]  # the residual run's
+    assert products["residual"] > products["eigenvalue"]
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        SharedTracker(1, tol, criterion="relative")

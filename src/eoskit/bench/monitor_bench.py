@@ -20,7 +20,8 @@ For one setting (:mod:`eoskit.bench.monitor_settings`), optimiser and ``every``:
    it lies within the error estimate the row states (``eig_error_estimate``).
 
 ``raw=False`` measures the preconditioned sharpness alone (``Monitor(raw_sharpness=False)``,
-AdamW only); ``max_warm_products`` caps each warm measurement (the Monitor's option).
+AdamW only); ``max_warm_products`` caps each warm measurement and ``criterion`` is the
+eigensolver's stopping test (the Monitor's options).
 
 Rows: one per (setting, optimiser, every) with the products per measurement
 (first, steady median), errors, times and memory.
@@ -114,7 +115,8 @@ def _check(mon: Monitor, row: dict) -> dict:
 
 def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed: int = 0,
                   references: bool = True, device: str = "cpu", raw: bool = True,
-                  max_warm_products: int | None = None, log=print) -> dict:
+                  max_warm_products: int | None = None, criterion: str = "eigenvalue",
+                  log=print) -> dict:
     """One row: products, errors, time ratio and memory of a Monitor in this loop."""
     s = SETTINGS[setting]
     model = build_model(s, seed).to(device)
@@ -128,7 +130,7 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
         _train_step(model, opt, next(stream))
     plain_peak = peak_mb(device)
     mon = Monitor(model, next_token_loss, (probe, probe), every=every, optimizer=opt,
-                  raw_sharpness=raw, max_warm_products=max_warm_products)
+                  raw_sharpness=raw, max_warm_products=max_warm_products, criterion=criterion)
     mon.steps = 2
     peaks, errors, t_mon, plain_steps = [], [], 0.0, []
     twin = twin_opt = None
@@ -167,7 +169,8 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
             twin_opt.load_state_dict(opt.state_dict())
     out = _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mon,
                    plain_steps)
-    return {**out, "device": device, "raw": raw, "max_warm_products": max_warm_products}
+    return {**out, "device": device, "raw": raw, "max_warm_products": max_warm_products,
+            "criterion": criterion}
 
 
 def _state_mb(model, opt) -> float:
@@ -229,6 +232,8 @@ def markdown(rows: list[dict]) -> str:
             "raw" if r.get("raw", True) else "pre")
         if r.get("max_warm_products"):
             what += f", ≤{r['max_warm_products']} warm"
+        if r.get("criterion", "eigenvalue") != "eigenvalue":
+            what += f", {r['criterion']}"
         lines.append(
             f"| {r['setting']} | {r['optimizer']} | {what} | {r['every']} | {r['steps']} | "
             f"{r['hvps_first']} / {_f(r['hvps_steady_median'], '.1f')} | "

@@ -123,6 +123,8 @@ def monitor_cmd(
     raw: bool = _O(True, help="--no-raw: the preconditioned sharpness alone (AdamW only)."),
     max_warm_products: Optional[int] = _O(None, min=1, help="Cap each warm measurement's "
                                           "products (the Monitor's max_warm_products)."),
+    criterion: str = _O("eigenvalue", help="The Monitor's stopping test: eigenvalue, "
+                        "residual or change."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
     device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
@@ -146,6 +148,11 @@ def monitor_cmd(
         raise UsageError(f"--every must be whole numbers, got {list_option(every)}") from None
     if any(n < 1 for n in intervals):
         raise UsageError(f"--every must be at least 1, got {intervals}")
+    from eoskit.eigs.shared_tracker import SHARED_CRITERIA
+
+    if criterion not in SHARED_CRITERIA:
+        raise UsageError(f"--criterion must be one of {', '.join(SHARED_CRITERIA)}, "
+                         f"got {criterion!r}")
     if not raw and opts != ["adamw"]:
         raise UsageError("--no-raw measures the preconditioned sharpness alone: "
                          "--optimizers adamw only")
@@ -161,7 +168,8 @@ def monitor_cmd(
                 log(f"{name} {opt} every {n}")
                 rows.append(bench_monitor(name, opt, n, steps, references=references,
                                           device=device, raw=raw,
-                                          max_warm_products=max_warm_products, log=log))
+                                          max_warm_products=max_warm_products,
+                                          criterion=criterion, log=log))
     _write_rows(rows, markdown(rows), json_out, markdown_out)
 
 

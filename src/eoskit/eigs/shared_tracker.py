@@ -27,6 +27,14 @@ error can exceed it (``benchmarks/results/monitor.md`` counts how often); every
 ``restart_every`` measurements a cold probe runs as well and replaces a
 target's values only when its top-k sum is larger (Ritz values are lower bounds).
 
+``criterion`` is the stopping test of the top k: ``"eigenvalue"`` (default) the estimate
+above ≤ ``tol·|θ|``; ``"residual"`` ``‖r‖ ≤ tol·|θ|`` (stricter); ``"change"`` also stops
+a *warm* solve once an expansion moved no top-k value by more than ``tol·|θ|``, the rule
+power iteration in PyHessian and hessian-eigenthings stops on. It can stop early on a
+stagnating search: the values it reports are estimates, each still with the eigenvalue
+criterion's error estimate (cold solves keep the eigenvalue test: they set the λ_{k+1}
+estimate the warm ones use).
+
 Memory: rows and images (``2·max_basis`` at most), the carried vectors (``2k``;
 a warm solve's rows take them over, so they are not held twice), the results
 (``2k``) and four temporaries, all in the work dtype; ``p`` is the caller's.
@@ -74,6 +82,22 @@ def min_shared_vectors(k: int) -> int:
     return 2 * (2 * k + 3) + _held(k)
 
 
+SHARED_CRITERIA = ("eigenvalue", "residual", "change")
+
+
+def _done(state: dict) -> bool:
+    """A target's solve may stop: its test passed, or (``"change"``) its values settled."""
+    return state["ratio"] <= 1.0 or state.get("settled", False)
+
+
+def _moved(values: np.ndarray, before: np.ndarray, k: int) -> float:
+    """The largest relative move of the top-k values over the last expansion."""
+    if len(values) < k or len(before) < k:
+        return np.inf
+    return float(np.max(np.abs(values[:k] - before[:k]) /
+                        np.maximum(np.abs(values[:k]), np.finfo(float).tiny)))
+
+
 def _block(columns: list[Tensor]) -> Tensor:
     """(d, k) from k columns; one column is a view, not a copy."""
     return columns[0].unsqueeze(1) if len(columns) == 1 else torch.stack(columns, 1)
@@ -107,6 +131,7 @@ class SharedTracker:
     max_matvecs: int = 40
     max_vectors: int | None = None
     max_warm_products: int | None = None  # cap on a warm solve (None: until tol)
+    criterion: str = "eigenvalue"  # one of SHARED_CRITERIA
     solves: int = 0
     carried: dict = field(default_factory=dict)  # target -> (d, k) start vectors, own space
     values: dict = field(default_factory=dict)  # target -> last top-k values
@@ -117,6 +142,8 @@ class SharedTracker:
         if self.max_vectors is None:
             self.max_vectors = default_shared_vectors(self.k)
         self.max_basis()
+        if self.criterion not in SHARED_CRITERIA:
+            raise ValueError(f"criterion must be one of {SHARED_CRITERIA}, got {self.criterion!r}")
         if self.max_warm_products is not None and self.max_warm_products < 1:
             raise ValueError(f"max_warm_products must be at least 1, got {self.max_warm_products}")
 
@@ -176,16 +203,21 @@ class SharedTracker:
             w = b.orthogonal(v)
             if w is not None and b.products < budget:
                 b.add(w)
-        cap = self.max_basis()
+        cap, before = self.max_basis(), None  # before: top-k values before the last expansion
         while True:
             state = {t: self._check(b, t, cold) for t in b.targets}
-            worst = max(state, key=lambda t: state[t]["ratio"])
-            if state[worst]["ratio"] <= 1.0 or b.products >= budget:
+            if self.criterion == "change" and not cold and before is not None:
+                for t, st in state.items():
+                    st["settled"] = _moved(st["ritz"].values, before[t], self.k) <= self.tol
+            open_ = [t for t, st in state.items() if not _done(st)]
+            if not open_ or b.products >= budget:
                 break
             if len(b) >= cap:
                 each = (cap - 1) // len(b.targets)  # at least k + 1 per target
                 b.compress(torch.cat([state[t]["ritz"].coef[:, :each] for t in b.targets], 1))
                 continue
+            worst = max(open_, key=lambda t: state[t]["ratio"])
+            before = {t: st["ritz"].values[:self.k].copy() for t, st in state.items()}
             st = state[worst]
             i = st["index"]
             new = b.orthogonal(b.expansion(worst, st["ritz"].coef[:, i], st["ritz"].values[i]))
@@ -195,7 +227,7 @@ class SharedTracker:
                 break
             b.add(new)
         return {"basis": b, "state": state, "products": b.products, "cold": cold,
-                "converged": all(s["ratio"] <= 1.0 for s in state.values())}
+                "converged": all(_done(s) for s in state.values())}
 
     def _starts(self, dim, wd, device, p, gen, cold, targets):
         """Start rows, one at a time: the carried vectors of the targets (each as the row
@@ -230,7 +262,11 @@ class SharedTracker:
         scale = np.maximum(np.abs(th[:k]), np.finfo(float).tiny)
         # λ_{k+1} only sets the warm solves' gap (raised by its own bound): 10·tol is enough
         tols = np.where(np.arange(k) < self.k, self.tol, 10 * self.tol)
-        ratios = err / (tols * scale)
+        tested = err.copy()
+        if self.criterion == "residual":  # ‖r‖ ≤ tol·|θ| for the top k, the stricter test
+            top = min(self.k, k)
+            tested[:top] = resid[:top]
+        ratios = tested / (tols * scale)
         if k < want:
             ratios = np.append(ratios, np.inf)
         i = int(np.argmax(ratios[:k])) if k else 0
@@ -275,7 +311,7 @@ class SharedTracker:
             th, coef = st["ritz"].values, st["ritz"].coef
             k = min(self.k, len(th))
             out[t] = {"values": th.copy(), "err": st["err"], "resid": st["resid"][:k].copy(),
-                      "converged": st["ratio"] <= 1.0,
+                      "converged": _done(st),
                       "vectors": _block([b.vector(t, coef[:, i]) for i in range(k)]),
                       "starts": _block([s.div_(norm(s)) for s in
                                         (b.image(t, coef[:, i]) for i in range(k))])}

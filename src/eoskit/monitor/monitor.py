@@ -122,7 +122,10 @@ class Monitor:
     for float32 and half-precision models, ``"retained"`` (double backward) for float64.
     ``tol``/``criterion``: the eigensolver's stopping rule; the default
     ``"eigenvalue"`` bounds each reported eigenvalue's relative error by ``tol``
-    (``"residual"`` asks ``‖Hv − λv‖ ≤ tol·|λ|``, stricter and ~1.5x the products).
+    (``"residual"`` asks ``‖Hv − λv‖ ≤ tol·|λ|``, stricter and ~1.5x the products;
+    ``"change"``, ``"shared"`` only, also ends a warm measurement once an expansion moved
+    no top value by more than ``tol`` relative, as power iteration in PyHessian stops: see
+    :class:`~eoskit.eigs.SharedTracker`).
     ``restart_every``: a cold probe every that many measurements (0: never).
     ``curvature=False`` skips the extra forward pass that ``eff_curvature`` costs.
     ``mode``: the tracker: ``"shared"`` (default, :class:`~eoskit.eigs.SharedTracker`:
@@ -220,14 +223,16 @@ class Monitor:
         self.closed = False
         if not is_main_rank():  # rank 0 alone writes the run directory and logs
             out, loggers = None, ()
-        config, meta = self._config(loss_fn, probe_size, tol, seed, restart_every)
+        config, meta = self._config(loss_fn, probe_size, tol, seed, restart_every, criterion)
         self.run_dir = MonitorRunDir(out, config, meta, self.columns) if out is not None else None
         from eoskit.loggers import make_sinks
 
         self.sinks = make_sinks(loggers, out)
         self.spectrum = MonitorSpectrum(  # spectrum.csv beside metrics.csv (monitor_spectrum.py)
             self.objective, spectrum_every, out, probes=spectrum_probes, steps=spectrum_steps,
-            tol=tol, restart_every=restart_every, criterion=criterion,
+            tol=tol, restart_every=restart_every,
+            # the spectrum's top pairs are Lanczos's, which has no "change" test
+            criterion="eigenvalue" if criterion == "change" else criterion,
             seed=seed) if spectrum_every else None
         for sink in self.sinks:
             sink.log_params({**config, **meta})
@@ -238,7 +243,9 @@ class Monitor:
         if mode == "shared":
             budget = max_vectors or budget_for(self.k, self.objective.dim, self.objective.dtype)
             return SharedTracker(self.k, tol, restart_every, max_vectors=budget,
-                                 max_warm_products=max_warm_products), None
+                                 max_warm_products=max_warm_products, criterion=criterion), None
+        if criterion == "change":
+            raise ValueError("criterion 'change' is the shared tracker's; mode is " + repr(mode))
         opts = {"criterion": criterion, "max_vectors": max_vectors}
         raw = make_tracker(mode, self.k, tol, restart_every, **opts) if self.raw else None
         pre = make_tracker(mode, self.k, tol, restart_every, **opts) if (
@@ -255,14 +262,16 @@ class Monitor:
         eff_curvature; empty otherwise."""
         return [] if self.step_curve is None else self.step_curve.rows
 
-    def _config(self, loss_fn, probe_size, tol, seed, restart_every) -> tuple[dict, dict]:
+    def _config(self, loss_fn, probe_size, tol, seed, restart_every, criterion
+                ) -> tuple[dict, dict]:
         opt = self.optimizer
         config = {
             "dataset": "user", "model": type(self.model).__name__,
             "loss": getattr(loss_fn, "__name__", type(loss_fn).__name__),
             "optimizer": optimizer_kind(opt), "lr": optimizer_lr(opt),
             "beta": optimizer_beta(opt), "neigs": self.k, "every": self.every,
-            "eig_tol": tol, "eig_restart_every": restart_every, "probe_size": probe_size,
+            "eig_tol": tol, "eig_restart_every": restart_every, "eig_criterion": criterion,
+            "probe_size": probe_size,
             "dtype": str(self.objective.dtype).removeprefix("torch."),
             "device": str(self.objective.device), "hvp_method": self.objective.hvp_method,
             "raw_sharpness": self.raw,
