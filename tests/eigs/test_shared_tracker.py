@@ -267,3 +267,35 @@ def test_the_residual_criterion_is_the_shared_trackers_too():
     assert products["residual"] > products["eigenvalue"]
     with pytest.raises(ValueError, match="criterion must be one of"):
         SharedTracker(1, tol, criterion="relative")
+
+
+def _two_planes(a, b, D=60):
+    """Raw top pair (10, 9) in the (e0, e5) plane turned by ``a``; the preconditioned top
+    pair (20, 19, from p = 0.1 on e3, e7) in the (e3, e7) plane turned by ``b``: one
+    target's residual has no component in the other's plane."""
+    lam = torch.linspace(0.1, 5.0, D, dtype=torch.float64)
+    lam[0], lam[5], lam[3], lam[7] = 10.0, 9.0, 2.0, 1.9
+    p = torch.ones(D, dtype=torch.float64)
+    p[3] = p[7] = 0.1
+    R = torch.eye(D, dtype=torch.float64)
+    for (i, j), ang in (((0, 5), a), ((3, 7), b)):
+        R[i, i] = R[j, j] = np.cos(ang)
+        R[i, j], R[j, i] = -np.sin(ang), np.sin(ang)
+    H = R @ torch.diag(lam) @ R.T
+    r = p.rsqrt()
+    tops = (float(torch.linalg.eigvalsh(H)[-1]),
+            float(torch.linalg.eigvalsh(r[:, None] * H * r[None, :])[-1]))
+    return (lambda v: H @ v), p, tops
+
+
+def test_the_change_criterion_judges_each_target_by_its_own_expansion():
+    """An expansion for the raw target leaves the preconditioned values where they were;
+    that must not count as the preconditioned search settling (it did, 4.4e-3 off)."""
+    tol = 1e-6
+    tr = SharedTracker(1, tol, restart_every=0, criterion="change")
+    hvp, p, _ = _two_planes(0.0, 0.0)
+    tr.measure(hvp, 60, torch.float64, "cpu", p)
+    hvp, p, tops = _two_planes(0.4, 0.3)
+    out = tr.measure(hvp, 60, torch.float64, "cpu", p)
+    for target, top in zip(("raw", "pre"), tops, strict=True):
+        assert top - out[target].eigenvalues[0] <= 10 * tol * top, target

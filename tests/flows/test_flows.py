@@ -15,7 +15,8 @@ from eoskit import store
 from eoskit.cli import app
 from eoskit.flows.central import CentralFlow, pair_gradients
 from eoskit.flows.complementarity import closed_form, residuals, solve_cvxpy
-from eoskit.flows.flow_run import FlowSettings, loss_error_by_window, run_flows
+from eoskit.flows.flow_run import FlowSettings, run_flows
+from eoskit.flows.flow_summary import loss_error_by_window
 from eoskit.flows.gradient import GradientFlowSettings, integrate
 from eoskit.objective import FunctionObjective
 from tests import references as R

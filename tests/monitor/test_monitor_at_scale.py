@@ -185,8 +185,9 @@ def test_the_default_budget_follows_the_vectors_size():
     from eoskit.eigs.shared_tracker import budget_for
 
     small = Monitor(*_problem()[:1], F.mse_loss, _problem()[1:])
-    assert small.tracker.max_vectors == budget_for(1, small.objective.dim, torch.float64) == 40
-    assert small.tracker.max_basis() == 14
+    tracker = small.meter.tracker
+    assert tracker.max_vectors == budget_for(1, small.objective.dim, torch.float64) == 40
+    assert tracker.max_basis() == 14
     # 5.3M float32 parameters (21 MB a vector): the smallest budget, 5 rows
     assert budget_for(1, 5_289_472, torch.float32) == min_shared_vectors(1) == 22
     # bfloat16 products keep float32 work vectors: 10 of them fit, below the minimum

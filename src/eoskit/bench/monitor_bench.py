@@ -106,7 +106,7 @@ def _check(mon: Monitor, row: dict) -> dict:
     for target, col in (("raw", "sharpness"), ("pre", "precond_sharpness")):
         if row.get(col) is None or (target == "pre" and p is None):
             continue
-        carried = getattr(mon.tracker, "carried", None)
+        carried = getattr(mon.meter.tracker, "carried", None)
         vec = carried[target][:, 0] if isinstance(carried, dict) else None  # its own space
         ref = _reference(mon, vec, target, p)
         out[target] = (abs(row[col] / ref - 1.0), row.get(ESTIMATE_COLUMNS[target]))

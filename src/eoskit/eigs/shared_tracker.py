@@ -203,12 +203,15 @@ class SharedTracker:
             w = b.orthogonal(v)
             if w is not None and b.products < budget:
                 b.add(w)
-        cap, before = self.max_basis(), None  # before: top-k values before the last expansion
+        # per target, its top-k values before its own last expansion: another target's
+        # expansion barely moves them, and must not make them look settled
+        cap, before = self.max_basis(), {}
         while True:
             state = {t: self._check(b, t, cold) for t in b.targets}
-            if self.criterion == "change" and not cold and before is not None:
-                for t, st in state.items():
-                    st["settled"] = _moved(st["ritz"].values, before[t], self.k) <= self.tol
+            if self.criterion == "change" and not cold:
+                for t in before:
+                    state[t]["settled"] = _moved(state[t]["ritz"].values, before[t],
+                                                 self.k) <= self.tol
             open_ = [t for t, st in state.items() if not _done(st)]
             if not open_ or b.products >= budget:
                 break
@@ -217,7 +220,7 @@ class SharedTracker:
                 b.compress(torch.cat([state[t]["ritz"].coef[:, :each] for t in b.targets], 1))
                 continue
             worst = max(open_, key=lambda t: state[t]["ratio"])
-            before = {t: st["ritz"].values[:self.k].copy() for t, st in state.items()}
+            before[worst] = state[worst]["ritz"].values[:self.k].copy()
             st = state[worst]
             i = st["index"]
             new = b.orthogonal(b.expansion(worst, st["ritz"].coef[:, i], st["ritz"].values[i]))

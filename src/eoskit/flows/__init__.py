@@ -8,7 +8,8 @@
   constrained eigenvalue, cvxpy beyond).
 * :mod:`~eoskit.flows.tracks`: the three trajectories advanced side by side.
 * :mod:`~eoskit.flows.flow_run`: the driver behind ``eoskit flow`` (rows, summary,
-  checkpoints, all through :mod:`eoskit.store`).
+  checkpoints, all through :mod:`eoskit.store`); :mod:`~eoskit.flows.flow_summary`: the
+  post-onset medians its summary holds.
 
 * :mod:`~eoskit.flows.rmsprop_central` and :mod:`~eoskit.flows.rmsprop_tracks`: the central flow of
   RMSProp (preconditioned Hessian, ν dynamics) and its stable flow.
@@ -16,7 +17,8 @@
 
 from eoskit.flows.central import DEFAULT_FRACTION, CentralFlow, CentralPoint, pair_gradients
 from eoskit.flows.complementarity import closed_form, solve_complementarity, solve_cvxpy
-from eoskit.flows.flow_run import FLOW_COLUMNS, FLOWS, FlowSettings, run_flows, summarize_flows
+from eoskit.flows.flow_run import FLOW_COLUMNS, FLOWS, FlowSettings, run_flows
+from eoskit.flows.flow_summary import summarize_flows
 from eoskit.flows.gradient import GradientFlowSettings, integrate
 from eoskit.flows.tracks import CentralTrack, GDTrack, GradientTrack
 

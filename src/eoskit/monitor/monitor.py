@@ -60,8 +60,6 @@ import torch
 from torch import Tensor, nn
 
 from eoskit.distributed.user_loop import across_ranks, is_main_rank
-from eoskit.eigs import SharedTracker, make_tracker, preconditioned_matvec
-from eoskit.eigs.shared_tracker import budget_for
 from eoskit.metrics.columns import monitor_columns
 from eoskit.metrics.metric_rows import monitor_precond_cells, monitor_row, step_cells
 from eoskit.monitor.cost import COST_COLUMNS, CostClock
@@ -69,16 +67,14 @@ from eoskit.monitor.data import measurement_set
 from eoskit.monitor.monitor_dir import MonitorRunDir
 from eoskit.monitor.monitor_spectrum import MonitorSpectrum
 from eoskit.monitor.optimizers import (
-    adaptive,
     optimizer_beta,
     optimizer_kind,
     optimizer_lr,
     optimizer_threshold,
-    unwrap,
 )
+from eoskit.monitor.sharpness_meter import SharpnessMeter, default_engine
 from eoskit.monitor.step_curvature import StepCurvature
-from eoskit.objective.model import Loss, ModelObjective, trainable
-from eoskit.optim import torch_preconditioner
+from eoskit.objective.model import Loss, ModelObjective
 
 
 def logged_values(row: dict, k: int) -> dict[str, float]:
@@ -87,19 +83,6 @@ def logged_values(row: dict, k: int) -> dict[str, float]:
     names = ["sharpness", *[f"eig_{i + 1}" for i in range(k)], "threshold",
              "precond_sharpness", *[f"precond_eig_{i + 1}" for i in range(k)]]
     return {n: row[n] for n in names if row.get(n) is not None}
-
-
-def default_engine(dtype: torch.dtype) -> str:
-    """The Monitor's product engine for a measurement in ``dtype``.
-
-    Below float64, finite differences of gradients (``"fd"``): on the 5.3M-parameter GPT-2
-    of issue 22 a product costs what a double-backward product at a held point costs
-    (``benchmarks/products.py``), the top Ritz values agree with double backward to ~2e-5
-    (far inside the default tol 1e-3), and no gradient graph is held (the graph was ~20
-    model-sized vectors there). float64 measurements keep exact double backward
-    (``"retained"``), whose products match a dense Hessian to rounding.
-    """
-    return "retained" if dtype == torch.float64 else "fd"
 
 
 def _rng_devices() -> list[int]:
@@ -199,17 +182,11 @@ class Monitor:
             self.objective.hvp_method = default_engine(self.objective.dtype)
         # under torch.distributed: data is this rank's shard; the sums run over all ranks
         self.objective = across_ranks(self.objective)
-        self.preconditioned = adaptive(optimizer)
-        if not raw_sharpness and not self.preconditioned:
-            raise ValueError("raw_sharpness=False measures the preconditioned sharpness alone, "
-                             "which needs an adaptive optimiser (torch Adam, AdamW or RMSprop); "
-                             f"got {optimizer_kind(optimizer)}")
-        if max_warm_products is not None and mode != "shared":
-            raise ValueError(f"max_warm_products caps the shared tracker's warm solves; "
-                             f"mode is {mode!r}")
-        self.raw = bool(raw_sharpness)
-        self.tracker, self.precond_tracker = self._trackers(mode, tol, restart_every, criterion,
-                                                            max_vectors, max_warm_products)
+        self.meter = SharpnessMeter(self.objective, model, optimizer, self.k, mode=mode, tol=tol,
+                                    restart_every=restart_every, criterion=criterion,
+                                    max_vectors=max_vectors, raw=raw_sharpness,
+                                    max_warm_products=max_warm_products)
+        self.preconditioned = self.meter.preconditioned
         self.columns = monitor_columns(self.k, self.preconditioned) + COST_COLUMNS
         self.clock = CostClock()
         self.step_curve = StepCurvature(self.objective, model, loss_fn, self._fork) if (
@@ -237,21 +214,6 @@ class Monitor:
         for sink in self.sinks:
             sink.log_params({**config, **meta})
 
-    def _trackers(self, mode, tol, restart_every, criterion, max_vectors, max_warm_products):
-        """One shared tracker, or one per quantity (P changes between measurements: the
-        preconditioned one is warm-started from its own vectors)."""
-        if mode == "shared":
-            budget = max_vectors or budget_for(self.k, self.objective.dim, self.objective.dtype)
-            return SharedTracker(self.k, tol, restart_every, max_vectors=budget,
-                                 max_warm_products=max_warm_products, criterion=criterion), None
-        if criterion == "change":
-            raise ValueError("criterion 'change' is the shared tracker's; mode is " + repr(mode))
-        opts = {"criterion": criterion, "max_vectors": max_vectors}
-        raw = make_tracker(mode, self.k, tol, restart_every, **opts) if self.raw else None
-        pre = make_tracker(mode, self.k, tol, restart_every, **opts) if (
-            self.preconditioned) else None
-        return raw, pre
-
     @staticmethod
     def _fork():
         return torch.random.fork_rng(devices=_rng_devices())
@@ -274,8 +236,8 @@ class Monitor:
             "probe_size": probe_size,
             "dtype": str(self.objective.dtype).removeprefix("torch."),
             "device": str(self.objective.device), "hvp_method": self.objective.hvp_method,
-            "raw_sharpness": self.raw,
-            "max_warm_products": getattr(self.tracker, "max_warm_products", None),
+            "raw_sharpness": self.meter.raw,
+            "max_warm_products": getattr(self.meter.tracker, "max_warm_products", None),
         }
         meta = {"seed": seed, "threshold": optimizer_threshold(opt), "n_params": self.objective.dim,
                 "n_train": self.objective.n}
@@ -320,7 +282,7 @@ class Monitor:
                 if not math.isfinite(loss):  # the eigensolvers would fail deep inside
                     raise ValueError(f"the loss is {loss} at step {self.steps}: no Hessian "
                                      "to measure (diverged? check the learning rate and data)")
-                eig, peig = self._eigs(point.hvp, x, self.preconditioner())
+                eig, peig = self.meter.measure(point.hvp, x)
         if self._pending is not None:
             self._complete_pending(x, loss)
         hvps = self.objective.hvp_count - hvps_before
@@ -338,31 +300,10 @@ class Monitor:
             self._flush()
         return row
 
-    def _eigs(self, hvp, x: Tensor, p: Tensor | None):
-        """The raw (None with ``raw_sharpness=False``) and the preconditioned (None without
-        ``p``) top-k at the point."""
-        d = self.objective.dim
-        if not self.raw and p is None:  # before the optimiser's first step: nothing to measure
-            return None, None
-        if isinstance(self.tracker, SharedTracker):
-            out = self.tracker.measure(hvp, d, x.dtype, x.device, p, raw=self.raw)
-            return out.get("raw"), out.get("pre")
-        eig = self.tracker.measure(hvp, d, x.dtype, x.device) if self.raw else None
-        peig = None if p is None else self.precond_tracker.measure(
-            preconditioned_matvec(hvp, p), d, x.dtype, x.device)
-        return eig, peig
-
     def preconditioner(self) -> Tensor | None:
-        """The optimiser's current ``P = √v̂ + ε`` (d,) in the objective's dtype; None
-        without an adaptive optimiser, before its first step, or if it lacks a parameter."""
-        if not self.preconditioned:
-            return None
-        try:
-            p = torch_preconditioner(unwrap(self.optimizer),
-                                     [p for _, p in trainable(self.model)])
-        except (KeyError, ValueError):  # no step yet; a parameter the optimiser does not own
-            return None
-        return p.detach().to(dtype=self.objective.dtype, device=self.objective.device)
+        """The optimiser's current ``P`` (d,), as measured
+        (:meth:`~eoskit.monitor.sharpness_meter.SharpnessMeter.preconditioner`)."""
+        return self.meter.preconditioner()
 
     def _complete_pending(self, x_next: Tensor | None = None, loss_next: float | None = None):
         """κ of the step after the pending measurement, if this call is exactly one step later."""

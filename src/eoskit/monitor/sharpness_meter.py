@@ -1,0 +1,111 @@
+"""What a Monitor measurement computes of the Hessian's top: the raw and the preconditioned
+sharpness of the measurement set's loss, with ``P`` read off the user's optimiser.
+
+By default one :class:`~eoskit.eigs.SharedTracker` measures both quantities from one set
+of products (``mode="shared"``); ``mode="lanczos"`` or ``"streaming"`` gives each
+quantity a tracker of its own. ``raw=False`` (an adaptive optimiser only) measures the
+preconditioned sharpness alone. The product engine a measurement uses is the objective's
+(:func:`default_engine` of its dtype unless the user names one).
+
+Example:
+    >>> import torch
+    >>> from eoskit.objective import ModelObjective
+    >>> model = torch.nn.Linear(3, 1).double()
+    >>> X, Y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    >>> obj = ModelObjective(model, torch.nn.functional.mse_loss, X, Y)
+    >>> meter = SharpnessMeter(obj, model, None, 1)
+    >>> x = obj.x0()
+    >>> with torch.enable_grad(), obj.at(x) as point:
+    ...     eig, peig = meter.measure(point.hvp, x)
+    >>> dense = torch.linalg.eigvalsh(obj.hessian(x))[-1]
+    >>> bool(abs(eig.eigenvalues[0] - dense) < 1e-3 * dense), peig is None
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from eoskit.eigs import SharedTracker, make_tracker, preconditioned_matvec
+from eoskit.eigs.shared_tracker import budget_for
+from eoskit.monitor.optimizers import adaptive, optimizer_kind, unwrap
+from eoskit.objective.model import trainable
+from eoskit.optim import torch_preconditioner
+
+
+def default_engine(dtype: torch.dtype) -> str:
+    """The Monitor's product engine for a measurement in ``dtype``.
+
+    Below float64, finite differences of gradients (``"fd"``): on the 5.3M-parameter GPT-2
+    of issue 22 a product costs what a double-backward product at a held point costs
+    (``benchmarks/products.py``), the top Ritz values agree with double backward to ~2e-5
+    (far inside the default tol 1e-3), and no gradient graph is held (the graph was ~20
+    model-sized vectors there). float64 measurements keep exact double backward
+    (``"retained"``), whose products match a dense Hessian to rounding.
+    """
+    return "retained" if dtype == torch.float64 else "fd"
+
+
+class SharpnessMeter:
+    """The top-k of ``H`` and, under an adaptive optimiser, of ``P^{-1/2} H P^{-1/2}``.
+
+    ``objective``: the Monitor's (its ``dim`` and ``dtype`` size the tracker's budget);
+    the other options are the :class:`~eoskit.monitor.Monitor`'s of the same names.
+    """
+
+    def __init__(self, objective, model: nn.Module, optimizer, k: int, *, mode: str = "shared",
+                 tol: float = 1e-3, restart_every: int = 50, criterion: str = "eigenvalue",
+                 max_vectors: int | None = None, raw: bool = True,
+                 max_warm_products: int | None = None):
+        self.objective, self.model, self.optimizer, self.k = objective, model, optimizer, k
+        self.preconditioned = adaptive(optimizer)
+        if not raw and not self.preconditioned:
+            raise ValueError("raw_sharpness=False measures the preconditioned sharpness alone, "
+                             "which needs an adaptive optimiser (torch Adam, AdamW or RMSprop); "
+                             f"got {optimizer_kind(optimizer)}")
+        if max_warm_products is not None and mode != "shared":
+            raise ValueError(f"max_warm_products caps the shared tracker's warm solves; "
+                             f"mode is {mode!r}")
+        self.raw = bool(raw)
+        if mode == "shared":
+            budget = max_vectors or budget_for(k, objective.dim, objective.dtype)
+            self.tracker = SharedTracker(k, tol, restart_every, max_vectors=budget,
+                                         max_warm_products=max_warm_products,
+                                         criterion=criterion)
+            self.precond_tracker = None
+            return
+        if criterion == "change":
+            raise ValueError("criterion 'change' is the shared tracker's; mode is " + repr(mode))
+        # one tracker per quantity: P changes between measurements, so the preconditioned
+        # one is warm-started from its own vectors
+        opts = {"criterion": criterion, "max_vectors": max_vectors}
+        self.tracker = make_tracker(mode, k, tol, restart_every, **opts) if self.raw else None
+        self.precond_tracker = make_tracker(mode, k, tol, restart_every, **opts) if (
+            self.preconditioned) else None
+
+    def measure(self, hvp, x: Tensor):
+        """The raw (None with ``raw=False``) and the preconditioned (None without ``P``)
+        top-k at the point ``x`` whose products ``hvp`` gives."""
+        d, p = self.objective.dim, self.preconditioner()
+        if not self.raw and p is None:  # before the optimiser's first step: nothing to measure
+            return None, None
+        if isinstance(self.tracker, SharedTracker):
+            out = self.tracker.measure(hvp, d, x.dtype, x.device, p, raw=self.raw)
+            return out.get("raw"), out.get("pre")
+        eig = self.tracker.measure(hvp, d, x.dtype, x.device) if self.raw else None
+        peig = None if p is None else self.precond_tracker.measure(
+            preconditioned_matvec(hvp, p), d, x.dtype, x.device)
+        return eig, peig
+
+    def preconditioner(self) -> Tensor | None:
+        """The optimiser's current ``P = √v̂ + ε`` (d,) in the objective's dtype; None
+        without an adaptive optimiser, before its first step, or if it lacks a parameter."""
+        if not self.preconditioned:
+            return None
+        try:
+            p = torch_preconditioner(unwrap(self.optimizer),
+                                     [p for _, p in trainable(self.model)])
+        except (KeyError, ValueError):  # no step yet; a parameter the optimiser does not own
+            return None
+        return p.detach().to(dtype=self.objective.dtype, device=self.objective.device)
