@@ -45,6 +45,7 @@ from eoskit.bench.monitor_settings import (
     next_token_loss,
 )
 from eoskit.eigs import lanczos, preconditioned_matvec
+from eoskit.metrics.columns import PRECOND_ERROR
 from eoskit.monitor import Monitor
 
 REF_TOL = 1e-5
@@ -95,7 +96,7 @@ def _reference(mon: Monitor, eig_vec, target: str, p) -> float:
     return float(res.eigenvalues[0])
 
 
-ESTIMATE_COLUMNS = {"raw": "eig_error_estimate", "pre": "precond_eig_error_estimate"}
+ESTIMATE_COLUMNS = {"raw": "eig_error_estimate", "pre": PRECOND_ERROR}
 
 
 def _check(mon: Monitor, row: dict) -> dict:

@@ -46,7 +46,7 @@ class EigResult:
     ritz_values: np.ndarray | None = None
     ritz_vectors: Tensor | None = None
     ritz_images: Tensor | None = None
-    # (k,) bounds on |λ_i − θ_i| where the solver proves one (SharedTracker), else None
+    # (k,) estimates of |λ_i − θ_i| where the solver gives them (SharedTracker), else None
     error_estimates: np.ndarray | None = None
 
     def __iter__(self):

@@ -305,9 +305,9 @@ class SharedTracker:
 
     # ---- results and what is carried
     def _harvest(self, solve: dict, targets) -> dict:
-        """What a solve leaves once its basis goes: per target all Ritz values, their bounds,
-        the top-k residuals, Ritz vectors and next starts (each Ritz vector advanced by one
-        power step: its image is known)."""
+        """What a solve leaves once its basis goes: per target all Ritz values, their error
+        estimates, whether it converged, the top-k residuals, Ritz vectors and next starts
+        (each Ritz vector advanced by one power step: its image is known)."""
         b, out = solve["basis"], {}
         for t in targets:
             st = solve["state"][t]
@@ -318,8 +318,7 @@ class SharedTracker:
                       "vectors": _block([b.vector(t, coef[:, i]) for i in range(k)]),
                       "starts": _block([s.div_(norm(s)) for s in
                                         (b.image(t, coef[:, i]) for i in range(k))])}
-        return {"targets": out, "products": solve["products"], "cold": solve["cold"],
-                "converged": solve["converged"]}
+        return {"targets": out, "products": solve["products"], "cold": solve["cold"]}
 
     def _adopt(self, kept: dict) -> dict[str, EigResult]:
         out = {}

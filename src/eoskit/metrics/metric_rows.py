@@ -26,9 +26,9 @@ from eoskit.metrics.columns import PRECOND, PRECOND_ERROR
 from eoskit.optim import second_order_curvature
 
 
-def relative_error_estimate(eig: EigResult) -> float | None:
+def relative_error_estimate(eig: EigResult | None) -> float | None:
     """The solver's estimate of the top value's relative error (None where it gives none)."""
-    if eig.error_estimates is None or not len(eig.error_estimates):
+    if eig is None or eig.error_estimates is None or not len(eig.error_estimates):
         return None
     return float(eig.error_estimates[0] / max(abs(float(eig.eigenvalues[0])), 1e-300))
 
@@ -86,13 +86,13 @@ def monitor_row(step: int, loss: float, g: Tensor, eig: EigResult | None, *, thr
     return {"step": step, "loss": loss, "grad_norm": float(g.norm()), "threshold": threshold,
             "lr": lr, "hvps": hvps, "wall_time": wall, "eff_curvature": None,
             "step_norm": None, **eig_cells(eig, neigs, True),
-            "eig_error_estimate": None if eig is None else relative_error_estimate(eig)}
+            "eig_error_estimate": relative_error_estimate(eig)}
 
 
 def monitor_precond_cells(eig: EigResult | None, neigs: int) -> dict:
-    """A Monitor's preconditioned cells: :func:`precond_cells` and the relative error bound."""
-    return {**precond_cells(eig, neigs, True),
-            PRECOND_ERROR: None if eig is None else relative_error_estimate(eig)}
+    """A Monitor's preconditioned cells: :func:`precond_cells` and the relative error
+    estimate."""
+    return {**precond_cells(eig, neigs, True), PRECOND_ERROR: relative_error_estimate(eig)}
 
 
 def step_cells(loss: float, loss_next: float, g: Tensor, s: Tensor) -> dict:

@@ -186,7 +186,6 @@ class Monitor:
                                     restart_every=restart_every, criterion=criterion,
                                     max_vectors=max_vectors, raw=raw_sharpness,
                                     max_warm_products=max_warm_products)
-        self.preconditioned = self.meter.preconditioned
         self.columns = monitor_columns(self.k, self.preconditioned) + COST_COLUMNS
         self.clock = CostClock()
         self.step_curve = StepCurvature(self.objective, model, loss_fn, self._fork) if (
@@ -213,6 +212,11 @@ class Monitor:
             seed=seed) if spectrum_every else None
         for sink in self.sinks:
             sink.log_params({**config, **meta})
+
+    @property
+    def preconditioned(self) -> bool:
+        """The optimiser is an adaptive one whose ``P`` the Monitor reads."""
+        return self.meter.preconditioned
 
     @staticmethod
     def _fork():
