@@ -17,6 +17,7 @@ from torch import nn
 from torch.func import functional_call, hessian
 from torch.nn import functional as F
 
+from eoskit.eigs import SharedTracker
 from eoskit.eigs.shared_tracker import min_shared_vectors
 from eoskit.monitor import Monitor
 from tests.eigs.test_vector_budget import LongVectors
@@ -181,15 +182,67 @@ def test_rows_state_their_cost_in_loop_steps():
     assert {"measure_seconds", "measure_steps", "overhead"} <= set(mon.columns)
 
 
-def test_the_default_budget_follows_the_vectors_size():
+def test_the_default_budget_follows_the_vectors_size_and_the_quantities():
     from eoskit.eigs.shared_tracker import budget_for
 
+    # no optimiser: the raw sharpness alone, values only (no Ritz vectors kept)
     small = Monitor(*_problem()[:1], F.mse_loss, _problem()[1:])
     tracker = small.meter.tracker
-    assert tracker.max_vectors == budget_for(1, small.objective.dim, torch.float64) == 40
-    assert tracker.max_basis() == 14
-    # 5.3M float32 parameters (21 MB a vector): the smallest budget, 5 rows
-    assert budget_for(1, 5_289_472, torch.float32) == min_shared_vectors(1) == 22
+    assert (tracker.quantities, tracker.eigenvectors) == (1, False)
+    assert tracker.max_vectors == budget_for(1, small.objective.dim, torch.float64,
+                                             quantities=1, eigenvectors=False) == 34
+    assert tracker.max_basis(1) == 14
+    # 5.3M float32 parameters (21 MB a vector): the smallest budget; both quantities keep a
+    # basis of 5 rows, one quantity (the preconditioned sharpness alone) 3
+    both = budget_for(1, 5_289_472, torch.float32, quantities=2, eigenvectors=False)
+    alone = budget_for(1, 5_289_472, torch.float32, quantities=1, eigenvectors=False)
+    assert both == min_shared_vectors(1, 2, False) == 18
+    assert alone == min_shared_vectors(1, 1, False) == 12
+    model, X, Y = _problem(torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for raw, budget, rows in ((True, both, 5), (False, alone, 3)):
+        tr = Monitor(model, F.mse_loss, (X, Y), optimizer=opt, raw_sharpness=raw,
+                     max_vectors=budget).meter.tracker
+        assert tr.max_basis(tr.quantities) == rows
+    # a tracker sized for one quantity refuses to measure two with a budget too small for them
+    with pytest.raises(ValueError, match="max_vectors must be at least 18"):
+        SharedTracker(1, 1e-3, quantities=1, eigenvectors=False, max_vectors=alone).measure(
+            lambda v: v, 10, torch.float32, "cpu", torch.ones(10))
     # bfloat16 products keep float32 work vectors: 10 of them fit, below the minimum
     assert budget_for(2, 10_000, torch.bfloat16, allowance=10 * 4 * 10_000) == (
         min_shared_vectors(2))
+
+
+@pytest.mark.parametrize("raw,cold_most,warm_most", [(False, 12, 10), (True, 16, 14)])
+def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_most, monkeypatch):
+    """The whole Monitor step, counted in d-long float32 vectors made while it runs: the
+    point (x and its gradient, 2), P (1), the basis at its smallest budget (2 rows and images
+    before the product that adds the third for the preconditioned sharpness alone, 4 before
+    the fifth for both), the row being added (1) and the fd product's displaced point and
+    two gradients (3): 11 and 15. A warm step's first rows are the carried vectors made by
+    the step before (1 and 2), which the count does not see (one warm step of both counts
+    one vector more than the rest). A restart rewrites the basis
+    in place, √p is formed by slices and no Ritz vector is kept, so nothing else appears."""
+    import eoskit.eigs.shared_basis as shared_basis
+
+    monkeypatch.setattr(shared_basis, "_CHUNK", 64)  # d = 676: slices well below d, as at scale
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
+    X, Y = torch.randn(8, 16), torch.randn(8, 4)
+    d = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    # the smallest budgets, those a 5.3M-parameter float32 model gets by default
+    mon = Monitor(model, F.mse_loss, (X, Y), every=2, optimizer=opt, raw_sharpness=raw,
+                  max_vectors=min_shared_vectors(1, 2 if raw else 1, False),
+                  criterion="change", restart_every=0)
+    peaks = []
+    for _ in range(12):
+        opt.zero_grad()
+        F.mse_loss(model(X), Y).backward()
+        opt.step()
+        with LongVectors(d) as count:
+            row = mon.step()
+        if row is not None:
+            peaks.append(count.peak[torch.float32])
+    assert len(peaks) == 6 and set(count.peak) == {torch.float32}
+    assert peaks[0] <= cold_most and max(peaks[1:]) <= warm_most

@@ -53,9 +53,9 @@ class ShardedPoint(PointObjective):
     base's properties and context manager, not its constructor (which would build a graph
     on this rank's shard without the reduction)."""
 
-    def __init__(self, parent: ShardedObjective, x: Tensor):
+    def __init__(self, parent: ShardedObjective, x: Tensor, copy: bool = True):
         self.parent = parent
-        self.local = parent.local.at(x)
+        self.local = parent.local.at(x, copy)
         self.x = self.local.x
         self._vga: tuple[Tensor, Tensor, Tensor | None] | None = None
 
@@ -127,8 +127,8 @@ class ShardedObjective(Objective):
                                   "run them in one process")
 
     # second order and above
-    def at(self, x: Tensor) -> ShardedPoint:
-        point = ShardedPoint(self, x)
+    def at(self, x: Tensor, copy: bool = True) -> ShardedPoint:
+        point = ShardedPoint(self, x, copy)
         self._point = point
         return point
 

@@ -11,7 +11,9 @@ searches, and the two start vectors (the last raw and the last preconditioned
 top vector) give both estimates from two products.
 
 Rows are separate d-long tensors in the work dtype (no stacked copies); the
-m×m matrices are float64.
+m×m matrices are float64. A thick restart (:meth:`SharedBasis.compress`) rewrites the
+rows and images in place, and ``√p`` is formed only where a step needs it, so the basis
+holds its ``2m`` vectors and nothing beside them while a product runs.
 
 Example:
     >>> import torch
@@ -73,7 +75,6 @@ class SharedBasis:
                 or ("pre" in self.targets and p is None)):
             raise ValueError(f"targets must be among {TARGETS} ('pre' needs p), "
                              f"got {self.targets}")
-        self.root = None if p is None else p.sqrt()  # D^{-1}
         self.rows: list[Tensor] = []
         self.images: list[Tensor] = []
         self.G = torch.zeros(0, 0, dtype=torch.float64)
@@ -119,16 +120,11 @@ class SharedBasis:
             self.K["raw"] = _bordered(self.K["raw"], torch.tensor(
                 [float(h @ image) for h in self.images] + [float(image @ image)],
                 dtype=torch.float64))
-        if "pre" in self.targets:
-            pw = self.p * w  # one d-long temporary
+        if "pre" in self.targets:  # [w_i·(p∘w)] and [h_i·(h/p)], by slices (no d-long p∘w)
             self.M["pre"] = _bordered(self.M["pre"], torch.tensor(
-                [float(r @ pw) for r in self.rows] + [float(w @ pw)], dtype=torch.float64))
-            del pw
-            hp = image / self.p  # one d-long temporary
+                weighted_dots([*self.rows, w], w, self.p, 1), dtype=torch.float64))
             self.K["pre"] = _bordered(self.K["pre"], torch.tensor(
-                [float(h @ hp) for h in self.images] + [float(image @ hp)],
-                dtype=torch.float64))
-            del hp
+                weighted_dots([*self.images, image], image, self.p, -1), dtype=torch.float64))
         self.rows.append(w)
         self.images.append(image)
         assert len(self.rows) == m + 1
@@ -149,12 +145,12 @@ class SharedBasis:
     def vector(self, target: str, coef: Tensor) -> Tensor:
         """The Ritz vector of ``target`` in its own space (unit): ``z`` or ``√p∘z``."""
         z = self.combine(coef)
-        return z if target == "raw" else z.mul_(self.root)
+        return z if target == "raw" else scale_by_root(z, self.p, -1)
 
     def image(self, target: str, coef: Tensor) -> Tensor:
         """The image of the Ritz vector under the target's operator: ``H z`` or ``D H z``."""
         h = self.combine(coef, images=True)
-        return h if target == "raw" else h.div_(self.root)
+        return h if target == "raw" else scale_by_root(h, self.p, 1)
 
     def residual_norm(self, target: str, coef: Tensor, theta: float) -> float:
         """``‖r‖`` of a Ritz pair, from the small matrices where that is accurate.
@@ -176,27 +172,104 @@ class SharedBasis:
 
     def residual(self, target: str, coef: Tensor, theta: float) -> Tensor:
         """``H z − θ z`` (raw) or ``D(H z − θ P z)`` (preconditioned)."""
-        h, z = self.combine(coef, images=True), self.combine(coef)
-        if target == "raw":
-            return h.sub_(z, alpha=theta)
-        h.sub_(z.mul_(self.p), alpha=theta)
-        del z
-        return h.div_(self.root)
+        r = self._defect(target, coef, theta)
+        return r if target == "raw" else scale_by_root(r, self.p, 1)
 
     def expansion(self, target: str, coef: Tensor, theta: float) -> Tensor:
-        """The row to add so the target's space gains its residual: ``r`` or ``D r``."""
-        r = self.residual(target, coef, theta)
-        return r if target == "raw" else r.div_(self.root)
+        """The row to add so the target's space gains its residual: ``r`` or
+        ``D r = P^{-1}(H z − θ P z)`` (no square root formed)."""
+        r = self._defect(target, coef, theta)
+        return r if target == "raw" else r.div_(self.p)
+
+    def _defect(self, target: str, coef: Tensor, theta: float) -> Tensor:
+        """``H z − θ z`` (raw) or ``H z − θ P z`` (preconditioned)."""
+        h, z = self.combine(coef, images=True), self.combine(coef)
+        return h.sub_(z if target == "raw" else z.mul_(self.p), alpha=theta)
 
     def compress(self, coef: Tensor) -> None:
-        """Keep only the span of ``Wᵀ·coef`` (coef (m, q), q < m): a thick restart, no product."""
+        """Keep only the span of ``Wᵀ·coef`` (coef (m, q), q < m): a thick restart, no product.
+
+        The new rows ``W C`` (C: coef's orthonormal basis) are written over the old ones, and
+        the images likewise, with no d-long temporary (:func:`combine_in_place`).
+        """
         C, _ = torch.linalg.qr(coef)
-        rows = [self.combine(C[:, j]) for j in range(C.shape[1])]
-        self.rows = rows  # the old rows go before the new images are built
-        self.images = [self.combine(C[:, j], images=True) for j in range(C.shape[1])]
+        self.rows = combine_in_place(self.rows, C)
+        self.images = combine_in_place(self.images, C)
         self.G = C.T @ self.G @ C
         self.M = {t: C.T @ M @ C for t, M in self.M.items()}
         self.K = {t: C.T @ K @ C for t, K in self.K.items()}
+
+
+_CHUNK = 1 << 20  # elements per slice of an elementwise step (4 MB of float32)
+
+
+def scale_by_root(v: Tensor, p: Tensor, sign: int) -> Tensor:
+    """``v ← v / √p`` (``sign`` 1: ``D v``) or ``v ← v ∘ √p`` (``sign`` −1: ``D^{-1} v``), in
+    place and by slices, so no d-long ``√p`` is formed beside the basis.
+
+    Example:
+        >>> v = torch.tensor([2.0, 6.0])
+        >>> scale_by_root(v, torch.tensor([4.0, 9.0]), 1).tolist()
+        [1.0, 2.0]
+    """
+    flat, pf = v.view(-1), p.view(-1)
+    for lo in range(0, flat.numel(), _CHUNK):
+        part, root = flat[lo:lo + _CHUNK], pf[lo:lo + _CHUNK].sqrt()
+        part.div_(root) if sign > 0 else part.mul_(root)
+    return v
+
+
+def weighted_dots(vectors: list[Tensor], u: Tensor, p: Tensor, sign: int) -> list[float]:
+    """``[v·(p∘u) for v in vectors]`` (``sign`` 1) or ``[v·(u/p)]`` (``sign`` −1), by slices:
+    the weighted vector is never formed at full length. Slice sums add in float64.
+
+    Example:
+        >>> weighted_dots([torch.tensor([1.0, 1.0])], torch.tensor([2.0, 3.0]),
+        ...               torch.tensor([4.0, 6.0]), -1)
+        [1.0]
+    """
+    totals = [0.0] * len(vectors)
+    n = u.numel()
+    for lo in range(0, n, _CHUNK):
+        part = u[lo:lo + _CHUNK] * p[lo:lo + _CHUNK] if sign > 0 else (
+            u[lo:lo + _CHUNK] / p[lo:lo + _CHUNK])
+        for i, v in enumerate(vectors):
+            totals[i] += float(v[lo:lo + _CHUNK] @ part)
+    return totals
+
+
+def combine_in_place(vectors: list[Tensor], C: Tensor) -> list[Tensor]:
+    """``[Σ_i C_ij v_i for j < q]`` for C (m, q) of full column rank, written over ``vectors``.
+
+    With ``C = P L U`` (LU, partial pivoting: L (m, q) unit lower, U (q, q) upper),
+    ``V C = ((V P) L) U``: the permutation reorders the list; a unit lower factor can be
+    applied in place in ascending column order (column j needs only the columns after it,
+    not yet rewritten) and an upper one in descending order. So a restart holds no copy of
+    the basis: at 124M parameters each copy is 0.5 GB. ``|L| ≤ 1`` keeps the rounding that
+    of a direct sum.
+
+    Example:
+        >>> V = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), torch.tensor([1.0, 1.0])]
+        >>> C = torch.tensor([[1.0, 0.0], [2.0, 1.0], [0.0, 3.0]], dtype=torch.float64)
+        >>> [v.tolist() for v in combine_in_place(V, C)]
+        [[1.0, 2.0], [3.0, 4.0]]
+    """
+    P, L, U = torch.linalg.lu(C)
+    order = P.argmax(0).tolist()  # column j of V P is v[order[j]]
+    out = [vectors[i] for i in order]
+    vectors.clear()
+    m, q = L.shape
+    for j in range(q):  # (V P) L, ascending
+        for i in range(j + 1, m):
+            if L[i, j] != 0:
+                out[j].add_(out[i], alpha=float(L[i, j]))
+    del out[q:]
+    for j in reversed(range(q)):  # (V P L) U, descending
+        out[j].mul_(float(U[j, j]))
+        for i in range(j):
+            if U[i, j] != 0:
+                out[j].add_(out[i], alpha=float(U[i, j]))
+    return out
 
 
 def _bordered(A: Tensor, col: Tensor) -> Tensor:

@@ -35,11 +35,14 @@ stagnating search: the values it reports are estimates, each still with the eige
 criterion's error estimate (cold solves keep the eigenvalue test: they set the λ_{k+1}
 estimate the warm ones use).
 
-Memory: rows and images (``2·max_basis`` at most), the carried vectors (``2k``;
-a warm solve's rows take them over, so they are not held twice), the results
-(``2k``) and four temporaries, all in the work dtype; ``p`` is the caller's.
-``max_vectors`` (default :func:`default_shared_vectors`) sets the basis bound; the
-accounting (:func:`_held`) still counts the carried vectors apart, so it is an upper bound.
+Memory, for ``T`` quantities (2: raw and preconditioned; 1: one of them): rows and images
+(``2·max_basis`` at most; a thick restart rewrites them in place), the carried vectors
+(``T·k``; a warm solve's rows take them over, so they are not held twice), the results (``T·k``
+next starts, and ``T·k`` Ritz vectors unless ``eigenvectors=False``) and four temporaries, all
+in the work dtype; ``p`` is the caller's. ``max_vectors`` (default
+:func:`default_shared_vectors`) sets the basis bound, ``(max_vectors − held) // 2`` rows with
+at least ``T(k + 1) + 1``; the accounting (:func:`_held`) still counts the carried vectors
+apart, so it is an upper bound.
 
 Example:
     >>> import torch
@@ -61,25 +64,31 @@ from torch import Tensor
 
 from eoskit._threads import limit_blas_threads
 from eoskit.eigs.krylov import EigResult, eigenvalue_bounds, norm, work_dtype
-from eoskit.eigs.shared_basis import SharedBasis
+from eoskit.eigs.shared_basis import SharedBasis, scale_by_root
 
-_TEMPS = 4  # d-long temporaries: a Ritz vector, its image, a residual, the root of p
-
-
-def _held(k: int) -> int:
-    """Vectors held besides rows and images: carried (2k), results (2k), the rows a
-    restart builds before the old ones go (2k + 2) and the temporaries."""
-    return 2 * k + 2 * k + (2 * k + 2) + _TEMPS
+_TEMPS = 4  # d-long temporaries: a Ritz vector, its image, a residual, a square root of p
 
 
-def default_shared_vectors(k: int) -> int:
-    """Default bound on a :class:`SharedTracker`'s d-long vectors: a basis of 2k + 4 rows."""
-    return 2 * (2 * k + 4) + _held(k)
+def _held(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
+    """Vectors held besides rows and images: carried (T·k), results (T·k next starts and,
+    with ``eigenvectors``, T·k Ritz vectors) and the temporaries."""
+    return quantities * k * (3 if eigenvectors else 2) + _TEMPS
 
 
-def min_shared_vectors(k: int) -> int:
-    """The smallest bound: a basis of 2k + 3 rows (a restart keeps k + 1 per target)."""
-    return 2 * (2 * k + 3) + _held(k)
+def _min_rows(k: int, quantities: int) -> int:
+    return quantities * (k + 1) + 1  # a restart keeps k + 1 per quantity, and one row is added
+
+
+def default_shared_vectors(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
+    """Default bound on a :class:`SharedTracker`'s d-long vectors: a basis of
+    ``T(k + 1) + 2`` rows (2k + 4 for both quantities)."""
+    return 2 * (_min_rows(k, quantities) + 1) + _held(k, quantities, eigenvectors)
+
+
+def min_shared_vectors(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
+    """The smallest bound: a basis of ``T(k + 1) + 1`` rows (2k + 3 for both quantities,
+    k + 2 for one)."""
+    return 2 * _min_rows(k, quantities) + _held(k, quantities, eigenvectors)
 
 
 SHARED_CRITERIA = ("eigenvalue", "residual", "change")
@@ -106,7 +115,8 @@ def _block(columns: list[Tensor]) -> Tensor:
 ALLOWANCE_BYTES = 256 * 2**20  # what a tracker may hold before its budget drops to the minimum
 
 
-def budget_for(k: int, dim: int, dtype: torch.dtype, allowance: int = ALLOWANCE_BYTES) -> int:
+def budget_for(k: int, dim: int, dtype: torch.dtype, allowance: int = ALLOWANCE_BYTES,
+               quantities: int = 2, eigenvectors: bool = True) -> int:
     """A budget of d-long vectors for products in ``dtype``: as many work vectors
     (:func:`~eoskit.eigs.krylov.work_dtype`) as fit ``allowance`` bytes, between
     :func:`min_shared_vectors` and a basis of ``2k + 12`` rows.
@@ -116,9 +126,11 @@ def budget_for(k: int, dim: int, dtype: torch.dtype, allowance: int = ALLOWANCE_
     models get the large basis; at scale the minimum holds (a 5.3M-parameter float32 model
     has 21 MB vectors: 12 fit 256 MB, below the minimum of 22).
     """
-    most = 2 * (2 * k + 12) + _held(k)
+    held = _held(k, quantities, eigenvectors)
+    most = 2 * (2 * k + 12) + held
     vector_bytes = max(int(dim), 1) * torch.finfo(work_dtype(dtype)).bits // 8
-    return max(min_shared_vectors(k), min(most, allowance // vector_bytes))
+    return max(min_shared_vectors(k, quantities, eigenvectors),
+               min(most, allowance // vector_bytes))
 
 
 @dataclass
@@ -132,6 +144,8 @@ class SharedTracker:
     max_vectors: int | None = None
     max_warm_products: int | None = None  # cap on a warm solve (None: until tol)
     criterion: str = "eigenvalue"  # one of SHARED_CRITERIA
+    quantities: int = 2  # most targets measured at once (2: raw and pre); sets the least budget
+    eigenvectors: bool = True  # False: results carry no Ritz vectors (k d-long each saved)
     solves: int = 0
     carried: dict = field(default_factory=dict)  # target -> (d, k) start vectors, own space
     values: dict = field(default_factory=dict)  # target -> last top-k values
@@ -139,20 +153,25 @@ class SharedTracker:
     last_info: dict | None = None
 
     def __post_init__(self):
+        if self.quantities not in (1, 2):
+            raise ValueError(f"quantities must be 1 or 2, got {self.quantities}")
         if self.max_vectors is None:
-            self.max_vectors = default_shared_vectors(self.k)
-        self.max_basis()
+            self.max_vectors = default_shared_vectors(self.k, self.quantities, self.eigenvectors)
+        self.max_basis(self.quantities)
         if self.criterion not in SHARED_CRITERIA:
             raise ValueError(f"criterion must be one of {SHARED_CRITERIA}, got {self.criterion!r}")
         if self.max_warm_products is not None and self.max_warm_products < 1:
             raise ValueError(f"max_warm_products must be at least 1, got {self.max_warm_products}")
 
-    def max_basis(self) -> int:
-        """Rows a basis may hold under ``max_vectors``: ``(max_vectors − 6k − 6) // 2``."""
-        cap = (self.max_vectors - _held(self.k)) // 2
-        if cap < 2 * self.k + 3:
-            raise ValueError(f"max_vectors must be at least {min_shared_vectors(self.k)} "
-                             f"for k = {self.k}, got {self.max_vectors}")
+    def max_basis(self, quantities: int = 2) -> int:
+        """Rows a basis of ``quantities`` targets may hold under ``max_vectors``:
+        ``(max_vectors − held) // 2`` (:func:`_held`)."""
+        cap = (self.max_vectors - _held(self.k, quantities, self.eigenvectors)) // 2
+        if cap < _min_rows(self.k, quantities):
+            least = min_shared_vectors(self.k, quantities, self.eigenvectors)
+            raise ValueError(f"max_vectors must be at least {least} for k = {self.k} and "
+                             f"{quantities} quantit{'y' if quantities == 1 else 'ies'}, "
+                             f"got {self.max_vectors}")
         return cap
 
     def measure(self, hvp, dim: int, dtype, device, p: Tensor | None = None,
@@ -166,6 +185,7 @@ class SharedTracker:
         if not raw and p is None:
             raise ValueError("raw=False measures the preconditioned operator: p is needed")
         targets = ("raw",) if p is None else ("raw", "pre") if raw else ("pre",)
+        self.max_basis(len(targets))  # a budget sized for one quantity may not hold two
         warm = all(t in self.carried for t in targets)
         info = self.last_info = {"warm": warm, "products": 0}  # _probe notes its outcome here
         # each solve is harvested (its results and next starts kept, its basis dropped)
@@ -205,7 +225,7 @@ class SharedTracker:
                 b.add(w)
         # per target, its top-k values before its own last expansion: another target's
         # expansion barely moves them, and must not make them look settled
-        cap, before = self.max_basis(), {}
+        cap, before = self.max_basis(len(b.targets)), {}
         while True:
             state = {t: self._check(b, t, cold) for t in b.targets}
             if self.criterion == "change" and not cold:
@@ -246,7 +266,7 @@ class SharedTracker:
                 yield c.to(wd).contiguous()
         if "pre" in targets:  # a preconditioned vector u needs the row w = D u = u / √p
             for c in carried.pop("pre").T:
-                yield c.to(wd).contiguous().div_(p.sqrt())
+                yield scale_by_root(c.to(wd).contiguous(), p, 1)
 
     def _check(self, b: SharedBasis, target: str, cold: bool) -> dict:
         """Ritz values, residual norms and error bounds of the top k of one target."""
@@ -315,7 +335,8 @@ class SharedTracker:
             k = min(self.k, len(th))
             out[t] = {"values": th.copy(), "err": st["err"], "resid": st["resid"][:k].copy(),
                       "converged": _done(st),
-                      "vectors": _block([b.vector(t, coef[:, i]) for i in range(k)]),
+                      "vectors": _block([b.vector(t, coef[:, i]) for i in range(k)]) if (
+                          self.eigenvectors) else None,
                       "starts": _block([s.div_(norm(s)) for s in
                                         (b.image(t, coef[:, i]) for i in range(k))])}
         return {"targets": out, "products": solve["products"], "cold": solve["cold"]}

@@ -281,7 +281,7 @@ class Monitor:
         x = self.objective.x0()  # (d,), a detached copy
         hvps_before = self.objective.hvp_count
         with self._fork(), torch.enable_grad():
-            with self.objective.at(x) as point:
+            with self.objective.at(x, copy=False) as point:  # x is this call's own copy
                 loss, g = float(point.value), point.grad.detach()
                 if not math.isfinite(loss):  # the eigensolvers would fail deep inside
                     raise ValueError(f"the loss is {loss} at step {self.steps}: no Hessian "

@@ -69,10 +69,14 @@ class SharpnessMeter:
                              f"mode is {mode!r}")
         self.raw = bool(raw)
         if mode == "shared":
-            budget = max_vectors or budget_for(k, objective.dim, objective.dtype)
+            # the rows report values only: no Ritz vectors kept, and one quantity's basis
+            # is sized for one
+            sizing = {"quantities": 2 if self.raw and self.preconditioned else 1,
+                      "eigenvectors": False}
+            budget = max_vectors or budget_for(k, objective.dim, objective.dtype, **sizing)
             self.tracker = SharedTracker(k, tol, restart_every, max_vectors=budget,
                                          max_warm_products=max_warm_products,
-                                         criterion=criterion)
+                                         criterion=criterion, **sizing)
             self.precond_tracker = None
             return
         if criterion == "change":

@@ -40,7 +40,7 @@ from torch import Tensor
 from torch.func import grad, jvp
 
 from eoskit.objective.layers import exact_derivatives
-from eoskit.objective.products import ENGINES, engine_for, graph_product
+from eoskit.objective.products import ENGINES, engine_for, graph_product, writable
 
 ScalarFn = Callable[[Tensor], Tensor]
 Term = Callable[[Tensor], tuple[Tensor, Tensor | None]]
@@ -55,12 +55,14 @@ class PointObjective:
     (no forward pass is redone). Other methods: value and gradient are
     computed on first use and each product runs the method at ``x``.
     Use as a context manager (or call :meth:`release`) to free the graph.
+    ``copy=False`` keeps ``x`` itself instead of a copy (one d-long vector less): the
+    caller must not change it while the point is in use.
     """
 
-    def __init__(self, parent: Objective, x: Tensor):
+    def __init__(self, parent: Objective, x: Tensor, copy: bool = True):
         self.parent = parent
         self.retained = parent.engine.point_bound
-        self.x = x.detach().clone()
+        self.x = x.detach().clone() if copy else x.detach()
         self._graph_grad: Tensor | None = None
         self._vga: tuple[Tensor, Tensor, Tensor | None] | None = None
         if self.retained:
@@ -178,13 +180,13 @@ class Objective:
         """Loss, gradient and summed aux in one pass over the data."""
         xr = x.detach().requires_grad_(True)
         value = torch.zeros((), dtype=x.dtype, device=x.device)
-        g = torch.zeros_like(x)
+        g = None  # the first term's gradient is the sum's storage: no d-long zeros beside it
         aux_total = None
         for term in self.exact_terms("grad"):
             loss, aux = term(xr)
             (gc,) = torch.autograd.grad(loss, xr)
             value = value + loss.detach()
-            g = g + gc
+            g = writable(gc) if g is None else g.add_(gc)
             if aux is not None:
                 aux_total = aux if aux_total is None else aux_total + aux
         self.grad_count += 1
@@ -194,9 +196,10 @@ class Objective:
         return self.value_and_grad(x)[1]
 
     # second order
-    def at(self, x: Tensor) -> PointObjective:
-        """Point-bound form: value, gradient and repeated HVPs at ``x``."""
-        point = PointObjective(self, x)
+    def at(self, x: Tensor, copy: bool = True) -> PointObjective:
+        """Point-bound form: value, gradient and repeated HVPs at ``x`` (``copy``: see
+        :class:`PointObjective`)."""
+        point = PointObjective(self, x, copy)
         self._point = point
         return point
 
@@ -215,9 +218,10 @@ class Objective:
         backward), summed over the terms, counted."""
         self.hvp_count += 1 if v.ndim == 1 else v.shape[1]
         x = x.detach()
-        out = torch.zeros(v.shape, dtype=x.dtype, device=x.device)
+        out = None  # the first term's product is the sum's storage (no zeros held beside it)
         for fn in self.term_fns(self.engine.needs):
-            out = out + self.engine.product(fn, x, v)
+            part = self.engine.product(fn, x, v)
+            out = writable(part) if out is None else out.add_(part)
         return out
 
     # higher directional derivatives

@@ -129,8 +129,8 @@ def layout_of(model: nn.Module) -> ParamLayout:
 
 def flatten_params(model: nn.Module, dtype=None, device=None) -> Tensor:
     """The model's current trainable parameters as one flat vector."""
-    x = torch.cat([p.detach().reshape(-1) for _, p in trainable(model)])
-    return x.to(dtype=dtype or x.dtype, device=device or x.device).clone()
+    x = torch.cat([p.detach().reshape(-1) for _, p in trainable(model)])  # a fresh tensor
+    return x.to(dtype=dtype or x.dtype, device=device or x.device)
 
 
 def chunk_bounds(n: int, chunk: int | Sequence[int] | None) -> list[tuple[int, int]]:

@@ -139,8 +139,15 @@ class FiniteDifference:
         if norm == 0.0:
             return torch.zeros_like(x)
         h = fd_step(x)
-        return (_grad_at(fn, x + (h / norm) * v) - _grad_at(fn, x - (h / norm) * v)) * (
-            norm / (2 * h))
+        # one displaced point, rewritten in place for the second gradient, and the difference
+        # taken in place: three d-long vectors at the peak instead of five (at 124M
+        # parameters each is 0.5 GB in float32)
+        shifted = torch.add(x, v, alpha=h / norm)
+        plus = _grad_at(fn, shifted.detach())
+        torch.add(x, v, alpha=-h / norm, out=shifted)
+        minus = _grad_at(fn, shifted.detach())
+        del shifted
+        return plus.sub_(minus).mul_(norm / (2 * h))
 
     def compiled_product(self, fn: ScalarFn, x: Tensor, v: Tensor) -> Tensor:
         return self.product(_compiled(fn), x, v)
@@ -149,7 +156,13 @@ class FiniteDifference:
 def _grad_at(fn: ScalarFn, x: Tensor) -> Tensor:
     xr = x.requires_grad_(True)
     (g,) = torch.autograd.grad(fn(xr), xr, allow_unused=True)
-    return torch.zeros_like(x) if g is None else g
+    return torch.zeros_like(x) if g is None else writable(g)
+
+
+def writable(t: Tensor) -> Tensor:
+    """``t`` if an in-place update of it is safe, else a dense copy: autograd may return an
+    expanded or aliased gradient (a linear function's), which callers then write into."""
+    return t if t.is_contiguous() and not t._is_view() else t.contiguous().clone()
 
 
 def _compiled(fn: Callable) -> Callable:

@@ -1,0 +1,86 @@
+"""SharedBasis's d-long steps against dense float64 formulas, and its in-place restart.
+
+References: the dense matrices H, P = diag(p) and D = P^{-1/2} of a random symmetric
+operator; the rows and images stacked into dense (d, m) arrays and multiplied by numpy.
+The d-long allocations by the dispatch-mode counter of tests/eigs/test_vector_budget.py.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from eoskit.eigs.shared_basis import SharedBasis, combine_in_place
+from tests.eigs.test_vector_budget import LongVectors
+
+D = 30
+
+
+def _operator(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(D, D, dtype=torch.float64, generator=g)
+    H = (A + A.T) / 2
+    p = 0.5 + torch.rand(D, dtype=torch.float64, generator=g)
+    return H, p, g
+
+
+def _basis(m=5, seed=0):
+    H, p, g = _operator(seed)
+    b = SharedBasis(lambda v: H @ v, p)
+    for _ in range(m):
+        b.add(b.orthogonal(torch.randn(D, dtype=torch.float64, generator=g)))
+    return b, H, p
+
+
+@pytest.mark.parametrize("target", ["raw", "pre"])
+def test_ritz_vector_image_residual_and_expansion_match_the_dense_formulas(target):
+    b, H, p = _basis()
+    W = torch.stack(b.rows, 1)  # (d, m)
+    ritz = b.ritz(target)
+    c, theta = ritz.coef[:, 0], float(ritz.values[0])
+    z = W @ c
+    root = p.sqrt()  # D^{-1}
+    if target == "raw":
+        vector, image, residual, expansion = z, H @ z, H @ z - theta * z, H @ z - theta * z
+    else:  # A = D H D on u = D^{-1} z: A u = D H z, residual D(Hz − θPz), expansion D·residual
+        defect = H @ z - theta * p * z
+        vector, image, residual, expansion = root * z, H @ z / root, defect / root, defect / p
+        A = H / root[:, None] / root[None, :]
+        assert torch.allclose(A @ vector, image, atol=1e-12)
+    for got, want in ((b.vector(target, c), vector), (b.image(target, c), image),
+                      (b.residual(target, c, theta), residual),
+                      (b.expansion(target, c, theta), expansion)):
+        assert torch.allclose(got, want, rtol=0, atol=1e-12)
+    assert b.residual_norm(target, c, theta) == pytest.approx(float(residual.norm()), rel=1e-8)
+
+
+def test_combine_in_place_is_the_dense_product_and_allocates_no_d_long_vector():
+    g = torch.Generator().manual_seed(2)
+    m, q, d = 7, 4, 500
+    vectors = [torch.randn(d, dtype=torch.float64, generator=g) for _ in range(m)]
+    V = torch.stack(vectors, 1).clone()
+    C, _ = torch.linalg.qr(torch.randn(m, q, dtype=torch.float64, generator=g))
+    with LongVectors(d) as count:
+        out = combine_in_place(vectors, C)
+    assert len(out) == q and torch.allclose(torch.stack(out, 1), V @ C, rtol=0, atol=1e-12)
+    assert count.peak == {}  # no d-long tensor made: the rows were rewritten in place
+    assert vectors == []  # the caller's list is handed over
+
+
+def test_compress_keeps_the_span_its_ritz_values_and_orthonormal_rows():
+    b, H, p = _basis(m=6, seed=1)
+    before = {t: b.ritz(t).values[:2].copy() for t in b.targets}
+    # keep the top two Ritz directions of each target: their values must survive exactly
+    coef = torch.cat([b.ritz(t).coef[:, :2] for t in b.targets], 1)
+    W_kept = torch.stack(b.rows, 1) @ coef
+    b.compress(coef)
+    W = torch.stack(b.rows, 1)
+    assert len(b) == 4
+    assert torch.allclose(W.T @ W, torch.eye(4, dtype=torch.float64), atol=1e-12)
+    # the same span: the kept directions are reproduced by the new rows
+    assert torch.allclose(W @ (W.T @ W_kept), W_kept, atol=1e-12)
+    assert torch.allclose(torch.stack(b.images, 1), H @ W, atol=1e-12)
+    for t in b.targets:
+        M = b.M[t]
+        dense_M = W.T @ W if t == "raw" else W.T @ (p[:, None] * W)
+        assert torch.allclose(M, dense_M, atol=1e-12)
+        assert np.allclose(b.ritz(t).values[:2], before[t], rtol=0, atol=1e-10)
