@@ -3,8 +3,6 @@ failure a new user ran into as one line with its documented exit code (issue 24)
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torch import nn
@@ -235,24 +233,3 @@ def test_bench_list_options_repeated_and_comma_separated_alike():
         assert code == 2 and "['huge']" in _one_line(out), opts
     code, out = _invoke("bench", "monitor", "--every", "10", "--every", "0")
     assert code == 2 and "at least 1, got [10, 0]" in _one_line(out)
-
-
-def test_a_finished_flows_run_resumes_to_its_summary_without_its_objective_file(tmp_path):
-    """A run that ended is not rebuilt: its objective's file may be gone, the summary is not."""
-    src = tmp_path / "bowl.py"
-    src.write_text("import torch\n\n\ndef bowl(x):\n    return (x * x).sum() + x[0] ** 4\n\n\n"
-                   "bowl.dim = 2\n")
-    out = tmp_path / "f"
-    code, text = _invoke("flow", "--objective", f"{src}:bowl", "--x0", "0.5,0.2", "--lr", "0.5",
-                         "--steps", "4", "--out", out, "--no-progress")
-    assert code == 0, text
-    src.unlink()
-    code, text = _invoke("flow", "--resume", out, "--json", "--no-progress")
-    assert code == 0, text
-    assert json.loads(text)["status"] == "completed"
-    assert json.loads(text) == store.read_json(out / "summary.json")
-    # a run that has not ended still needs the file, and says so in one line
-    state = store.read_json(out / "summary.json")
-    (out / "summary.json").unlink()
-    code, text = _invoke("flow", "--resume", out, "--no-progress")
-    assert code == 2 and "bowl.py" in _one_line(text) and state["status"] == "completed"

@@ -154,11 +154,7 @@ def flow_cmd(
         store.check_owner(resume, "flows")
         settings, source = read_flow_config(resume)
         out = resume
-        # a run that ended for good is not rebuilt: its summary needs neither the data nor
-        # the objective's files (which may be gone), and run_flows returns before using them
-        finished = store.finished_summary(out) is not None
-        obj, x_start = (None, None) if finished else _problem(source, settings.lr,
-                                                              settings.steps)[:2]
+        obj, x_start, _, _ = _problem(source, settings.lr, settings.steps)
     else:
         if out is None:
             raise UsageError("--out DIR is required (or --resume DIR)")
@@ -173,8 +169,8 @@ def flow_cmd(
                                 fraction=fraction, neigs=neigs, eig_tol=eig_tol, window=window,
                                 method=method, rtol=rtol, atol=atol,
                                 checkpoint_every=checkpoint_every)
-        finished = False
     # a finished run's resume runs nothing (run_flows checks its record) and redraws nothing
+    finished = resume is not None and store.finished_summary(out) is not None
     with progress_bar(settings.steps, 0, progress and not finished, "flows") as update:
         summary = run_flows(
             obj, x_start, settings, out, source=source, resume=resume is not None,

@@ -155,8 +155,7 @@ FLOW_TRACKS = {GD: _gd_tracks, RMSprop: _rmsprop_tracks}
 OPTIMIZERS = tuple(rule.name for rule in FLOW_TRACKS)
 
 
-def run_flows(obj: Objective | None, x0: Tensor | None, settings: FlowSettings,
-              out: str | Path, *,
+def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Path, *,
               source: dict | None = None, resume: bool = False, overwrite: bool = False,
               stop_at: int | None = None, on_record: Callable[[dict], None] | None = None
               ) -> dict:
@@ -170,8 +169,7 @@ def run_flows(obj: Objective | None, x0: Tensor | None, settings: FlowSettings,
     ``stop_at`` stops (status ``interrupted``, resumable) once that step's rows
     are written, as a kill would. A resume of a run that already ended for good
     (completed or diverged) returns its summary and touches nothing, as ``eoskit run``
-    does (``obj`` and ``x0`` are not used then, and may be None). ``on_record(row)`` sees
-    GD's row at every recorded step (a progress bar).
+    does. ``on_record(row)`` sees GD's row at every recorded step (a progress bar).
     """
     out = Path(out)
     if resume and overwrite:
@@ -184,8 +182,6 @@ def run_flows(obj: Objective | None, x0: Tensor | None, settings: FlowSettings,
         if resume and (finished := store.finished_summary(out)) is not None:
             _check_unedited(out, config)
             return finished  # another process finished it meanwhile
-        if obj is None or x0 is None:
-            raise ValueError("the run has not ended: continuing it needs its objective and x0")
         if resume:
             store.check_owner(out, "flows")
         else:
