@@ -12,8 +12,8 @@ top vector) give both estimates from two products.
 
 Rows are separate d-long tensors in the work dtype (no stacked copies); the
 m×m matrices are float64. A thick restart (:meth:`SharedBasis.compress`) rewrites the
-rows and images in place, and ``√p`` is formed only where a step needs it, so the basis
-holds its ``2m`` vectors and nothing beside them while a product runs.
+rows and images in place, and ``√p`` and ``p∘w`` are formed by slices, so the basis holds
+its ``2m`` vectors and nothing beside them while a product runs.
 
 Example:
     >>> import torch

@@ -66,7 +66,7 @@ from eoskit._threads import limit_blas_threads
 from eoskit.eigs.krylov import EigResult, eigenvalue_bounds, norm, work_dtype
 from eoskit.eigs.shared_basis import SharedBasis, scale_by_root
 
-_TEMPS = 4  # d-long temporaries: a Ritz vector, its image, a residual, a square root of p
+_TEMPS = 4  # d-long temporaries: a Ritz vector, its image, a residual's two combinations
 
 
 def _held(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
@@ -125,7 +125,8 @@ def budget_for(k: int, dim: int, dtype: torch.dtype, allowance: int = ALLOWANCE_
     A small basis costs products where the top of the spectrum is clustered (a 17k-parameter
     GPT-2 did not converge in 80 products with 5 rows, and did within 67 with 14), so small
     models get the large basis; at scale the minimum holds (a 5.3M-parameter float32 model
-    has 21 MB vectors: 12 fit 256 MB, below the minimum of 22).
+    has 21 MB vectors: 12 fit 256 MB, below the minimum: 20 for k = 1 with Ritz vectors
+    kept, 18 and 16 as the Monitor sizes it for two quantities and for one).
     """
     held = _held(k, quantities, eigenvectors)
     most = 2 * (2 * k + 12) + held
