@@ -213,12 +213,12 @@ def test_the_default_budget_follows_the_vectors_size_and_the_quantities():
         min_shared_vectors(2))
 
 
-@pytest.mark.parametrize("raw,cold_most,warm_most", [(False, 16, 14), (True, 16, 14)])
+@pytest.mark.parametrize("raw,cold_most,warm_most", [(False, 15, 13), (True, 15, 13)])
 def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_most, monkeypatch):
     """The whole Monitor step, counted in d-long float32 vectors made while it runs: the
-    point (x and its gradient, 2), P (1), the basis at its smallest budget (4 rows and
-    images before the product that adds the fifth), the row being added (1) and the fd
-    product's displaced point and two gradients (3): 15. A warm step's first rows are the
+    point x (1; its gradient is taken after the products), P (1), the basis at its smallest
+    budget (4 rows and images before the product that adds the fifth), the row being added
+    (1) and the fd product's displaced point and two gradients (3): 14. A warm step's first rows are the
     carried vectors made by the step before (1 for the preconditioned sharpness alone, 2 for
     both), which the count does not see. A restart rewrites the basis
     in place, √p is formed by slices and no Ritz vector is kept, so nothing else appears."""
@@ -245,3 +245,20 @@ def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_mos
             peaks.append(count.peak[torch.float32])
     assert len(peaks) == 6 and set(count.peak) == {torch.float32}
     assert peaks[0] <= cold_most and max(peaks[1:]) <= warm_most
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_diverged_loss_is_named_though_the_products_come_first(dtype):
+    # the gradient (and so the loss) is taken after the products; a non-finite loss must
+    # still be the error the user sees, not the eigensolver's failure on NaN products
+    model, X, Y = _problem(dtype, n=6)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    mon = Monitor(model, F.mse_loss, (X, Y), every=1, optimizer=opt)
+    opt.zero_grad()
+    F.mse_loss(model(X), Y).backward()
+    opt.step()
+    assert mon.step()["sharpness"] > 0
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="the loss is nan at step 2: no Hessian to measure"):
+        mon.step()

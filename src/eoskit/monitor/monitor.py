@@ -282,11 +282,20 @@ class Monitor:
         hvps_before = self.objective.hvp_count
         with self._fork(), torch.enable_grad():
             with self.objective.at(x, copy=False) as point:  # x is this call's own copy
+                # the gradient is taken after the products, so it is not held beside the
+                # basis while they run (one model-sized vector less at the peak)
+                try:
+                    eig, peig = self.meter.measure(point.hvp, x)
+                    failure = None
+                except Exception as exc:  # re-raised below unless the loss explains it
+                    failure = exc
                 loss, g = float(point.value), point.grad.detach()
-                if not math.isfinite(loss):  # the eigensolvers would fail deep inside
+                if not math.isfinite(loss):  # the eigensolvers fail deep inside, or not at all
                     raise ValueError(f"the loss is {loss} at step {self.steps}: no Hessian "
-                                     "to measure (diverged? check the learning rate and data)")
-                eig, peig = self.meter.measure(point.hvp, x)
+                                     "to measure (diverged? check the learning rate and "
+                                     "data)") from failure
+                if failure is not None:
+                    raise failure
         if self._pending is not None:
             self._complete_pending(x, loss)
         hvps = self.objective.hvp_count - hvps_before
