@@ -10,7 +10,13 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from eoskit import store
-from eoskit.optim import make_rule, run_quadratic, stability_threshold, torch_preconditioner
+from eoskit.optim import (
+    make_rule,
+    run_quadratic,
+    stability_threshold,
+    state_preconditioner,
+    torch_preconditioner,
+)
 from eoskit.training.config import RunConfig
 from eoskit.training.loop import train
 
@@ -126,3 +132,31 @@ def test_resume_from_a_mid_checkpoint_is_row_identical(tmp_path, name):
     assert len(ra) == len(rb) == 24
     assert ra == rb
     assert torch.equal(torch.load(ref / "params_final.pt"), torch.load(run / "params_final.pt"))
+
+
+@pytest.mark.parametrize("kind", ["adam", "rmsprop"])
+def test_state_diagonal_slices_are_the_optimisers_denominator(kind):
+    # the reference: P written out from torch's documented update, parameter by parameter
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(*s)) for s in [(3, 4), (1,), (5,), (2, 3)]]
+    opt = TORCH[kind](params, lr=0.01, **({"betas": (0.9, 0.99)} if kind == "adam" else {}))
+    for _ in range(3):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    parts = []
+    for p in params:
+        st = opt.state[p]
+        v = st["exp_avg_sq"] / (1 - 0.99 ** float(st["step"])) if kind == "adam" else (
+            st["square_avg"])
+        parts.append((v.sqrt() + 1e-8).reshape(-1))
+    reference = torch.cat(parts)
+    P = state_preconditioner(opt, params).to(dtype=F64)
+    assert P.numel() == reference.numel() == 24 and P.shape == (24,)
+    for lo, hi in [(0, 24), (0, 12), (11, 13), (12, 13), (13, 20), (5, 22), (23, 24), (7, 7)]:
+        got = P[lo:hi]
+        assert got.dtype == F64 and got.shape == (hi - lo,)
+        assert torch.allclose(got, reference[lo:hi].double(), rtol=1e-6, atol=0)
+    assert torch.equal(torch_preconditioner(opt, params), P.full().float())
+    with pytest.raises(IndexError, match="contiguously"):
+        P[0:24:2]

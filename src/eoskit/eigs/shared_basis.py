@@ -13,7 +13,8 @@ top vector) give both estimates from two products.
 Rows are separate d-long tensors in the work dtype (no stacked copies); the
 m×m matrices are float64. A thick restart (:meth:`SharedBasis.compress`) rewrites the
 rows and images in place, and ``√p`` and ``p∘w`` are formed by slices, so the basis holds
-its ``2m`` vectors and nothing beside them while a product runs.
+its ``2m`` vectors and nothing beside them while a product runs; ``p`` itself may be
+computed a slice at a time.
 
 Example:
     >>> import torch
@@ -61,7 +62,9 @@ def generalised_eigh(G: Tensor, M: Tensor) -> tuple[np.ndarray, Tensor]:
 class SharedBasis:
     """Rows ``w_i`` (Euclidean orthonormal), their images ``H·w_i`` and the small matrices.
 
-    ``p``: the preconditioner's diagonal (d,), or None for the raw operator alone.
+    ``p``: the preconditioner's diagonal (d,), or None for the raw operator alone. It is
+    only ever sliced (``p[lo:hi]``), so it may be computed a slice at a time
+    (:class:`~eoskit.optim.StateDiagonal`: no d-long ``P`` held).
     ``targets``: the operators searched (default: both with ``p``, else ``("raw",)``);
     ``("pre",)`` keeps no raw metric (its Gram columns cost passes over d).
     """
@@ -179,12 +182,12 @@ class SharedBasis:
         """The row to add so the target's space gains its residual: ``r`` or
         ``D r = P^{-1}(H z − θ P z)`` (no square root formed)."""
         r = self._defect(target, coef, theta)
-        return r if target == "raw" else r.div_(self.p)
+        return r if target == "raw" else scale_by(r, self.p, -1)
 
     def _defect(self, target: str, coef: Tensor, theta: float) -> Tensor:
         """``H z − θ z`` (raw) or ``H z − θ P z`` (preconditioned)."""
         h, z = self.combine(coef, images=True), self.combine(coef)
-        return h.sub_(z if target == "raw" else z.mul_(self.p), alpha=theta)
+        return h.sub_(z if target == "raw" else scale_by(z, self.p, 1), alpha=theta)
 
     def compress(self, coef: Tensor) -> None:
         """Keep only the span of ``Wᵀ·coef`` (coef (m, q), q < m): a thick restart, no product.
@@ -212,10 +215,25 @@ def scale_by_root(v: Tensor, p: Tensor, sign: int) -> Tensor:
         >>> scale_by_root(v, torch.tensor([4.0, 9.0]), 1).tolist()
         [1.0, 2.0]
     """
-    flat, pf = v.view(-1), p.view(-1)
+    flat = v.view(-1)
     for lo in range(0, flat.numel(), _CHUNK):
-        part, root = flat[lo:lo + _CHUNK], pf[lo:lo + _CHUNK].sqrt()
+        part, root = flat[lo:lo + _CHUNK], p[lo:lo + _CHUNK].sqrt()
         part.div_(root) if sign > 0 else part.mul_(root)
+    return v
+
+
+def scale_by(v: Tensor, p, sign: int) -> Tensor:
+    """``v ← p∘v`` (``sign`` 1) or ``v ← v/p`` (``sign`` −1), in place and by slices (``p``
+    may be computed a slice at a time, as :class:`~eoskit.optim.StateDiagonal` is).
+
+    Example:
+        >>> scale_by(torch.tensor([2.0, 6.0]), torch.tensor([4.0, 3.0]), -1).tolist()
+        [0.5, 2.0]
+    """
+    flat = v.view(-1)
+    for lo in range(0, flat.numel(), _CHUNK):
+        part, weight = flat[lo:lo + _CHUNK], p[lo:lo + _CHUNK]
+        part.mul_(weight) if sign > 0 else part.div_(weight)
     return v
 
 

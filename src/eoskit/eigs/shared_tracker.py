@@ -39,7 +39,8 @@ Memory, for ``T`` quantities (2: raw and preconditioned; 1: one of them): rows a
 (``2·max_basis`` at most; a thick restart rewrites them in place), the carried vectors
 (``T·k``; a warm solve's rows take them over, so they are not held twice), the results (``T·k``
 next starts, and ``T·k`` Ritz vectors unless ``eigenvectors=False``) and four temporaries, all
-in the work dtype; ``p`` is the caller's. ``max_vectors`` (default
+in the work dtype; ``p`` is the caller's (sliced only: the Monitor's is read off the
+optimiser's state a slice at a time). ``max_vectors`` (default
 :func:`default_shared_vectors`) sets the basis bound, ``(max_vectors − held) // 2`` rows with
 at least ``2k + 3``; the accounting (:func:`_held`) still counts the carried vectors
 apart, so it is an upper bound.

@@ -31,7 +31,7 @@ from eoskit.eigs import SharedTracker, make_tracker, preconditioned_matvec
 from eoskit.eigs.shared_tracker import budget_for
 from eoskit.monitor.optimizers import adaptive, optimizer_kind, unwrap
 from eoskit.objective.model import trainable
-from eoskit.optim import torch_preconditioner
+from eoskit.optim import StateDiagonal, state_preconditioner
 
 
 def default_engine(dtype: torch.dtype) -> str:
@@ -91,12 +91,14 @@ class SharpnessMeter:
     def measure(self, hvp, x: Tensor):
         """The raw (None with ``raw=False``) and the preconditioned (None without ``P``)
         top-k at the point ``x`` whose products ``hvp`` gives."""
-        d, p = self.objective.dim, self.preconditioner()
+        d, p = self.objective.dim, self._state_diagonal()
         if not self.raw and p is None:  # before the optimiser's first step: nothing to measure
             return None, None
         if isinstance(self.tracker, SharedTracker):
+            # P by slices off the optimiser's state: no d-long copy beside the basis
             out = self.tracker.measure(hvp, d, x.dtype, x.device, p, raw=self.raw)
             return out.get("raw"), out.get("pre")
+        p = None if p is None else p.full()
         eig = self.tracker.measure(hvp, d, x.dtype, x.device) if self.raw else None
         peig = None if p is None else self.precond_tracker.measure(
             preconditioned_matvec(hvp, p), d, x.dtype, x.device)
@@ -105,11 +107,16 @@ class SharpnessMeter:
     def preconditioner(self) -> Tensor | None:
         """The optimiser's current ``P = √v̂ + ε`` (d,) in the objective's dtype; None
         without an adaptive optimiser, before its first step, or if it lacks a parameter."""
+        p = self._state_diagonal()
+        return None if p is None else p.full()
+
+    def _state_diagonal(self) -> StateDiagonal | None:
+        """:meth:`preconditioner` a slice at a time (:class:`~eoskit.optim.StateDiagonal`)."""
         if not self.preconditioned:
             return None
         try:
-            p = torch_preconditioner(unwrap(self.optimizer),
+            p = state_preconditioner(unwrap(self.optimizer),
                                      [p for _, p in trainable(self.model)])
         except (KeyError, ValueError):  # no step yet; a parameter the optimiser does not own
             return None
-        return p.detach().to(dtype=self.objective.dtype, device=self.objective.device)
+        return p.to(dtype=self.objective.dtype, device=self.objective.device)

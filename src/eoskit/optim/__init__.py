@@ -41,7 +41,11 @@ from eoskit.optim.rule_registry import (
     torch_threshold,
 )
 from eoskit.optim.sgd import SGD
-from eoskit.optim.torch_preconditioner import torch_preconditioner
+from eoskit.optim.torch_preconditioner import (
+    StateDiagonal,
+    state_preconditioner,
+    torch_preconditioner,
+)
 from eoskit.optim.update_rule import Hyper, UpdateRule, run_quadratic, second_order_curvature
 
 __all__ = [
@@ -49,5 +53,6 @@ __all__ = [
     "GD", "SGD", "Polyak", "Nesterov", "Adam", "AdamW", "RMSprop", "make_rule", "rule_class",
     "rule_for", "rule_hyperparameters", "rules_with", "run_quadratic", "second_order_curvature",
     "stability_threshold",
-    "torch_preconditioner", "torch_rule", "torch_threshold",
+    "StateDiagonal", "state_preconditioner", "torch_preconditioner", "torch_rule",
+    "torch_threshold",
 ]
