@@ -53,15 +53,23 @@ def test_ritz_vector_image_residual_and_expansion_match_the_dense_formulas(targe
     assert b.residual_norm(target, c, theta) == pytest.approx(float(residual.norm()), rel=1e-8)
 
 
-def test_combine_in_place_is_the_dense_product_and_allocates_no_d_long_vector():
+@pytest.mark.parametrize("stored", [torch.float64, torch.bfloat16])
+def test_combine_in_place_is_the_dense_product_and_allocates_no_d_long_vector(stored,
+                                                                              monkeypatch):
+    import eoskit.eigs.shared_basis as shared_basis
+
+    monkeypatch.setattr(shared_basis, "_CHUNK", 64)  # slices well below d, as at scale
     g = torch.Generator().manual_seed(2)
     m, q, d = 7, 4, 500
-    vectors = [torch.randn(d, dtype=torch.float64, generator=g) for _ in range(m)]
-    V = torch.stack(vectors, 1).clone()
+    vectors = [torch.randn(d, dtype=torch.float64, generator=g).to(stored) for _ in range(m)]
+    V = torch.stack(vectors, 1).double()
     C, _ = torch.linalg.qr(torch.randn(m, q, dtype=torch.float64, generator=g))
     with LongVectors(d) as count:
         out = combine_in_place(vectors, C)
-    assert len(out) == q and torch.allclose(torch.stack(out, 1), V @ C, rtol=0, atol=1e-12)
+    assert len(out) == q and all(v.dtype == stored for v in out)
+    # bfloat16 vectors: the sum is formed in float32 and rounded once (2^-9 relative)
+    err = (torch.stack(out, 1).double() - V @ C).abs().max() / (V @ C).abs().max()
+    assert err <= (1e-14 if stored == torch.float64 else 2 ** -8)
     assert count.peak == {}  # no d-long tensor made: the rows were rewritten in place
     assert vectors == []  # the caller's list is handed over
 
@@ -84,3 +92,39 @@ def test_compress_keeps_the_span_its_ritz_values_and_orthonormal_rows():
         dense_M = W.T @ W if t == "raw" else W.T @ (p[:, None] * W)
         assert torch.allclose(M, dense_M, atol=1e-12)
         assert np.allclose(b.ritz(t).values[:2], before[t], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("target", ["raw", "pre"])
+def test_bfloat16_images_leave_the_ritz_values_exact_and_round_only_the_images(target):
+    # the dense reference of the same float64 operator: the Rayleigh–Ritz values on the
+    # span of the rows are those of WᵀHW, which the basis takes from full-precision images
+    H, p, g = _operator(3)
+    starts = [torch.randn(D, dtype=torch.float64, generator=g) for _ in range(6)]
+    full = SharedBasis(lambda v: H @ v, p)
+    narrow = SharedBasis(lambda v: H @ v, p, image_dtype=torch.bfloat16)
+    for v in starts:
+        for b in (full, narrow):
+            b.add(b.orthogonal(v.clone()))
+    assert all(h.dtype == torch.bfloat16 for h in narrow.images)
+    W = torch.stack(narrow.rows, 1)
+    metric = W.T @ W if target == "raw" else W.T @ (p[:, None] * W)
+    L = torch.linalg.cholesky(metric)
+    Li = torch.linalg.inv(L)
+    dense = torch.linalg.eigvalsh(Li @ (W.T @ H @ W) @ Li.T).flip(0).numpy()
+    values = narrow.ritz(target).values
+    assert np.allclose(values, dense, rtol=0, atol=1e-12)
+    # what the rounded images serve: the Ritz image, residual and restart, to 2^-8 of it
+    c = narrow.ritz(target).coef[:, 0]
+    theta = float(values[0])
+    want = H @ (W @ c) if target == "raw" else H @ (W @ c) / p.sqrt()
+    got = narrow.image(target, c)
+    assert got.dtype == torch.float64 and float((got - want).norm()) <= 2 ** -8 * float(
+        want.norm())
+    r = narrow.residual_norm(target, c, theta)
+    assert r == pytest.approx(full.residual_norm(target, c, theta), rel=2 ** -6)
+    narrow.compress(narrow.ritz(target).coef[:, :3])
+    assert all(h.dtype == torch.bfloat16 for h in narrow.images) and len(narrow) == 3
+    kept = torch.stack(narrow.rows, 1)
+    exact = H @ kept
+    rounded = torch.stack([h.double() for h in narrow.images], 1)
+    assert float((rounded - exact).norm()) <= 2 ** -8 * float(exact.norm())

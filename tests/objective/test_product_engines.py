@@ -218,3 +218,37 @@ def test_setting_hvp_method_switches_the_engine():
     assert 0 < float((obj.hvp(x, v) - x ** 2).abs().max()) < 1e-9  # differences, not exact
     with pytest.raises(ValueError, match="hvp_method"):
         obj.hvp_method = "magic"
+
+
+def test_fd_displacing_the_point_in_place_gives_the_copys_product_and_restores_it():
+    # float32, where rounding the displaced point shows: in place or in a copy, each displaced
+    # point is x ± h·v̂ rounded once, so the products agree to the bit; x comes back exactly
+    gen = torch.Generator().manual_seed(0)
+    d = 1000
+    a = torch.randn(d, generator=gen)
+    obj = FunctionObjective(lambda z: ((z - a) ** 4).sum() / 12 + (z[:-1] * z[1:]).sum(), d,
+                            hvp_method="fd", dtype=torch.float32)
+    x = torch.randn(d, generator=gen)
+    exact = x.clone()
+    v = torch.randn(d, generator=gen)
+    calls = []
+
+    def restore(t):
+        calls.append(t.data_ptr())
+        t.copy_(exact)
+
+    with obj.at(x, copy=False, restore=restore) as point:
+        got = point.hvp(v)
+        assert torch.equal(point.x, exact) and calls == [x.data_ptr()] * 2
+    assert torch.equal(got, obj.product(exact.clone(), v))  # a displaced copy
+    assert obj.hvp_count == 2
+    # a failing gradient still leaves x restored
+    broken = FunctionObjective(lambda z: z.sum() if bool(torch.equal(z, exact)) else
+                               (_ for _ in ()).throw(RuntimeError("kernel failed")), d,
+                               hvp_method="fd", dtype=torch.float32)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        broken.product(x, v, restore=restore)
+    assert torch.equal(x, exact)
+    # an engine that does not displace the point ignores restore
+    exact64 = FunctionObjective(obj.f, d, hvp_method="rev-rev", dtype=torch.float32)
+    assert torch.equal(exact64.product(x, v, restore=lambda t: t.zero_()), exact64.product(x, v))

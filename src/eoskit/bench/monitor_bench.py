@@ -117,7 +117,7 @@ def _check(mon: Monitor, row: dict) -> dict:
 def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed: int = 0,
                   references: bool = True, device: str = "cpu", raw: bool = True,
                   max_warm_products: int | None = None, criterion: str = "eigenvalue",
-                  log=print) -> dict:
+                  image_dtype: torch.dtype | None = None, log=print) -> dict:
     """One row: products, errors, time ratio and memory of a Monitor in this loop."""
     s = SETTINGS[setting]
     model = build_model(s, seed).to(device)
@@ -131,7 +131,8 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
         _train_step(model, opt, next(stream))
     plain_peak = peak_mb(device)
     mon = Monitor(model, next_token_loss, (probe, probe), every=every, optimizer=opt,
-                  raw_sharpness=raw, max_warm_products=max_warm_products, criterion=criterion)
+                  raw_sharpness=raw, max_warm_products=max_warm_products, criterion=criterion,
+                  image_dtype=image_dtype)
     mon.steps = 2
     peaks, errors, t_mon, plain_steps = [], [], 0.0, []
     twin = twin_opt = None
@@ -171,7 +172,8 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
     out = _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mon,
                    plain_steps)
     return {**out, "device": device, "raw": raw, "max_warm_products": max_warm_products,
-            "criterion": criterion}
+            "criterion": criterion,
+            "image_dtype": None if image_dtype is None else str(image_dtype).removeprefix("torch.")}
 
 
 def _state_mb(model, opt) -> float:
@@ -235,6 +237,8 @@ def markdown(rows: list[dict]) -> str:
             what += f", ≤{r['max_warm_products']} warm"
         if r.get("criterion", "eigenvalue") != "eigenvalue":
             what += f", {r['criterion']}"
+        if r.get("image_dtype"):
+            what += f", {r['image_dtype']} images"
         lines.append(
             f"| {r['setting']} | {r['optimizer']} | {what} | {r['every']} | {r['steps']} | "
             f"{r['hvps_first']} / {_f(r['hvps_steady_median'], '.1f')} | "

@@ -125,6 +125,8 @@ def monitor_cmd(
                                           "products (the Monitor's max_warm_products)."),
     criterion: str = _O("eigenvalue", help="The Monitor's stopping test: eigenvalue, "
                         "residual or change."),
+    image_dtype: Optional[str] = _O(None, help="Keep the basis's Hessian-vector products in "
+                                    "this dtype (bfloat16; the Monitor's image_dtype)."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
     device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
@@ -153,6 +155,9 @@ def monitor_cmd(
     if criterion not in SHARED_CRITERIA:
         raise UsageError(f"--criterion must be one of {', '.join(SHARED_CRITERIA)}, "
                          f"got {criterion!r}")
+    if image_dtype not in (None, "bfloat16", "float16", "float32"):
+        raise UsageError(f"--image-dtype must be bfloat16, float16 or float32, got "
+                         f"{image_dtype!r}")
     if not raw and opts != ["adamw"]:
         raise UsageError("--no-raw measures the preconditioned sharpness alone: "
                          "--optimizers adamw only")
@@ -169,7 +174,9 @@ def monitor_cmd(
                 rows.append(bench_monitor(name, opt, n, steps, references=references,
                                           device=device, raw=raw,
                                           max_warm_products=max_warm_products,
-                                          criterion=criterion, log=log))
+                                          criterion=criterion, log=log,
+                                          image_dtype=image_dtype and getattr(torch,
+                                                                              image_dtype)))
     _write_rows(rows, markdown(rows), json_out, markdown_out)
 
 

@@ -53,9 +53,9 @@ class ShardedPoint(PointObjective):
     base's properties and context manager, not its constructor (which would build a graph
     on this rank's shard without the reduction)."""
 
-    def __init__(self, parent: ShardedObjective, x: Tensor, copy: bool = True):
+    def __init__(self, parent: ShardedObjective, x: Tensor, copy: bool = True, restore=None):
         self.parent = parent
-        self.local = parent.local.at(x, copy)
+        self.local = parent.local.at(x, copy, restore)
         self.x = self.local.x
         self._vga: tuple[Tensor, Tensor, Tensor | None] | None = None
 
@@ -127,14 +127,14 @@ class ShardedObjective(Objective):
                                   "run them in one process")
 
     # second order and above
-    def at(self, x: Tensor, copy: bool = True) -> ShardedPoint:
-        point = ShardedPoint(self, x, copy)
+    def at(self, x: Tensor, copy: bool = True, restore=None) -> ShardedPoint:
+        point = ShardedPoint(self, x, copy, restore)
         self._point = point
         return point
 
-    def product(self, x: Tensor, v: Tensor) -> Tensor:
+    def product(self, x: Tensor, v: Tensor, restore=None) -> Tensor:
         self.hvp_count += 1 if v.ndim == 1 else v.shape[1]
-        return self.reduce(self.local.product(x, v))
+        return self.reduce(self.local.product(x, v, restore))
 
     def d3(self, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
         return self.reduce(self.local.d3(x, u, v))

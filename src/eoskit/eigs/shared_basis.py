@@ -70,8 +70,8 @@ class SharedBasis:
     """
 
     def __init__(self, hvp: MatVec, p: Tensor | None, dtype=None,
-                 targets: tuple[str, ...] | None = None):
-        self.hvp, self.p, self.dtype = hvp, p, dtype
+                 targets: tuple[str, ...] | None = None, image_dtype: torch.dtype | None = None):
+        self.hvp, self.p, self.dtype, self.image_dtype = hvp, p, dtype, image_dtype
         self.targets = (TARGETS if p is not None else TARGETS[:1]) if targets is None else (
             tuple(targets))
         if (not self.targets or not set(self.targets) <= set(TARGETS)
@@ -121,15 +121,17 @@ class SharedBasis:
             self.M["raw"] = _bordered(self.M["raw"], torch.tensor(
                 [float(r @ w) for r in self.rows] + [float(w @ w)], dtype=torch.float64))
             self.K["raw"] = _bordered(self.K["raw"], torch.tensor(
-                [float(h @ image) for h in self.images] + [float(image @ image)],
-                dtype=torch.float64))
+                weighted_dots([*self.images, image], image, None, 1), dtype=torch.float64))
         if "pre" in self.targets:  # [w_i·(p∘w)] and [h_i·(h/p)], by slices (no d-long p∘w)
             self.M["pre"] = _bordered(self.M["pre"], torch.tensor(
                 weighted_dots([*self.rows, w], w, self.p, 1), dtype=torch.float64))
             self.K["pre"] = _bordered(self.K["pre"], torch.tensor(
                 weighted_dots([*self.images, image], image, self.p, -1), dtype=torch.float64))
         self.rows.append(w)
-        self.images.append(image)
+        self.work_dtype = w.dtype
+        # G took the image at full precision; a narrower copy serves only residuals and
+        # restarts (directions, and residual norms to its rounding)
+        self.images.append(image if self.image_dtype is None else image.to(self.image_dtype))
         assert len(self.rows) == m + 1
 
     # ---- Rayleigh–Ritz
@@ -140,7 +142,8 @@ class SharedBasis:
     def combine(self, coef: Tensor, images: bool = False) -> Tensor:
         """``Σ c_i w_i`` (or ``Σ c_i H·w_i``) for float64 coefficients c (m,)."""
         src = self.images if images else self.rows
-        out = torch.zeros_like(src[0])
+        # the rows' (work) dtype, whatever the images are kept in
+        out = torch.zeros(src[0].shape, dtype=self.work_dtype, device=src[0].device)
         for c, r in zip(coef.tolist(), src, strict=True):
             out.add_(r, alpha=c)
         return out
@@ -185,9 +188,18 @@ class SharedBasis:
         return r if target == "raw" else scale_by(r, self.p, -1)
 
     def _defect(self, target: str, coef: Tensor, theta: float) -> Tensor:
-        """``H z − θ z`` (raw) or ``H z − θ P z`` (preconditioned)."""
-        h, z = self.combine(coef, images=True), self.combine(coef)
-        return h.sub_(z if target == "raw" else scale_by(z, self.p, 1), alpha=theta)
+        """``H z − θ z`` (raw) or ``H z − θ P z`` (preconditioned), in one d-long vector:
+        ``z`` (and ``P z``) is formed a slice at a time."""
+        r, weights = self.combine(coef, images=True), coef.tolist()
+        flat = r.view(-1)
+        for lo in range(0, flat.numel(), _CHUNK):
+            z = torch.zeros_like(flat[lo:lo + _CHUNK])
+            for c, w in zip(weights, self.rows, strict=True):
+                z.add_(w[lo:lo + _CHUNK], alpha=c)
+            if target != "raw":
+                z.mul_(self.p[lo:lo + _CHUNK])
+            flat[lo:lo + _CHUNK].sub_(z, alpha=theta)
+        return r
 
     def compress(self, coef: Tensor) -> None:
         """Keep only the span of ``Wᵀ·coef`` (coef (m, q), q < m): a thick restart, no product.
@@ -237,9 +249,10 @@ def scale_by(v: Tensor, p, sign: int) -> Tensor:
     return v
 
 
-def weighted_dots(vectors: list[Tensor], u: Tensor, p: Tensor, sign: int) -> list[float]:
+def weighted_dots(vectors: list[Tensor], u: Tensor, p, sign: int) -> list[float]:
     """``[v·(p∘u) for v in vectors]`` (``sign`` 1) or ``[v·(u/p)]`` (``sign`` −1), by slices:
-    the weighted vector is never formed at full length. Slice sums add in float64.
+    the weighted vector is never formed at full length (``p`` None: ``[v·u]``). Slice sums
+    add in float64; a vector stored narrower than ``u`` is widened a slice at a time.
 
     Example:
         >>> weighted_dots([torch.tensor([1.0, 1.0])], torch.tensor([2.0, 3.0]),
@@ -249,22 +262,20 @@ def weighted_dots(vectors: list[Tensor], u: Tensor, p: Tensor, sign: int) -> lis
     totals = [0.0] * len(vectors)
     n = u.numel()
     for lo in range(0, n, _CHUNK):
-        part = u[lo:lo + _CHUNK] * p[lo:lo + _CHUNK] if sign > 0 else (
-            u[lo:lo + _CHUNK] / p[lo:lo + _CHUNK])
+        part = u[lo:lo + _CHUNK] if p is None else u[lo:lo + _CHUNK] * p[lo:lo + _CHUNK] if (
+            sign > 0) else u[lo:lo + _CHUNK] / p[lo:lo + _CHUNK]
         for i, v in enumerate(vectors):
-            totals[i] += float(v[lo:lo + _CHUNK] @ part)
+            totals[i] += float(v[lo:lo + _CHUNK].to(part.dtype) @ part)
     return totals
 
 
 def combine_in_place(vectors: list[Tensor], C: Tensor) -> list[Tensor]:
-    """``[Σ_i C_ij v_i for j < q]`` for C (m, q) of full column rank, written over ``vectors``.
+    """``[Σ_i C_ij v_i for j < q]`` for C (m, q), written over ``vectors``.
 
-    With ``C = P L U`` (LU, partial pivoting: L (m, q) unit lower, U (q, q) upper),
-    ``V C = ((V P) L) U``: the permutation reorders the list; a unit lower factor can be
-    applied in place in ascending column order (column j needs only the columns after it,
-    not yet rewritten) and an upper one in descending order. So a restart holds no copy of
-    the basis: at 124M parameters each copy is 0.5 GB. ``|L| ≤ 1`` keeps the rounding that
-    of a direct sum.
+    A slice of all m vectors at a time: the slice's new values are formed in float32 or
+    the vectors' own dtype if wider (an (m, slice) block) and written back, so a restart
+    holds no copy of the basis (at 124M parameters each copy is 0.5 GB) and vectors stored
+    below float32 (bfloat16 images) are rounded once, not once per term.
 
     Example:
         >>> V = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), torch.tensor([1.0, 1.0])]
@@ -272,22 +283,22 @@ def combine_in_place(vectors: list[Tensor], C: Tensor) -> list[Tensor]:
         >>> [v.tolist() for v in combine_in_place(V, C)]
         [[1.0, 2.0], [3.0, 4.0]]
     """
-    P, L, U = torch.linalg.lu(C)
-    order = P.argmax(0).tolist()  # column j of V P is v[order[j]]
-    out = [vectors[i] for i in order]
+    m, q = C.shape
+    out, n = vectors[:q], vectors[0].numel()
+    wide = _wide(vectors[0].dtype)
+    Ct = C.T.to(wide)  # (q, m)
+    step = max(_CHUNK // m, 1)  # the block holds m slices: _CHUNK elements in all
+    for lo in range(0, n, step):
+        block = torch.stack([v[lo:lo + step].to(wide) for v in vectors])  # (m, slice)
+        for j, row in enumerate(Ct @ block):
+            out[j][lo:lo + step].copy_(row)
     vectors.clear()
-    m, q = L.shape
-    for j in range(q):  # (V P) L, ascending
-        for i in range(j + 1, m):
-            if L[i, j] != 0:
-                out[j].add_(out[i], alpha=float(L[i, j]))
-    del out[q:]
-    for j in reversed(range(q)):  # (V P L) U, descending
-        out[j].mul_(float(U[j, j]))
-        for i in range(j):
-            if U[i, j] != 0:
-                out[j].add_(out[i], alpha=float(U[i, j]))
     return out
+
+
+def _wide(dtype: torch.dtype) -> torch.dtype:
+    """The dtype arithmetic on stored vectors runs in: float32, or theirs if wider."""
+    return dtype if torch.finfo(dtype).bits >= 32 else torch.float32
 
 
 def _bordered(A: Tensor, col: Tensor) -> Tensor:

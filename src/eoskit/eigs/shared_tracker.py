@@ -149,6 +149,7 @@ class SharedTracker:
     criterion: str = "eigenvalue"  # one of SHARED_CRITERIA
     quantities: int = 2  # most targets measured at once (2: raw and pre); sets the least budget
     eigenvectors: bool = True  # False: results carry no Ritz vectors (k d-long each saved)
+    image_dtype: torch.dtype | None = None  # the basis's images kept narrower (bfloat16)
     solves: int = 0
     carried: dict = field(default_factory=dict)  # target -> (d, k) start vectors, own space
     values: dict = field(default_factory=dict)  # target -> last top-k values
@@ -219,7 +220,7 @@ class SharedTracker:
     # ---- one solve
     def _solve(self, hvp, dim, dtype, device, p, targets, cold: bool) -> dict:
         wd = work_dtype(dtype)
-        b = SharedBasis(hvp, p, dtype, targets)
+        b = SharedBasis(hvp, p, dtype, targets, image_dtype=self.image_dtype)
         gen = torch.Generator().manual_seed(1000 + self.solves)
         budget = 2 * self.max_matvecs if cold else self.max_warm_products or self.max_matvecs
         for v in self._starts(dim, wd, device, p, gen, cold, targets):
@@ -332,16 +333,21 @@ class SharedTracker:
         estimates, whether it converged, the top-k residuals, Ritz vectors and next starts
         (each Ritz vector advanced by one power step: its image is known)."""
         b, out = solve["basis"], {}
+        coefs = {t: solve["state"][t]["ritz"].coef for t in targets}
+        ks = {t: min(self.k, len(solve["state"][t]["ritz"].values)) for t in targets}
+        vectors = {t: _block([b.vector(t, coefs[t][:, i]) for i in range(ks[t])]) if (
+            self.eigenvectors) else None for t in targets}
+        # the next starts need only the images: the rows go first, so the starts are not
+        # built beside the whole basis (its peak would be there otherwise)
+        b.rows.clear()
         for t in targets:
             st = solve["state"][t]
-            th, coef = st["ritz"].values, st["ritz"].coef
-            k = min(self.k, len(th))
-            out[t] = {"values": th.copy(), "err": st["err"], "resid": st["resid"][:k].copy(),
-                      "converged": _done(st),
-                      "vectors": _block([b.vector(t, coef[:, i]) for i in range(k)]) if (
-                          self.eigenvectors) else None,
+            k = ks[t]
+            out[t] = {"values": st["ritz"].values.copy(), "err": st["err"],
+                      "resid": st["resid"][:k].copy(), "converged": _done(st),
+                      "vectors": vectors[t],
                       "starts": _block([s.div_(norm(s)) for s in
-                                        (b.image(t, coef[:, i]) for i in range(k))])}
+                                        (b.image(t, coefs[t][:, i]) for i in range(k))])}
         return {"targets": out, "products": solve["products"], "cold": solve["cold"]}
 
     def _adopt(self, kept: dict) -> dict[str, EigResult]:

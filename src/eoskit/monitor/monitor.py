@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -74,7 +75,7 @@ from eoskit.monitor.optimizers import (
 )
 from eoskit.monitor.sharpness_meter import SharpnessMeter, default_engine
 from eoskit.monitor.step_curvature import StepCurvature
-from eoskit.objective.model import Loss, ModelObjective
+from eoskit.objective.model import Loss, ModelObjective, flatten_params_into
 
 
 def logged_values(row: dict, k: int) -> dict[str, float]:
@@ -165,6 +166,7 @@ class Monitor:
         max_vectors: int | None = None,
         raw_sharpness: bool = True,
         max_warm_products: int | None = None,
+        image_dtype: torch.dtype | None = None,
         step_curvature: bool = False,
         spectrum_every: int = 0,
         spectrum_probes: int = 1,
@@ -185,7 +187,8 @@ class Monitor:
         self.meter = SharpnessMeter(self.objective, model, optimizer, self.k, mode=mode, tol=tol,
                                     restart_every=restart_every, criterion=criterion,
                                     max_vectors=max_vectors, raw=raw_sharpness,
-                                    max_warm_products=max_warm_products)
+                                    max_warm_products=max_warm_products,
+                                    image_dtype=image_dtype)
         self.columns = monitor_columns(self.k, self.preconditioned) + COST_COLUMNS
         self.clock = CostClock()
         self.step_curve = StepCurvature(self.objective, model, loss_fn, self._fork) if (
@@ -242,6 +245,8 @@ class Monitor:
             "device": str(self.objective.device), "hvp_method": self.objective.hvp_method,
             "raw_sharpness": self.meter.raw,
             "max_warm_products": getattr(self.meter.tracker, "max_warm_products", None),
+            "image_dtype": str(getattr(self.meter.tracker, "image_dtype", None) or
+                               "").removeprefix("torch.") or None,
         }
         meta = {"seed": seed, "threshold": optimizer_threshold(opt), "n_params": self.objective.dim,
                 "n_train": self.objective.n}
@@ -281,7 +286,10 @@ class Monitor:
         x = self.objective.x0()  # (d,), a detached copy
         hvps_before = self.objective.hvp_count
         with self._fork(), torch.enable_grad():
-            with self.objective.at(x, copy=False) as point:  # x is this call's own copy
+            # x is this call's own copy; fd products displace it in place and restore it
+            # from the model's parameters (no displaced copy held beside the basis)
+            with self.objective.at(x, copy=False,
+                                   restore=partial(flatten_params_into, self.model)) as point:
                 # the gradient is taken after the products, so it is not held beside the
                 # basis while they run (one model-sized vector less at the peak)
                 try:

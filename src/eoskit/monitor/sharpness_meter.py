@@ -57,16 +57,18 @@ class SharpnessMeter:
     def __init__(self, objective, model: nn.Module, optimizer, k: int, *, mode: str = "shared",
                  tol: float = 1e-3, restart_every: int = 50, criterion: str = "eigenvalue",
                  max_vectors: int | None = None, raw: bool = True,
-                 max_warm_products: int | None = None):
+                 max_warm_products: int | None = None,
+                 image_dtype: torch.dtype | None = None):
         self.objective, self.model, self.optimizer, self.k = objective, model, optimizer, k
         self.preconditioned = adaptive(optimizer)
         if not raw and not self.preconditioned:
             raise ValueError("raw_sharpness=False measures the preconditioned sharpness alone, "
                              "which needs an adaptive optimiser (torch Adam, AdamW or RMSprop); "
                              f"got {optimizer_kind(optimizer)}")
-        if max_warm_products is not None and mode != "shared":
-            raise ValueError(f"max_warm_products caps the shared tracker's warm solves; "
-                             f"mode is {mode!r}")
+        for name, value in (("max_warm_products", max_warm_products),
+                            ("image_dtype", image_dtype)):
+            if value is not None and mode != "shared":
+                raise ValueError(f"{name} is the shared tracker's; mode is {mode!r}")
         self.raw = bool(raw)
         if mode == "shared":
             # the rows report values only: no Ritz vectors kept, and one quantity's basis
@@ -76,7 +78,8 @@ class SharpnessMeter:
             budget = max_vectors or budget_for(k, objective.dim, objective.dtype, **sizing)
             self.tracker = SharedTracker(k, tol, restart_every, max_vectors=budget,
                                          max_warm_products=max_warm_products,
-                                         criterion=criterion, **sizing)
+                                         criterion=criterion, image_dtype=image_dtype,
+                                         **sizing)
             self.precond_tracker = None
             return
         if criterion == "change":

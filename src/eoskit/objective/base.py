@@ -56,13 +56,17 @@ class PointObjective:
     computed on first use and each product runs the method at ``x``.
     Use as a context manager (or call :meth:`release`) to free the graph.
     ``copy=False`` keeps ``x`` itself instead of a copy (one d-long vector less): the
-    caller must not change it while the point is in use.
+    caller must not change it while the point is in use. ``restore``: a function writing
+    the exact point into a (d,) tensor; with it an engine that displaces the point (``fd``)
+    does so in ``x`` itself and restores it after each product (one d-long vector less
+    while a product runs).
     """
 
-    def __init__(self, parent: Objective, x: Tensor, copy: bool = True):
+    def __init__(self, parent: Objective, x: Tensor, copy: bool = True, restore=None):
         self.parent = parent
         self.retained = parent.engine.point_bound
         self.x = x.detach().clone() if copy else x.detach()
+        self.restore = restore
         self._graph_grad: Tensor | None = None
         self._vga: tuple[Tensor, Tensor, Tensor | None] | None = None
         if self.retained:
@@ -107,7 +111,7 @@ class PointObjective:
     def hvp(self, v: Tensor) -> Tensor:
         """H(x) v for v of shape (d,) or (d, k)."""
         if not self.retained:
-            return self.parent.product(self.x, v)
+            return self.parent.product(self.x, v, restore=self.restore)
         if self._graph_grad is None:
             raise RuntimeError("this PointObjective was released; take a new one with at(x)")
         self.parent.hvp_count += 1 if v.ndim == 1 else v.shape[1]
@@ -196,10 +200,10 @@ class Objective:
         return self.value_and_grad(x)[1]
 
     # second order
-    def at(self, x: Tensor, copy: bool = True) -> PointObjective:
-        """Point-bound form: value, gradient and repeated HVPs at ``x`` (``copy``: see
-        :class:`PointObjective`)."""
-        point = PointObjective(self, x, copy)
+    def at(self, x: Tensor, copy: bool = True, restore=None) -> PointObjective:
+        """Point-bound form: value, gradient and repeated HVPs at ``x`` (``copy`` and
+        ``restore``: see :class:`PointObjective`)."""
+        point = PointObjective(self, x, copy, restore)
         self._point = point
         return point
 
@@ -213,14 +217,17 @@ class Objective:
             point = self.at(x)
         return point.hvp(v)
 
-    def product(self, x: Tensor, v: Tensor) -> Tensor:
+    def product(self, x: Tensor, v: Tensor, restore=None) -> Tensor:
         """H(x) v by the engine at a point it does not keep (``retained``: double
-        backward), summed over the terms, counted."""
+        backward), summed over the terms, counted. ``restore``: see :class:`PointObjective`
+        (used by engines that displace the point)."""
         self.hvp_count += 1 if v.ndim == 1 else v.shape[1]
         x = x.detach()
+        kw = {"restore": restore} if restore is not None and getattr(
+            self.engine, "displaces", False) else {}
         out = None  # the first term's product is the sum's storage (no zeros held beside it)
         for fn in self.term_fns(self.engine.needs):
-            part = self.engine.product(fn, x, v)
+            part = self.engine.product(fn, x, v, **kw)
             out = writable(part) if out is None else out.add_(part)
         return out
 

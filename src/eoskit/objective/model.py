@@ -133,6 +133,19 @@ def flatten_params(model: nn.Module, dtype=None, device=None) -> Tensor:
     return x.to(dtype=dtype or x.dtype, device=device or x.device)
 
 
+def flatten_params_into(model: nn.Module, out: Tensor) -> Tensor:
+    """Write the model's trainable parameters into the flat ``out`` (d,), a parameter at a
+    time (no d-long temporary): the values :func:`flatten_params` gives in ``out``'s dtype."""
+    offset = 0
+    for _, p in trainable(model):
+        n = p.numel()
+        out[offset:offset + n].copy_(p.detach().reshape(-1))
+        offset += n
+    if offset != out.numel():
+        raise ValueError(f"the model has {offset} trainable parameters, the vector {out.numel()}")
+    return out
+
+
 def chunk_bounds(n: int, chunk: int | Sequence[int] | None) -> list[tuple[int, int]]:
     """Split ``range(n)`` into consecutive chunks: a size, explicit sizes, or one chunk."""
     if chunk is None:

@@ -125,20 +125,33 @@ class FiniteDifference:
 
     Two first-order backward passes per vector and no graph kept: it works for every
     kernel with a gradient, needs no layer routing, and its error is O(h²) (see
-    :func:`fd_step`). A block is done column by column.
+    :func:`fd_step`). A block is done column by column. Given ``restore`` (a function
+    that writes the exact point into a tensor), the displaced points are formed in ``x``
+    itself and ``x`` is restored after (also when a gradient raises): one d-long vector
+    less than a displaced copy.
     """
 
     name, needs, exact, point_bound, compiles = "fd", "grad", False, False, True
+    displaces = True  # accepts ``restore``
 
-    def product(self, fn: ScalarFn, x: Tensor, v: Tensor) -> Tensor:
+    def product(self, fn: ScalarFn, x: Tensor, v: Tensor, restore=None) -> Tensor:
         if v.ndim == 2:
-            return torch.stack([self.product(fn, x, col) for col in v.T], dim=1)
+            return torch.stack([self.product(fn, x, col, restore) for col in v.T], dim=1)
         x = x.detach()
         v = v.to(x.dtype)
         norm = float(v.norm())
         if norm == 0.0:
             return torch.zeros_like(x)
         h = fd_step(x)
+        if restore is not None:
+            # each displaced point is x ± h·v̂ rounded once, as in a displaced copy
+            try:
+                plus = _grad_at(fn, x.add_(v, alpha=h / norm).detach())
+                restore(x)
+                minus = _grad_at(fn, x.add_(v, alpha=-h / norm).detach())
+            finally:
+                restore(x)
+            return plus.sub_(minus).mul_(norm / (2 * h))
         # one displaced point, rewritten for the second gradient, and the difference taken
         # in place: no d-long temporary beside the point and the two gradients (at 124M
         # parameters each is 0.5 GB in float32)
@@ -149,8 +162,8 @@ class FiniteDifference:
         del shifted
         return plus.sub_(minus).mul_(norm / (2 * h))
 
-    def compiled_product(self, fn: ScalarFn, x: Tensor, v: Tensor) -> Tensor:
-        return self.product(_compiled(fn), x, v)
+    def compiled_product(self, fn: ScalarFn, x: Tensor, v: Tensor, restore=None) -> Tensor:
+        return self.product(_compiled(fn), x, v, restore)
 
 
 def _grad_at(fn: ScalarFn, x: Tensor) -> Tensor:
@@ -186,18 +199,19 @@ class Compiled:
         self.engine = engine
         self.name = engine.name + "+compile"
         self.needs, self.exact, self.point_bound = engine.needs, engine.exact, False
+        self.displaces = getattr(engine, "displaces", False)
 
-    def product(self, fn: ScalarFn, x: Tensor, v: Tensor) -> Tensor:
+    def product(self, fn: ScalarFn, x: Tensor, v: Tensor, **kw) -> Tensor:
         if self.engine.name not in _COMPILE_FAILED:
             try:
-                return self.engine.compiled_product(fn, x, v)
+                return self.engine.compiled_product(fn, x, v, **kw)
             except Exception as exc:  # any backend failure: the product must still come
                 _COMPILE_FAILED.add(self.engine.name)
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 warnings.warn(f"torch.compile of the {self.engine.name} product failed "
                               f"({type(exc).__name__}: {first[:200]}); using it eagerly",
                               CompileFallbackWarning, stacklevel=3)
-        return self.engine.product(fn, x, v)
+        return self.engine.product(fn, x, v, **kw)
 
 
 ENGINES = {e.name: e for e in (RetainedGraph(), DoubleBackward(), ForwardOverReverse(),
