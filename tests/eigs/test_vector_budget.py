@@ -29,6 +29,7 @@ class LongVectors(TorchDispatchMode):
         self.d = d
         self.live: dict[int, list] = {}  # storage address -> [dtype, vectors, weak refs]
         self.peak: dict[torch.dtype, float] = {}
+        self.peak_float32 = 0.0  # all dtypes at once, in d-long float32 vectors (bytes / 4d)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -54,6 +55,8 @@ class LongVectors(TorchDispatchMode):
                 del self.live[key]
         for dtype, n in now.items():
             self.peak[dtype] = max(self.peak.get(dtype, 0), n)
+        self.peak_float32 = max(self.peak_float32, sum(
+            n * dtype.itemsize / 4 for dtype, n in now.items()))
         return out
 
 

@@ -118,7 +118,11 @@ class Monitor:
     ``"streaming"``). ``max_vectors``: the tracker's bound on d-long work vectors
     (default for ``"shared"``: :func:`~eoskit.eigs.shared_tracker.budget_for` the vectors'
     size, as many as fit 256 MB between the smallest budget, 5 basis rows for k = 1, and
-    14 rows; a 5.3M-parameter float32 model gets the smallest).
+    14 rows; a 5.3M-parameter float32 model gets the smallest, where its bfloat16 images
+    make room for 6 rows). ``image_dtype``: the dtype the basis keeps its Hessian-vector
+    products in (``"shared"`` only; default
+    :func:`~eoskit.monitor.sharpness_meter.default_image_dtype`: bfloat16 below float64,
+    half a float32 vector each; ``torch.float32`` keeps them whole).
     ``raw_sharpness=False`` (an adaptive optimiser only): measure the preconditioned
     sharpness alone, the quantity its threshold is on; the raw cells stay empty and a
     measurement needs fewer products. ``max_warm_products`` (``"shared"`` only): stop a
