@@ -303,3 +303,16 @@ def test_the_change_criterion_judges_each_target_by_its_own_expansion():
     out = tr.measure(hvp, 60, torch.float64, "cpu", p)
     for target, top in zip(("raw", "pre"), tops, strict=True):
         assert top - out[target].eigenvalues[0] <= 10 * tol * top, target
+
+
+def test_a_cold_solve_holds_its_values_to_half_of_tol():
+    # its gap comes from its own small space (θ_{k+1} may sit below λ_{k+1}), so its error
+    # estimates must end at or below tol/2; here a solve held to tol stops above that
+    tol = 0.1
+    tr = SharedTracker(1, tol, restart_every=0, max_vectors=min_shared_vectors(1))
+    hvp, p, ref_raw, ref_pre, _ = _drifting(torch.float32, 0)
+    out = tr.measure(hvp, D, torch.float32, "cpu", p)
+    for target, ref in (("raw", ref_raw), ("pre", ref_pre)):
+        theta = float(out[target].eigenvalues[0])
+        assert out[target].error_estimates[0] <= 0.5 * tol * abs(theta)
+        assert abs(theta - ref[0]) <= 0.5 * tol * abs(ref[0])
