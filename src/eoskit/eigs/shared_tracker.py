@@ -68,7 +68,9 @@ from eoskit._threads import limit_blas_threads
 from eoskit.eigs.krylov import EigResult, eigenvalue_bounds, norm, work_dtype
 from eoskit.eigs.shared_basis import SharedBasis, scale_by_root
 
-_TEMPS = 4  # d-long temporaries: a Ritz vector, its image, a residual's two combinations
+# d-long temporaries allowed beside the basis: a Ritz vector and its image, a residual
+# (one vector: z is formed by slices) and a product's second output
+_TEMPS = 4
 
 
 def _held(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
