@@ -262,8 +262,9 @@ def weighted_dots(vectors: list[Tensor], u: Tensor, p, sign: int) -> list[float]
     totals = [0.0] * len(vectors)
     n = u.numel()
     for lo in range(0, n, _CHUNK):
-        part = u[lo:lo + _CHUNK] if p is None else u[lo:lo + _CHUNK] * p[lo:lo + _CHUNK] if (
-            sign > 0) else u[lo:lo + _CHUNK] / p[lo:lo + _CHUNK]
+        part = u[lo:lo + _CHUNK]
+        if p is not None:
+            part = part * p[lo:lo + _CHUNK] if sign > 0 else part / p[lo:lo + _CHUNK]
         for i, v in enumerate(vectors):
             totals[i] += float(v[lo:lo + _CHUNK].to(part.dtype) @ part)
     return totals
