@@ -126,7 +126,8 @@ def monitor_cmd(
     criterion: str = _O("eigenvalue", help="The Monitor's stopping test: eigenvalue, "
                         "residual or change."),
     image_dtype: Optional[str] = _O(None, help="Keep the basis's Hessian-vector products in "
-                                    "this dtype (bfloat16; the Monitor's image_dtype)."),
+                                    "this dtype: bfloat16 or float32 (the Monitor's "
+                                    "image_dtype; default bfloat16 below float64)."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
     device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
@@ -155,9 +156,9 @@ def monitor_cmd(
     if criterion not in SHARED_CRITERIA:
         raise UsageError(f"--criterion must be one of {', '.join(SHARED_CRITERIA)}, "
                          f"got {criterion!r}")
-    if image_dtype not in (None, "bfloat16", "float16", "float32"):
-        raise UsageError(f"--image-dtype must be bfloat16, float16 or float32, got "
-                         f"{image_dtype!r}")
+    # no float16: its range (65504) can overflow an image H·w
+    if image_dtype not in (None, "bfloat16", "float32"):
+        raise UsageError(f"--image-dtype must be bfloat16 or float32, got {image_dtype!r}")
     if not raw and opts != ["adamw"]:
         raise UsageError("--no-raw measures the preconditioned sharpness alone: "
                          "--optimizers adamw only")
