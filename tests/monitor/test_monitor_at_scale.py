@@ -97,11 +97,10 @@ def test_float32_monitor_allocates_no_d_long_float64():
     d = sum(p.numel() for p in model.parameters())
     assert X.numel() < d and Y.numel() < d
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    # the smallest budget, as at scale (5 rows with bfloat16 images): with d = 58 a larger
-    # basis's m×m float64 projected matrices would themselves count as d-long here
+    # a small budget, as at scale: with d = 58 a larger basis's m×m float64 projected
+    # matrices would themselves count as d-long here
     mon = Monitor(model, F.mse_loss, (X, Y), every=2, optimizer=opt, step_curvature=True,
-                  max_vectors=16)
-    assert mon.meter.tracker.max_basis(2) == 5
+                  max_vectors=min_shared_vectors(1))
     with LongVectors(d) as count:
         for _ in range(6):
             opt.zero_grad()
@@ -212,26 +211,26 @@ def test_the_default_budget_follows_the_vectors_size_and_the_quantities():
     # bfloat16 products keep float32 work vectors: 10 of them fit, below the minimum
     assert budget_for(2, 10_000, torch.bfloat16, allowance=10 * 4 * 10_000) == (
         min_shared_vectors(2))
-    # images kept in bfloat16 (the default below float64) count half a vector: the same
-    # budgets hold a row more, and a smaller one (16 for both) is enough for 5 rows
+    # images kept in bfloat16 count half a vector: the same budgets hold a row more, and a
+    # smaller one (16 for both) is enough for 5 rows
     for raw, budget, rows in ((True, both, 6), (False, alone, 6), (True, 16, 5)):
         tr = Monitor(model, F.mse_loss, (X, Y), optimizer=opt, raw_sharpness=raw,
-                     max_vectors=budget).meter.tracker
+                     max_vectors=budget, image_dtype=torch.bfloat16).meter.tracker
         assert tr.image_dtype == torch.bfloat16 and tr.max_basis(tr.quantities) == rows
+    assert Monitor(model, F.mse_loss, (X, Y)).meter.tracker.image_dtype is None
     with pytest.raises(ValueError, match="max_vectors must be at least 16 for k = 1 and 2"):
         SharedTracker(1, 1e-3, eigenvectors=False, max_vectors=15, image_dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="image_dtype is the shared tracker's"):
         Monitor(model, F.mse_loss, (X, Y), mode="lanczos", image_dtype=torch.bfloat16)
 
 
-def test_bfloat16_images_by_default_keep_the_measurements_within_tol_of_the_dense_hessian():
+def test_bfloat16_images_keep_the_measurements_within_tol_of_the_dense_hessian():
     # the images serve residuals and restarts only: the values stay within tol
     tol = 1e-3
     model, X, Y = _problem(torch.float32)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     mon = Monitor(model, F.mse_loss, (X, Y), every=3, optimizer=opt, tol=tol, curvature=False,
-                  restart_every=2)
-    assert mon.meter.tracker.image_dtype == torch.bfloat16  # the default below float64
+                  restart_every=2, image_dtype=torch.bfloat16)
     rows = _train(model, opt, X, Y, mon, 15)
     assert len(rows) == 5
     for row, raw, pre in rows:
@@ -251,18 +250,22 @@ def _train_plain(model, opt, X, Y, mon, steps):
         mon.step()
 
 
-@pytest.mark.parametrize("raw,cold_most,warm_most", [(False, 11.5, 10.5), (True, 11.5, 9.5)])
-def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_most, monkeypatch):
+@pytest.mark.parametrize("raw,cold_most,warm_most,images", [
+    (False, 12, 11, None), (True, 12, 10, None),
+    (False, 11.5, 10.5, torch.bfloat16), (True, 11.5, 9.5, torch.bfloat16)])
+def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_most, images,
+                                                        monkeypatch):
     """The whole Monitor step, counted in d-long float32 vectors made while it runs (a
     bfloat16 one counts half): the point x (1; its gradient is taken after the products, and
     fd products displace x itself and restore it from the model), the basis at its smallest
-    budget (5 rows and their bfloat16 images, 2.5, before the product that adds the sixth),
-    the row being added (1) and the product's two gradients (2): 11.5. A warm step's first
-    rows are the carried vectors made by the step before (1 for the preconditioned sharpness
-    alone, 2 for both), which the count does not see. Nothing else appears: P is read off
-    the optimiser's state a slice at a time, a restart rewrites the basis in place,
-    residuals and √p are formed by slices, no Ritz vector is kept, and the next starts are
-    formed after the rows are dropped."""
+    budget (4 rows and images, 8, before the product that adds the fifth; with bfloat16
+    images 5 rows and images, 7.5, before the sixth), the row being added (1) and the
+    product's two gradients (2): 12 (11.5). A warm step's first rows are the carried vectors
+    made by the step before (1 for the preconditioned sharpness alone, 2 for both), which
+    the count does not see. Nothing else appears: P is read off the optimiser's state a
+    slice at a time, a restart rewrites the basis in place, residuals and √p are formed by
+    slices, no Ritz vector is kept, and the next starts are formed after the rows are
+    dropped."""
     import eoskit.eigs.shared_basis as shared_basis
 
     monkeypatch.setattr(shared_basis, "_CHUNK", 64)  # d = 676: slices well below d, as at scale
@@ -274,7 +277,7 @@ def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_mos
     # the smallest budgets, those a 5.3M-parameter float32 model gets by default
     mon = Monitor(model, F.mse_loss, (X, Y), every=2, optimizer=opt, raw_sharpness=raw,
                   max_vectors=min_shared_vectors(1, 2 if raw else 1, False),
-                  criterion="change", restart_every=0)
+                  criterion="change", restart_every=0, image_dtype=images)
     peaks = []
     for _ in range(12):
         opt.zero_grad()
@@ -284,7 +287,7 @@ def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_mos
             row = mon.step()
         if row is not None:
             peaks.append(count.peak_float32)
-    assert len(peaks) == 6 and set(count.peak) == {torch.float32, torch.bfloat16}
+    assert len(peaks) == 6 and set(count.peak) == {torch.float32, images or torch.float32}
     assert peaks[0] <= cold_most and max(peaks[1:]) <= warm_most
 
 

@@ -118,11 +118,13 @@ class Monitor:
     ``"streaming"``). ``max_vectors``: the tracker's bound on d-long work vectors
     (default for ``"shared"``: :func:`~eoskit.eigs.shared_tracker.budget_for` the vectors'
     size, as many as fit 256 MB between the smallest budget, 5 basis rows for k = 1, and
-    14 rows; a 5.3M-parameter float32 model gets the smallest, where its bfloat16 images
-    make room for 6 rows). ``image_dtype``: the dtype the basis keeps its Hessian-vector
-    products in (``"shared"`` only; default
-    :func:`~eoskit.monitor.sharpness_meter.default_image_dtype`: bfloat16 below float64,
-    half a float32 vector each; ``torch.float32`` keeps them whole).
+    14 rows; a 5.3M-parameter float32 model gets the smallest). ``image_dtype``
+    (``"shared"`` only): keep the basis's Hessian-vector products in this dtype instead of
+    the work dtype; ``torch.bfloat16`` makes each half a float32 vector (the budget then
+    holds more rows) and leaves the values exact for the subspace, but floors residual
+    norms at bfloat16 rounding (~2^-9 of the image), so a solve whose test needs less can
+    stall: on gpt-small under SGD a cold solve at tol 1e-3 ran to its 80-product limit
+    with bfloat16 images, and converged in 36 products without them.
     ``raw_sharpness=False`` (an adaptive optimiser only): measure the preconditioned
     sharpness alone, the quantity its threshold is on; the raw cells stay empty and a
     measurement needs fewer products. ``max_warm_products`` (``"shared"`` only): stop a

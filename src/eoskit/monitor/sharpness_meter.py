@@ -47,18 +47,6 @@ def default_engine(dtype: torch.dtype) -> str:
     return "retained" if dtype == torch.float64 else "fd"
 
 
-def default_image_dtype(dtype: torch.dtype) -> torch.dtype | None:
-    """The dtype the shared basis keeps its images in for a measurement in ``dtype``.
-
-    Below float64, bfloat16: the images serve residuals and restarts only (the projected
-    matrix takes each image at full precision before it is rounded), a bfloat16 image is
-    half a float32 vector, and a budget holds more rows with them (the smallest default
-    budget for both quantities, 18 vectors: 6 rows instead of 5). float64 keeps its own
-    (None), so float64 measurements stay exact to rounding.
-    """
-    return None if dtype == torch.float64 else torch.bfloat16
-
-
 class SharpnessMeter:
     """The top-k of ``H`` and, under an adaptive optimiser, of ``P^{-1/2} H P^{-1/2}``.
 
@@ -90,9 +78,7 @@ class SharpnessMeter:
             budget = max_vectors or budget_for(k, objective.dim, objective.dtype, **sizing)
             self.tracker = SharedTracker(k, tol, restart_every, max_vectors=budget,
                                          max_warm_products=max_warm_products,
-                                         criterion=criterion,
-                                         image_dtype=image_dtype or default_image_dtype(
-                                             objective.dtype),
+                                         criterion=criterion, image_dtype=image_dtype,
                                          **sizing)
             self.precond_tracker = None
             return
