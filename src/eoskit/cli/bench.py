@@ -127,7 +127,7 @@ def monitor_cmd(
                         "residual or change."),
     image_dtype: Optional[str] = _O(None, help="Keep the basis's Hessian-vector products in "
                                     "this dtype: bfloat16 or float32 (the Monitor's "
-                                    "image_dtype; default bfloat16 below float64)."),
+                                    "image_dtype; default: the work dtype)."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
     device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
