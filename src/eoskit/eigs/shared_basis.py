@@ -151,12 +151,12 @@ class SharedBasis:
     def vector(self, target: str, coef: Tensor) -> Tensor:
         """The Ritz vector of ``target`` in its own space (unit): ``z`` or ``√p∘z``."""
         z = self.combine(coef)
-        return z if target == "raw" else scale_by_root(z, self.p, -1)
+        return z if target == "raw" else scale_by(z, self.p, 0.5)
 
     def image(self, target: str, coef: Tensor) -> Tensor:
         """The image of the Ritz vector under the target's operator: ``H z`` or ``D H z``."""
         h = self.combine(coef, images=True)
-        return h if target == "raw" else scale_by_root(h, self.p, 1)
+        return h if target == "raw" else scale_by(h, self.p, -0.5)
 
     def residual_norm(self, target: str, coef: Tensor, theta: float) -> float:
         """``‖r‖`` of a Ritz pair, from the small matrices where that is accurate.
@@ -179,7 +179,7 @@ class SharedBasis:
     def residual(self, target: str, coef: Tensor, theta: float) -> Tensor:
         """``H z − θ z`` (raw) or ``D(H z − θ P z)`` (preconditioned)."""
         r = self._defect(target, coef, theta)
-        return r if target == "raw" else scale_by_root(r, self.p, 1)
+        return r if target == "raw" else scale_by(r, self.p, -0.5)
 
     def expansion(self, target: str, coef: Tensor, theta: float) -> Tensor:
         """The row to add so the target's space gains its residual: ``r`` or
@@ -218,34 +218,25 @@ class SharedBasis:
 _CHUNK = 1 << 20  # elements per slice of an elementwise step (4 MB of float32)
 
 
-def scale_by_root(v: Tensor, p: Tensor, sign: int) -> Tensor:
-    """``v ← v / √p`` (``sign`` 1: ``D v``) or ``v ← v ∘ √p`` (``sign`` −1: ``D^{-1} v``), in
-    place and by slices, so no d-long ``√p`` is formed beside the basis.
+def scale_by(v: Tensor, p, power: float) -> Tensor:
+    """``v ← p^power ∘ v`` for ``power`` in {1, −1, ½, −½}, in place and by slices, so no
+    d-long ``p^power`` is formed beside the basis (``p`` may itself be computed a slice at
+    a time, as :class:`~eoskit.optim.StateDiagonal` is). ``−½`` is ``D v``, ``½`` is
+    ``D^{-1} v`` (``D = P^{-1/2}``).
 
     Example:
-        >>> v = torch.tensor([2.0, 6.0])
-        >>> scale_by_root(v, torch.tensor([4.0, 9.0]), 1).tolist()
+        >>> scale_by(torch.tensor([2.0, 6.0]), torch.tensor([4.0, 9.0]), -0.5).tolist()
         [1.0, 2.0]
-    """
-    flat = v.view(-1)
-    for lo in range(0, flat.numel(), _CHUNK):
-        part, root = flat[lo:lo + _CHUNK], p[lo:lo + _CHUNK].sqrt()
-        part.div_(root) if sign > 0 else part.mul_(root)
-    return v
-
-
-def scale_by(v: Tensor, p, sign: int) -> Tensor:
-    """``v ← p∘v`` (``sign`` 1) or ``v ← v/p`` (``sign`` −1), in place and by slices (``p``
-    may be computed a slice at a time, as :class:`~eoskit.optim.StateDiagonal` is).
-
-    Example:
         >>> scale_by(torch.tensor([2.0, 6.0]), torch.tensor([4.0, 3.0]), -1).tolist()
         [0.5, 2.0]
     """
+    if abs(power) not in (0.5, 1):
+        raise ValueError(f"power must be 1, -1, 0.5 or -0.5, got {power}")
     flat = v.view(-1)
     for lo in range(0, flat.numel(), _CHUNK):
         part, weight = flat[lo:lo + _CHUNK], p[lo:lo + _CHUNK]
-        part.mul_(weight) if sign > 0 else part.div_(weight)
+        weight = weight.sqrt() if abs(power) == 0.5 else weight
+        part.mul_(weight) if power > 0 else part.div_(weight)
     return v
 
 

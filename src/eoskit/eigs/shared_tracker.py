@@ -66,7 +66,7 @@ from torch import Tensor
 
 from eoskit._threads import limit_blas_threads
 from eoskit.eigs.krylov import EigResult, eigenvalue_bounds, norm, work_dtype
-from eoskit.eigs.shared_basis import SharedBasis, scale_by_root
+from eoskit.eigs.shared_basis import SharedBasis, scale_by
 
 # d-long temporaries allowed beside the basis: a Ritz vector and its image, a residual
 # (one vector: z is formed by slices) and a product's second output
@@ -280,7 +280,7 @@ class SharedTracker:
                 yield c.to(wd).contiguous()
         if "pre" in targets:  # a preconditioned vector u needs the row w = D u = u / √p
             for c in carried.pop("pre").T:
-                yield scale_by_root(c.to(wd).contiguous(), p, 1)
+                yield scale_by(c.to(wd).contiguous(), p, -0.5)
 
     def _check(self, b: SharedBasis, target: str, cold: bool) -> dict:
         """Ritz values, residual norms and error bounds of the top k of one target."""
