@@ -240,7 +240,18 @@ def test_fd_displacing_the_point_in_place_gives_the_copys_product_and_restores_i
     with obj.at(x, copy=False, restore=restore) as point:
         got = point.hvp(v)
         assert torch.equal(point.x, exact) and calls == [x.data_ptr()] * 2
-    assert torch.equal(got, obj.product(exact.clone(), v))  # a displaced copy
+    # the reference, by hand: plain autograd at x + h·v̂ and at x − h·v̂, each rounded once
+    h, norm = fd_step(exact), float(v.norm())
+
+    def grad_at(z):
+        z = z.detach().requires_grad_(True)
+        return torch.autograd.grad(obj.f(z), z)[0]
+
+    plus = grad_at(torch.add(exact, v, alpha=h / norm))
+    minus = grad_at(torch.add(exact, v, alpha=-h / norm))
+    want = (plus - minus).mul_(norm / (2 * h))
+    assert torch.equal(got, want)
+    assert torch.equal(obj.product(exact.clone(), v), want)  # a displaced copy
     assert obj.hvp_count == 2
     # a failing gradient still leaves x restored
     broken = FunctionObjective(lambda z: z.sum() if bool(torch.equal(z, exact)) else
