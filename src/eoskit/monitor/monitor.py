@@ -240,6 +240,7 @@ class Monitor:
     def _config(self, loss_fn, probe_size, tol, seed, restart_every, criterion
                 ) -> tuple[dict, dict]:
         opt = self.optimizer
+        images = getattr(self.meter.tracker, "image_dtype", None)  # "shared" only
         config = {
             "dataset": "user", "model": type(self.model).__name__,
             "loss": getattr(loss_fn, "__name__", type(loss_fn).__name__),
@@ -251,8 +252,7 @@ class Monitor:
             "device": str(self.objective.device), "hvp_method": self.objective.hvp_method,
             "raw_sharpness": self.meter.raw,
             "max_warm_products": getattr(self.meter.tracker, "max_warm_products", None),
-            "image_dtype": str(getattr(self.meter.tracker, "image_dtype", None) or
-                               "").removeprefix("torch.") or None,
+            "image_dtype": None if images is None else str(images).removeprefix("torch."),
         }
         meta = {"seed": seed, "threshold": optimizer_threshold(opt), "n_params": self.objective.dim,
                 "n_train": self.objective.n}
