@@ -53,6 +53,33 @@ def test_ritz_vector_image_residual_and_expansion_match_the_dense_formulas(targe
     assert b.residual_norm(target, c, theta) == pytest.approx(float(residual.norm()), rel=1e-8)
 
 
+@pytest.mark.parametrize("target", ["raw", "pre"])
+def test_a_small_residual_norm_is_summed_by_slices_without_a_d_long_vector(target,
+                                                                            monkeypatch):
+    """Below the Gram formula's floor the norm is formed explicitly: it must be the dense
+    ‖r‖ (float64 formula) and must not make a d-long vector (a slice at a time)."""
+    import eoskit.eigs.shared_basis as shared_basis
+
+    monkeypatch.setattr(shared_basis, "_CHUNK", 7)  # slices well below d, and uneven
+    H, p, g = _operator(4)
+    b = SharedBasis(lambda v: H @ v, p)
+    dense = H if target == "raw" else H / p.sqrt()[:, None] / p.sqrt()[None, :]
+    top = torch.linalg.eigh(dense)[1][:, -1]
+    start = top if target == "raw" else top / p.sqrt()  # the row w = D u of A's vector u
+    b.add(b.orthogonal(start + 1e-4 * torch.randn(D, dtype=torch.float64, generator=g)))
+    b.add(b.orthogonal(torch.randn(D, dtype=torch.float64, generator=g)))
+    ritz = b.ritz(target)
+    c, theta = ritz.coef[:, 0], float(ritz.values[0])
+    z = torch.stack(b.rows, 1) @ c
+    defect = H @ z - theta * (z if target == "raw" else p * z)
+    want = float(defect.norm() if target == "raw" else (defect / p.sqrt()).norm())
+    with LongVectors(D) as count:
+        got = b.residual_norm(target, c, theta)
+    assert b.explicit_residuals == 1 and want < 1e-3 * abs(theta)
+    assert got == pytest.approx(want, rel=1e-8)
+    assert count.peak == {}
+
+
 @pytest.mark.parametrize("stored", [torch.float64, torch.bfloat16])
 def test_combine_in_place_is_the_dense_product_and_allocates_no_d_long_vector(stored,
                                                                               monkeypatch):

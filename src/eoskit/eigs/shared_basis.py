@@ -120,13 +120,13 @@ class SharedBasis:
         if "raw" in self.targets:
             self.M["raw"] = _bordered(self.M["raw"], torch.tensor(
                 [float(r @ w) for r in self.rows] + [float(w @ w)], dtype=torch.float64))
-            self.K["raw"] = _bordered(self.K["raw"], torch.tensor(
-                weighted_dots([*self.images, image], image, None, 1), dtype=torch.float64))
+            (images,) = weighted_dots([([*self.images, image], image, 1)], None)
+            self.K["raw"] = _bordered(self.K["raw"], torch.tensor(images, dtype=torch.float64))
         if "pre" in self.targets:  # [w_i·(p∘w)] and [h_i·(h/p)], by slices (no d-long p∘w)
-            self.M["pre"] = _bordered(self.M["pre"], torch.tensor(
-                weighted_dots([*self.rows, w], w, self.p, 1), dtype=torch.float64))
-            self.K["pre"] = _bordered(self.K["pre"], torch.tensor(
-                weighted_dots([*self.images, image], image, self.p, -1), dtype=torch.float64))
+            metric, images = weighted_dots([([*self.rows, w], w, 1),
+                                            ([*self.images, image], image, -1)], self.p)
+            self.M["pre"] = _bordered(self.M["pre"], torch.tensor(metric, dtype=torch.float64))
+            self.K["pre"] = _bordered(self.K["pre"], torch.tensor(images, dtype=torch.float64))
         self.rows.append(w)
         self.work_dtype = w.dtype
         # G took the image at full precision; a narrower copy serves only residuals and
@@ -165,7 +165,8 @@ class SharedBasis:
         no d-long work; it cancels as ``‖r‖`` falls, losing about the dots' rounding
         times ``cᵀKc``. So it is used while ``‖r‖² ≥ 1e-3 · cᵀKc`` (the residual at least
         3% of the image: rounding of ~1e-6 in the dots then moves ‖r‖ by < 0.1%);
-        smaller residuals, the ones a convergence test decides on, are formed explicitly.
+        smaller residuals, the ones a convergence test decides on, are formed explicitly,
+        a slice at a time (no d-long vector).
         """
         c = coef.to(torch.float64)
         image2 = float(c @ self.K[target] @ c)
@@ -174,32 +175,48 @@ class SharedBasis:
         if r2 >= 1e-3 * image2:
             return r2 ** 0.5
         self.explicit_residuals += 1
-        return float(norm(self.residual(target, coef, theta)))
+        # summed a slice at a time: a fresh d-long vector is 0.5 GB of page faults at 124M
+        weights, total = coef.tolist(), 0.0
+        for lo in range(0, self.rows[0].numel(), _CHUNK):
+            r = self._defect_slice(target, weights, theta, lo, -0.5)
+            total += float((r * r).sum(dtype=torch.float64))
+        return total ** 0.5
 
     def residual(self, target: str, coef: Tensor, theta: float) -> Tensor:
         """``H z − θ z`` (raw) or ``D(H z − θ P z)`` (preconditioned)."""
-        r = self._defect(target, coef, theta)
-        return r if target == "raw" else scale_by(r, self.p, -0.5)
+        return self._defect(target, coef, theta, -0.5)
 
     def expansion(self, target: str, coef: Tensor, theta: float) -> Tensor:
         """The row to add so the target's space gains its residual: ``r`` or
         ``D r = P^{-1}(H z − θ P z)`` (no square root formed)."""
-        r = self._defect(target, coef, theta)
-        return r if target == "raw" else scale_by(r, self.p, -1)
+        return self._defect(target, coef, theta, -1)
 
-    def _defect(self, target: str, coef: Tensor, theta: float) -> Tensor:
-        """``H z − θ z`` (raw) or ``H z − θ P z`` (preconditioned), in one d-long vector:
-        ``z`` (and ``P z``) is formed a slice at a time."""
-        r, weights = self.combine(coef, images=True), coef.tolist()
+    def _defect(self, target: str, coef: Tensor, theta: float, power: float) -> Tensor:
+        """:meth:`_defect_slice` over all of d, in one d-long vector."""
+        weights = coef.tolist()
+        r = torch.empty(self.rows[0].shape, dtype=self.work_dtype, device=self.rows[0].device)
         flat = r.view(-1)
         for lo in range(0, flat.numel(), _CHUNK):
-            z = torch.zeros_like(flat[lo:lo + _CHUNK])
-            for c, w in zip(weights, self.rows, strict=True):
-                z.add_(w[lo:lo + _CHUNK], alpha=c)
-            if target != "raw":
-                z.mul_(self.p[lo:lo + _CHUNK])
-            flat[lo:lo + _CHUNK].sub_(z, alpha=theta)
+            flat[lo:lo + _CHUNK].copy_(self._defect_slice(target, weights, theta, lo, power))
         return r
+
+    def _defect_slice(self, target: str, weights: list[float], theta: float, lo: int,
+                      power: float) -> Tensor:
+        """Elements ``lo:lo + _CHUNK`` of ``H z − θ z`` (raw) or ``p^power ∘ (H z − θ P z)``
+        (preconditioned; ``p`` read once a slice). Both sums over the basis are formed in
+        slice-sized buffers, so each stays in cache while the m rows' and images' slices
+        are added into it."""
+        hi = lo + _CHUNK
+        hz = torch.zeros_like(self.rows[0][lo:hi])
+        z = torch.zeros_like(hz)
+        for c, w, h in zip(weights, self.rows, self.images, strict=True):
+            hz.add_(h[lo:hi], alpha=c)
+            z.add_(w[lo:hi], alpha=c)
+        if target == "raw":
+            return hz.sub_(z, alpha=theta)
+        p = self.p[lo:hi]
+        hz.sub_(z.mul_(p), alpha=theta)
+        return hz.div_(p) if power == -1 else hz.div_(p.sqrt())
 
     def compress(self, coef: Tensor) -> None:
         """Keep only the span of ``Wᵀ·coef`` (coef (m, q), q < m): a thick restart, no product.
@@ -240,24 +257,28 @@ def scale_by(v: Tensor, p, power: float) -> Tensor:
     return v
 
 
-def weighted_dots(vectors: list[Tensor], u: Tensor, p, sign: int) -> list[float]:
-    """``[v·(p∘u) for v in vectors]`` (``sign`` 1) or ``[v·(u/p)]`` (``sign`` −1), by slices:
-    the weighted vector is never formed at full length (``p`` None: ``[v·u]``). Slice sums
-    add in float64; a vector stored narrower than ``u`` is widened a slice at a time.
+def weighted_dots(jobs: list[tuple[list[Tensor], Tensor, int]], p) -> list[list[float]]:
+    """For each job ``(vectors, u, sign)``: ``[v·(p∘u) for v in vectors]`` (``sign`` 1) or
+    ``[v·(u/p)]`` (``sign`` −1), in one pass by slices, so ``p`` is read once a slice and no
+    weighted vector is formed at full length (``p`` None: ``[v·u]``). Slice sums add in
+    float64; a vector stored narrower than ``u`` is widened a slice at a time.
 
     Example:
-        >>> weighted_dots([torch.tensor([1.0, 1.0])], torch.tensor([2.0, 3.0]),
-        ...               torch.tensor([4.0, 6.0]), -1)
-        [1.0]
+        >>> u = torch.tensor([2.0, 3.0])
+        >>> weighted_dots([([torch.tensor([1.0, 1.0])], u, -1), ([u], u, 1)],
+        ...               torch.tensor([4.0, 6.0]))
+        [[1.0], [70.0]]
     """
-    totals = [0.0] * len(vectors)
-    n = u.numel()
+    totals = [[0.0] * len(vectors) for vectors, _, _ in jobs]
+    n = jobs[0][1].numel()
     for lo in range(0, n, _CHUNK):
-        part = u[lo:lo + _CHUNK]
-        if p is not None:
-            part = part * p[lo:lo + _CHUNK] if sign > 0 else part / p[lo:lo + _CHUNK]
-        for i, v in enumerate(vectors):
-            totals[i] += float(v[lo:lo + _CHUNK].to(part.dtype) @ part)
+        weight = None if p is None else p[lo:lo + _CHUNK]
+        for (vectors, u, sign), sums in zip(jobs, totals, strict=True):
+            part = u[lo:lo + _CHUNK]
+            if weight is not None:
+                part = part * weight if sign > 0 else part / weight
+            for i, v in enumerate(vectors):
+                sums[i] += float(v[lo:lo + _CHUNK].to(part.dtype) @ part)
     return totals
 
 

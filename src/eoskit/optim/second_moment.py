@@ -21,10 +21,10 @@ FREEZE = Hyper(None, "Hold the preconditioner P fixed from this step on", kind=i
 def denominator(v: Tensor, v_steps: int | float, rho: float, eps: float,
                 bias_corrected: bool) -> Tensor:
     """``√v̂ + ε`` of ``v`` after ``v_steps`` updates with decay ``rho``."""
-    root = v.sqrt()
+    root = v.sqrt()  # fresh: the rest is in place (one tensor, not three)
     if bias_corrected:
-        root = root / (1 - rho ** v_steps) ** 0.5
-    return root + eps
+        root.div_((1 - rho ** v_steps) ** 0.5)
+    return root.add_(eps)
 
 
 class SecondMomentRule(UpdateRule):
