@@ -263,3 +263,45 @@ def test_fd_displacing_the_point_in_place_gives_the_copys_product_and_restores_i
     # an engine that does not displace the point ignores restore
     exact64 = FunctionObjective(obj.f, d, hvp_method="rev-rev", dtype=torch.float32)
     assert torch.equal(exact64.product(x, v, restore=lambda t: t.zero_()), exact64.product(x, v))
+
+
+class _TiedAndUnused(nn.Module):
+    """One layer applied twice (its gradient sums two paths) and a parameter the loss never
+    reads (its gradient is zero)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner, self.head = nn.Linear(4, 4), nn.Linear(4, 2)
+        self.unused = nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.inner(torch.tanh(self.inner(x)))))
+
+
+def test_fd_of_a_model_sums_both_gradients_a_parameter_at_a_time_as_plain_autograd():
+    # float32: the sum into one buffer must give the bits of plain autograd's gradients at
+    # x ± h·v̂ (a flat leaf, so autograd assembles each gradient), subtracted
+    torch.manual_seed(0)
+    model = _TiedAndUnused()
+    X, Y = torch.randn(16, 4), torch.randn(16, 2)
+    obj = ModelObjective(model, nn.functional.mse_loss, X, Y, hvp_method="fd",
+                         dtype=torch.float32)
+    x = obj.x0()
+    exact, v = x.clone(), torch.randn(x.numel())
+    names = [n for n, _ in model.named_parameters()]
+
+    def grad_at(z):
+        z = z.detach().requires_grad_(True)
+        params = dict(zip(names, obj.layout.parts(z), strict=True))
+        loss = nn.functional.mse_loss(torch.func.functional_call(model, params, (X,)), Y)
+        return torch.autograd.grad(loss, z)[0]
+
+    h, norm = fd_step(exact), float(v.norm())
+    plus = grad_at(torch.add(exact, v, alpha=h / norm))
+    minus = grad_at(torch.add(exact, v, alpha=-h / norm))
+    want = (plus - minus).mul_(norm / (2 * h))
+    assert float(want[:3].abs().max()) == 0.0 < float(want.abs().max())  # `unused` is first
+    with obj.at(x, copy=False, restore=lambda t: t.copy_(exact)) as point:
+        got = point.hvp(v)
+    assert torch.equal(got, want) and torch.equal(x, exact)
+    assert torch.equal(obj.product(exact.clone(), v), want)  # a displaced copy

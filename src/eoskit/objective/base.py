@@ -168,8 +168,17 @@ class Objective:
             yield _exact(term, needs)
 
     def term_fns(self, needs: str = "any") -> Iterator[ScalarFn]:
+        """Each term's loss as a function of the flat vector; where the objective splits it
+        (:meth:`parts`), the function also takes the list of parts and carries ``parts``
+        (the ``fd`` engine then sums gradients a part at a time)."""
         for term in self.exact_terms(needs):
-            yield lambda x, term=term: term(x)[0]
+            fn = (lambda x, term=term: term(x)[0])
+            if self.parts is not None:
+                fn.parts = self.parts
+            yield fn
+
+    # a function splitting a flat (d,) vector into the views the terms also accept, or None
+    parts = None
 
     # values and gradients
     def value(self, x: Tensor) -> Tensor:

@@ -64,9 +64,15 @@ class ParamLayout:
     def dim(self) -> int:
         return sum(self.sizes)
 
-    def unflatten(self, x: Tensor) -> dict[str, Tensor]:
+    def unflatten(self, x: Tensor | list[Tensor]) -> dict[str, Tensor]:
+        """The named parameters of a flat vector (views of it), or of its :meth:`parts`."""
+        parts = self.parts(x) if isinstance(x, Tensor) else x
+        return dict(zip(self.names, parts, strict=True))
+
+    def parts(self, x: Tensor) -> list[Tensor]:
+        """The parameters' views of a flat vector, in the layout's order."""
         chunks = torch.split(x, self.sizes)
-        return {n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes, strict=True)}
+        return [c.view(s) for c, s in zip(chunks, self.shapes, strict=True)]
 
     def flatten(self, params: dict[str, Tensor]) -> Tensor:
         return torch.cat([params[n].reshape(-1) for n in self.names])
@@ -206,6 +212,7 @@ class ModelObjective(Objective):
         self.device = torch.device(device) if device is not None else first.device
         self.model = model
         self.layout = layout_of(model)
+        self.parts = self.layout.parts  # the fd engine sums gradients a parameter at a time
         self.dim = self.layout.dim
         self.loss = loss
         self.loss_name = loss if isinstance(loss, str) else loss_sum.name

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -125,7 +126,10 @@ class FiniteDifference:
 
     Two first-order backward passes per vector and no graph kept: it works for every
     kernel with a gradient, needs no layer routing, and its error is O(h²) (see
-    :func:`fd_step`). A block is done column by column. Given ``restore`` (a function
+    :func:`fd_step`). Where ``fn`` has ``parts`` (a model's loss: ``parts(t)`` splits a flat
+    vector into its parameters' views, which ``fn`` also accepts) both gradients are summed
+    into the output a parameter at a time (:func:`_grad_into`): the output is the only
+    d-long vector the product makes. A block is done column by column. Given ``restore`` (a function
     that writes the exact point into a tensor), the displaced points are formed in ``x``
     itself and ``x`` is restored after (also when a gradient raises): one d-long vector
     less than a displaced copy.
@@ -150,17 +154,51 @@ class FiniteDifference:
 
             def restore(t: Tensor) -> Tensor:
                 return t.copy_(point)
+        parts = getattr(fn, "parts", None)
         # each displaced point is x ± h·v̂ rounded once; the difference is taken in place
         try:
-            plus = _grad_at(fn, x.add_(v, alpha=h / norm).detach())
-            restore(x)
-            minus = _grad_at(fn, x.add_(v, alpha=-h / norm).detach())
+            if parts is None:
+                plus = _grad_at(fn, x.add_(v, alpha=h / norm).detach())
+                restore(x)
+                minus = _grad_at(fn, x.add_(v, alpha=-h / norm).detach())
+                plus.sub_(minus)
+            else:
+                plus = torch.zeros_like(x)
+                _grad_into(fn, parts, x.add_(v, alpha=h / norm), plus, 1.0)
+                restore(x)
+                _grad_into(fn, parts, x.add_(v, alpha=-h / norm), plus, -1.0)
         finally:
             restore(x)
-        return plus.sub_(minus).mul_(norm / (2 * h))
+        return plus.mul_(norm / (2 * h))
 
     def compiled_product(self, fn: ScalarFn, x: Tensor, v: Tensor, restore=None) -> Tensor:
         return self.product(_compiled(fn), x, v, restore)
+
+
+def _grad_into(fn: ScalarFn, parts, x: Tensor, out: Tensor, sign: float) -> None:
+    """``out += sign · ∇fn(x)`` with no d-long gradient beside ``out``.
+
+    ``parts(t)`` splits a flat vector into the views ``fn`` also accepts (a model's
+    parameters): ``fn`` runs on leaves sharing ``x``'s storage, and each leaf's gradient is
+    added into its slice of ``out`` as soon as autograd has it, then dropped. A flat leaf
+    would have its gradient assembled into a fresh d-long vector first (the backward of the
+    split), beside ``out`` and the other point's gradient: two vectors more at the peak.
+    """
+    leaves = [piece.detach().requires_grad_(True) for piece in parts(x)]
+
+    def drain(target: Tensor, leaf: Tensor) -> None:
+        target.add_(leaf.grad, alpha=sign)
+        leaf.grad = None
+
+    hooks = [leaf.register_post_accumulate_grad_hook(partial(drain, target))
+             for leaf, target in zip(leaves, parts(out), strict=True)]
+    try:
+        value = fn(leaves)
+        if value.requires_grad:  # else ∇fn = 0: nothing to add
+            value.backward(inputs=leaves)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def _grad_at(fn: ScalarFn, x: Tensor) -> Tensor:
