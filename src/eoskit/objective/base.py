@@ -169,7 +169,7 @@ class Objective:
 
     def term_fns(self, needs: str = "any") -> Iterator[ScalarFn]:
         """Each term's loss as a function of the flat vector; where the objective splits it
-        (:meth:`parts`), the function also takes the list of parts and carries ``parts``
+        (:attr:`parts`), the function also takes the list of parts and carries ``parts``
         (the ``fd`` engine then sums gradients a part at a time)."""
         for term in self.exact_terms(needs):
             fn = (lambda x, term=term: term(x)[0])
