@@ -215,8 +215,7 @@ class SharedBasis:
         if target == "raw":
             return hz.sub_(z, alpha=theta)
         p = self.p[lo:hi]
-        hz.sub_(z.mul_(p), alpha=theta)
-        return hz.div_(p) if power == -1 else hz.div_(p.sqrt())
+        return scale_slice(hz.sub_(z.mul_(p), alpha=theta), p, power)
 
     def compress(self, coef: Tensor) -> None:
         """Keep only the span of ``Wᵀ·coef`` (coef (m, q), q < m): a thick restart, no product.
@@ -247,14 +246,19 @@ def scale_by(v: Tensor, p, power: float) -> Tensor:
         >>> scale_by(torch.tensor([2.0, 6.0]), torch.tensor([4.0, 3.0]), -1).tolist()
         [0.5, 2.0]
     """
-    if abs(power) not in (0.5, 1):
-        raise ValueError(f"power must be 1, -1, 0.5 or -0.5, got {power}")
     flat = v.view(-1)
     for lo in range(0, flat.numel(), _CHUNK):
-        part, weight = flat[lo:lo + _CHUNK], p[lo:lo + _CHUNK]
-        weight = weight.sqrt() if abs(power) == 0.5 else weight
-        part.mul_(weight) if power > 0 else part.div_(weight)
+        scale_slice(flat[lo:lo + _CHUNK], p[lo:lo + _CHUNK], power)
     return v
+
+
+def scale_slice(part: Tensor, weight: Tensor, power: float) -> Tensor:
+    """``part ← weight^power ∘ part`` in place, ``power`` in {1, −1, ½, −½}: one slice of
+    :func:`scale_by` (``weight`` is ``p``'s slice)."""
+    if abs(power) not in (0.5, 1):
+        raise ValueError(f"power must be 1, -1, 0.5 or -0.5, got {power}")
+    weight = weight.sqrt() if abs(power) == 0.5 else weight
+    return part.mul_(weight) if power > 0 else part.div_(weight)
 
 
 def weighted_dots(jobs: list[tuple[list[Tensor], Tensor, int]], p) -> list[list[float]]:

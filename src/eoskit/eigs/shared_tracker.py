@@ -69,7 +69,8 @@ from eoskit.eigs.krylov import EigResult, eigenvalue_bounds, norm, work_dtype
 from eoskit.eigs.shared_basis import SharedBasis, scale_by
 
 # d-long temporaries allowed beside the basis: a Ritz vector and its image, a residual
-# (one vector: z is formed by slices) and a product's second output
+# (one vector: z is formed by slices) and a product's second output (a flat objective's
+# second gradient; a model's fd product sums both into its one output)
 _TEMPS = 4
 
 
