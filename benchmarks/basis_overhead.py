@@ -4,7 +4,7 @@ A synthetic operator stands for the Hessian so the products cost almost nothing:
 diag ∘ v + 12 (uᵀv) u`` with a fast-decaying diagonal and a unit vector ``u`` that turns a
 little between measurements (so warm measurements take a few products); ``P`` a fixed
 diagonal (1 to 1.1). The tracker is the Monitor's (k = 1, tol 1e-3, values only, the budget
-:func:`~eoskit.eigs.shared_tracker.budget_for` gives the size, ``criterion="change"``). Per
+:func:`~eoskit.eigs.shared_budget.budget_for` gives the size, ``criterion="change"``). Per
 measurement: products, seconds less the products' seconds per product (the basis's passes
 over d: Gram–Schmidt, Gram columns, residuals, restarts), and page faults per product in
 d-long float32 vectors (``getrusage``; at 124M parameters a fresh d-long temporary is 0.5 GB
@@ -25,7 +25,7 @@ import time
 import torch
 
 from eoskit.eigs import SharedTracker
-from eoskit.eigs.shared_tracker import budget_for
+from eoskit.eigs.shared_budget import budget_for
 
 
 def main() -> None:

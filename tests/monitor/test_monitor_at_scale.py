@@ -18,7 +18,7 @@ from torch.func import functional_call, hessian
 from torch.nn import functional as F
 
 from eoskit.eigs import SharedTracker
-from eoskit.eigs.shared_tracker import min_shared_vectors
+from eoskit.eigs.shared_budget import min_shared_vectors
 from eoskit.monitor import Monitor
 from tests.eigs.test_vector_budget import LongVectors
 
@@ -183,7 +183,7 @@ def test_rows_state_their_cost_in_loop_steps():
 
 
 def test_the_default_budget_follows_the_vectors_size_and_the_quantities():
-    from eoskit.eigs.shared_tracker import budget_for
+    from eoskit.eigs.shared_budget import budget_for
 
     # no optimiser: the raw sharpness alone, values only (no Ritz vectors kept)
     small = Monitor(*_problem()[:1], F.mse_loss, _problem()[1:])

@@ -24,7 +24,8 @@ Example:
 
 from eoskit.eigs.krylov import CRITERIA, EigResult, MatVec, work_dtype
 from eoskit.eigs.preconditioned_operator import preconditioned_matvec
-from eoskit.eigs.shared_tracker import SharedTracker, default_shared_vectors
+from eoskit.eigs.shared_budget import default_shared_vectors
+from eoskit.eigs.shared_tracker import SharedTracker
 from eoskit.eigs.solvers import SOLVERS, hessian_eigs, lanczos, lobpcg, top_eigenpairs
 from eoskit.eigs.streaming import TURBULENT_TOL, StreamingTracker
 from eoskit.eigs.subspace import subspace_eigs

@@ -7,7 +7,8 @@ searches. A warm measurement starts from the last raw and the last
 preconditioned top vectors, each advanced by one free power step (their
 images are known), so both estimates cost ``2k`` products; further products
 (residuals of the worst unconverged pair) are taken only while an error bound
-exceeds ``tol``.
+exceeds ``tol``. A full basis restarts thick, keeping each target's top Ritz vectors and,
+where the budget leaves room, its top ones of one row before (:func:`_kept`, GD+k).
 
 The bound is that of the eigenvalue criterion (:func:`~eoskit.eigs.krylov.eigenvalue_bounds`):
 ``min(‖r‖, ‖r‖²/gap)`` with the gap to λ_{k+1}. A warm basis of ``2k`` vectors
@@ -41,9 +42,10 @@ Memory, for ``T`` quantities (2: raw and preconditioned; 1: one of them): rows a
 next starts, and ``T·k`` Ritz vectors unless ``eigenvectors=False``) and four temporaries, all
 in the work dtype; ``p`` is the caller's (sliced only: the Monitor's is read off the
 optimiser's state a slice at a time). ``max_vectors`` (default
-:func:`default_shared_vectors`) sets the basis bound, ``(max_vectors − held) // 2`` rows with
-at least ``2k + 3``; the accounting (:func:`_held`) still counts the carried vectors
-apart, so it is an upper bound.
+:func:`~eoskit.eigs.shared_budget.default_shared_vectors`) sets the basis bound,
+``(max_vectors − held) // 2`` rows with at least ``2k + 3``; the accounting
+(:func:`~eoskit.eigs.shared_budget.held_vectors`) still counts the carried vectors apart,
+so it is an upper bound.
 
 Example:
     >>> import torch
@@ -67,35 +69,7 @@ from torch import Tensor
 from eoskit._threads import limit_blas_threads
 from eoskit.eigs.krylov import EigResult, eigenvalue_bounds, norm, work_dtype
 from eoskit.eigs.shared_basis import SharedBasis, scale_by
-
-# d-long temporaries allowed beside the basis: a Ritz vector and its image, a residual
-# (one vector: z is formed by slices) and a product's second output (a flat objective's
-# second gradient; a model's fd product sums both into its one output)
-_TEMPS = 4
-
-
-def _held(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
-    """Vectors held besides rows and images: carried (T·k), results (T·k next starts and,
-    with ``eigenvectors``, T·k Ritz vectors) and the temporaries."""
-    return quantities * k * (3 if eigenvectors else 2) + _TEMPS
-
-
-def _min_rows(k: int) -> int:
-    # a restart keeps k + 1 per quantity and one row is added: 2k + 3 for both. One quantity
-    # gets as many: with k + 2 rows the cold solve of the preconditioned sharpness of the
-    # issue-22 GPT-2 stopped 3.7e-3 off (its λ_{k+1} estimate came from too small a space)
-    return 2 * (k + 1) + 1
-
-
-def default_shared_vectors(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
-    """Default bound on a :class:`SharedTracker`'s d-long vectors: a basis of 2k + 4 rows."""
-    return 2 * (_min_rows(k) + 1) + _held(k, quantities, eigenvectors)
-
-
-def min_shared_vectors(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
-    """The smallest bound: a basis of 2k + 3 rows (a restart keeps k + 1 per quantity)."""
-    return 2 * _min_rows(k) + _held(k, quantities, eigenvectors)
-
+from eoskit.eigs.shared_budget import default_shared_vectors, held_vectors, min_rows
 
 SHARED_CRITERIA = ("eigenvalue", "residual", "change")
 # a cold solve's share of tol: on the issue-22 GPT-2 a cold solve held to tol stopped with
@@ -116,31 +90,29 @@ def _moved(values: np.ndarray, before: np.ndarray, k: int) -> float:
                         np.maximum(np.abs(values[:k]), np.finfo(float).tiny)))
 
 
+def _kept(coef: Tensor, last: Tensor | None, each: int) -> tuple[Tensor, int]:
+    """What a thick restart keeps of one target, (m, ≤ each) coefficients, and how many of
+    them are its current Ritz vectors (their pairs survive the restart unchanged).
+
+    Its top ``each`` Ritz vectors; or, given ``last`` (m − 1, k), the top k of the basis
+    before its last row, and room for them beside the k + 1 a cold solve converges
+    (``each ≥ 2k + 1``): its top ``each − k`` and those (GD+k, the restart of Davidson
+    methods that keeps the direction the last step moved in, as LOBPCG keeps its P block).
+    A restart that keeps only Ritz vectors forgets it: on a top pair 1% apart (the
+    preconditioned sharpness of the issue-22 GPT-2) a one-target cold solve with 5 rows
+    took 59 products, with GD+k 31.
+    """
+    if last is None or each < 2 * last.shape[1] + 1:
+        return coef[:, :each], min(each, coef.shape[1])
+    mine = coef[:, :each - last.shape[1]]
+    before = coef.new_zeros(coef.shape[0], last.shape[1])
+    before[:last.shape[0]] = last  # the basis then was this one less its last row
+    return torch.cat([mine, before], 1), mine.shape[1]
+
+
 def _block(columns: list[Tensor]) -> Tensor:
     """(d, k) from k columns; one column is a view, not a copy."""
     return columns[0].unsqueeze(1) if len(columns) == 1 else torch.stack(columns, 1)
-
-
-ALLOWANCE_BYTES = 256 * 2**20  # what a tracker may hold before its budget drops to the minimum
-
-
-def budget_for(k: int, dim: int, dtype: torch.dtype, allowance: int = ALLOWANCE_BYTES,
-               quantities: int = 2, eigenvectors: bool = True) -> int:
-    """A budget of d-long vectors for products in ``dtype``: as many work vectors
-    (:func:`~eoskit.eigs.krylov.work_dtype`) as fit ``allowance`` bytes, between
-    :func:`min_shared_vectors` and a basis of ``2k + 12`` rows.
-
-    A small basis costs products where the top of the spectrum is clustered (a 17k-parameter
-    GPT-2 did not converge in 80 products with 5 rows, and did within 67 with 14), so small
-    models get the large basis; at scale the minimum holds (a 5.3M-parameter float32 model
-    has 21 MB vectors: 12 fit 256 MB, below the minimum: 20 for k = 1 with Ritz vectors
-    kept, 18 and 16 as the Monitor sizes it for two quantities and for one).
-    """
-    held = _held(k, quantities, eigenvectors)
-    most = 2 * (2 * k + 12) + held
-    vector_bytes = max(int(dim), 1) * torch.finfo(work_dtype(dtype)).bits // 8
-    return max(min_shared_vectors(k, quantities, eigenvectors),
-               min(most, allowance // vector_bytes))
 
 
 @dataclass
@@ -176,14 +148,15 @@ class SharedTracker:
 
     def max_basis(self, quantities: int = 2) -> int:
         """Rows a basis of ``quantities`` targets may hold under ``max_vectors``:
-        ``(max_vectors − held) // 2`` (:func:`_held`), or as many rows as fit when the
-        images are kept narrower (a bfloat16 image counts as half a float32 vector)."""
+        ``(max_vectors − held) // 2`` (:func:`~eoskit.eigs.shared_budget.held_vectors`), or
+        as many rows as fit when the images are kept narrower (a bfloat16 image counts as
+        half a float32 vector)."""
         row = 1 + (1.0 if self.image_dtype is None else min(
             torch.finfo(self.image_dtype).bits / 32, 1.0))  # a row and its image
-        held = _held(self.k, quantities, self.eigenvectors)
+        held = held_vectors(self.k, quantities, self.eigenvectors)
         cap = int((self.max_vectors - held) // row)
-        if cap < _min_rows(self.k):
-            least = held + math.ceil(_min_rows(self.k) * row)
+        if cap < min_rows(self.k):
+            least = held + math.ceil(min_rows(self.k) * row)
             raise ValueError(f"max_vectors must be at least {least} for k = {self.k} and "
                              f"{quantities} quantit{'y' if quantities == 1 else 'ies'}, "
                              f"got {self.max_vectors}")
@@ -241,8 +214,10 @@ class SharedTracker:
         # per target, its top-k values before its own last expansion: another target's
         # expansion barely moves them, and must not make them look settled
         cap, before = self.max_basis(len(b.targets)), {}
+        last, known = {}, {}  # the top k before the last row; residuals a restart kept
         while True:
-            state = {t: self._check(b, t, cold) for t in b.targets}
+            state = {t: self._check(b, t, cold, known.get(t)) for t in b.targets}
+            known = {}
             if self.criterion == "change" and not cold:
                 for t in before:
                     state[t]["settled"] = _moved(state[t]["ritz"].values, before[t],
@@ -252,8 +227,13 @@ class SharedTracker:
                 break
             if len(b) >= cap:
                 each = (cap - 1) // len(b.targets)  # at least k + 1 per target
-                b.compress(torch.cat([state[t]["ritz"].coef[:, :each] for t in b.targets], 1))
+                kept = {t: _kept(state[t]["ritz"].coef, last.get(t), each) for t in b.targets}
+                b.compress(torch.cat([c for c, _ in kept.values()], 1))
+                # a Ritz pair whose vector the restart kept is a Ritz pair of the smaller
+                # space too, with the same residual: not formed again (a pass over the basis)
+                known = {t: state[t]["resid"][:n] for t, (_, n) in kept.items()}
                 continue
+            last = {t: state[t]["ritz"].coef[:, :self.k] for t in b.targets}
             worst = max(open_, key=lambda t: state[t]["ratio"])
             before[worst] = state[worst]["ritz"].values[:self.k].copy()
             st = state[worst]
@@ -283,14 +263,18 @@ class SharedTracker:
             for c in carried.pop("pre").T:
                 yield scale_by(c.to(wd).contiguous(), p, -0.5)
 
-    def _check(self, b: SharedBasis, target: str, cold: bool) -> dict:
-        """Ritz values, residual norms and error bounds of the top k of one target."""
+    def _check(self, b: SharedBasis, target: str, cold: bool,
+               known: np.ndarray | None = None) -> dict:
+        """Ritz values, residual norms and error bounds of the top k of one target;
+        ``known``: the residual norms of its top pairs where they are already known."""
         ritz = b.ritz(target)
         # a cold solve converges λ_{k+1} too: the warm solves' gap is carried from it
         want = self.k + 1 if cold else self.k
         th, k = ritz.values, min(want, len(ritz.values))
         q = min(len(th), k + 1)
-        resid = np.array([b.residual_norm(target, ritz.coef[:, i], float(th[i]))
+        known = () if known is None else known
+        resid = np.array([known[i] if i < len(known) else
+                          b.residual_norm(target, ritz.coef[:, i], float(th[i]))
                           for i in range(q)])
         upper = None if cold else self._upper(target, th, k)
         if upper is None:

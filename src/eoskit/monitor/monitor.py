@@ -116,7 +116,7 @@ class Monitor:
     raw and preconditioned sharpness from one set of products, eigenvalue
     criterion), or one of :data:`eoskit.eigs.TRACKERS` per quantity (``"lanczos"``,
     ``"streaming"``). ``max_vectors``: the tracker's bound on d-long work vectors
-    (default for ``"shared"``: :func:`~eoskit.eigs.shared_tracker.budget_for` the vectors'
+    (default for ``"shared"``: :func:`~eoskit.eigs.shared_budget.budget_for` the vectors'
     size, as many as fit 256 MB between the smallest budget, 5 basis rows for k = 1, and
     14 rows; a 5.3M-parameter float32 model gets the smallest). ``image_dtype``
     (``"shared"`` only): keep the basis's Hessian-vector products in this dtype instead of

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from eoskit.eigs import SharedTracker, make_tracker, preconditioned_matvec
-from eoskit.eigs.shared_tracker import budget_for
+from eoskit.eigs.shared_budget import budget_for
 from eoskit.monitor.optimizers import adaptive, optimizer_kind, unwrap
 from eoskit.objective.model import trainable
 from eoskit.optim import StateDiagonal, state_preconditioner
