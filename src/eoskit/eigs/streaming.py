@@ -21,6 +21,7 @@ from torch import Tensor
 
 from eoskit.eigs.krylov import (
     EigResult,
+    dots,
     eigenvalue_bounds,
     hcat,
     images,
@@ -40,10 +41,10 @@ def _gram_ritz(top: Tensor, Wt: Tensor) -> tuple[np.ndarray, Tensor, np.ndarray]
     Two Gram matrices (one pass over the data each): ‖Hy − θy‖² = yᵀH²y − θ²
     for the orthonormal Ritz vectors y = top·S.
     """
-    G = (top.T @ Wt).to(torch.float64)  # formed in the work dtype, solved in float64
+    G = dots(top.T, Wt.T)  # float64 sums of work-dtype slices
     theta_t, S = torch.linalg.eigh(0.5 * (G + G.T))
     theta_t, S = theta_t.flip(0), S.flip(1)
-    r2 = (S * ((Wt.T @ Wt).to(torch.float64) @ S)).sum(0) - theta_t ** 2
+    r2 = (S * (dots(Wt.T, Wt.T) @ S)).sum(0) - theta_t ** 2
     return theta_t.cpu().numpy(), S, np.sqrt(np.maximum(r2.cpu().numpy(), 0.0))
 
 

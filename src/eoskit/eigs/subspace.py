@@ -27,8 +27,10 @@ from eoskit.eigs.krylov import (
     EigResult,
     MatVec,
     check_request,
+    dots,
     eigenvalue_bounds,
     grown,
+    norm,
     orthonormal_columns,
     product,
     work_dtype,
@@ -175,7 +177,7 @@ def _ritz_block(Q: Tensor, W: Tensor, p_max: int):
     (m, m), the Ritz vectors Y (p, d), residuals R = HY − θY (p, d) and their
     norms (p,). The projected matrix is formed in the work dtype and solved in float64.
     """
-    G = (Q @ W.T).to(torch.float64)
+    G = dots(Q, W)
     G = 0.5 * (G + G.T)
     theta, S = torch.linalg.eigh(G)
     theta, S = theta.flip(0), S.flip(1)
@@ -184,7 +186,7 @@ def _ritz_block(Q: Tensor, W: Tensor, p_max: int):
     R = _combined(S[:, :p], W)
     for i in range(p):  # in place: R = HY − θY without another (p, d) block
         R[i].sub_(Y[i], alpha=float(theta[i]))
-    resid = np.array([float(torch.sqrt(r @ r)) for r in R])
+    resid = np.array([float(norm(r)) for r in R])
     return theta.cpu().numpy(), S, Y, R, resid
 
 
