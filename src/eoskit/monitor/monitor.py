@@ -124,7 +124,7 @@ class Monitor:
     holds more rows) and leaves the values exact for the subspace, but floors residual
     norms at bfloat16 rounding (~2^-9 of the image), so a solve whose test needs less can
     stall: on gpt-small under SGD a cold solve at tol 1e-3 ran to its 80-product limit
-    with bfloat16 images, and converged in 36 products without them.
+    with bfloat16 images, where float32 images converged in 36 (commit 00cbf2c).
     ``raw_sharpness=False`` (an adaptive optimiser only): measure the preconditioned
     sharpness alone, the quantity its threshold is on; the raw cells stay empty and a
     measurement needs fewer products. ``max_warm_products`` (``"shared"`` only): stop a
