@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -113,6 +113,7 @@ def test_closed_form_X_agrees_with_cvxpy_on_one_constrained_eigenvalue():
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**16), log_b=st.floats(-6, 14), log_a=st.floats(-4, 4))
+@example(seed=221, log_b=4.46875, log_a=1.0)  # the solver's own accuracy there: 3.1e-5
 def test_cvxpy_X_solves_the_complementarity_problem_at_any_scale(seed, log_b, log_a):
     """KKT conditions relative to the problem's own scales (alpha ~ 10^a, B ~ 10^b, so
     X ~ 10^(a−b)). At the start of RMSProp's edge B/alpha is ~1e10 and X was five orders
@@ -131,9 +132,11 @@ def test_cvxpy_X_solves_the_complementarity_problem_at_any_scale(seed, log_b, lo
     assert r["x_min_eig"] > -1e-7 * x_scale
     assert r["z_min_eig"] > -1e-6 * a
     assert abs(r["gap"]) < 1e-6 * a * x_scale * np.abs(J).max() ** -2
-    # and X scales as alpha/B: the same problem at B·c has X/c
+    # and X scales as alpha/B: the same problem at B·c has X/c (the bug this guards was five
+    # orders of magnitude; the two solves see the same normalised program up to rounding,
+    # and on an ill-conditioned one, the @example above, their X differ by 3.1e-5 of it)
     X2 = solve_cvxpy(alpha, 1e3 * gram)
-    assert np.abs(X2 * 1e3 - X).max() < 1e-5 * np.abs(X).max() + 1e-12 * x_scale
+    assert np.abs(X2 * 1e3 - X).max() < 1e-4 * np.abs(X).max() + 1e-12 * x_scale
 
 
 def test_central_flow_holds_the_edge_where_gd_reaches_it():
