@@ -21,14 +21,8 @@ from functools import partial
 
 import torch
 
-from eoskit.bench.monitor_bench import _train_step
-from eoskit.bench.monitor_settings import (
-    SETTINGS,
-    batches,
-    build_model,
-    make_optimizer,
-    next_token_loss,
-)
+from eoskit.bench.monitor_bench import bench_start, train_step
+from eoskit.bench.monitor_settings import SETTINGS, next_token_loss
 from eoskit.eigs import SharedTracker
 from eoskit.eigs.krylov import dots
 from eoskit.monitor import Monitor
@@ -47,18 +41,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(2)
-    s = SETTINGS[a.setting]
-    model = build_model(s, a.seed)
-    opt = make_optimizer("adamw", model, s.lr["adamw"])
-    stream = batches(s, model.vocab, a.seed + 1)
-    probe = torch.randint(0, model.vocab, (s.batch, s.seq),
-                          generator=torch.Generator().manual_seed(a.seed + 2))
+    model, opt, stream, probe = bench_start(a.setting, "adamw", a.seed)
     every = 5 if a.setting == "gpt2" else 10  # the bench's first measurement
     for _ in range(every):
-        _train_step(model, opt, next(stream))
+        train_step(model, opt, next(stream))
     mon = Monitor(model, next_token_loss, (probe, probe), every=every, optimizer=opt,
                   criterion="change")
-    obj, p = mon.objective, mon.meter._state_diagonal()
+    obj, p = mon.objective, mon.preconditioner()  # (d,)
     x = obj.x0()
     # the Monitor's budget (18 vectors, 5 rows) plus the two Ritz vectors kept here
     tracker = SharedTracker(1, 1e-3, max_vectors=20, criterion="change", eigenvectors=True)
@@ -71,9 +60,8 @@ def main() -> None:
               f"{time.perf_counter() - started:.0f} s", flush=True)
         y = out["raw"].eigenvectors[:, 0].contiguous()
         raw = quotient(y, point.hvp(y))
-        pf = p.full()
-        z = out["pre"].eigenvectors[:, 0].contiguous() / pf.sqrt()
-        pre = quotient(z, point.hvp(z), pf)
+        z = out["pre"].eigenvectors[:, 0].contiguous() / p.sqrt()
+        pre = quotient(z, point.hvp(z), p)
     for name, rq in (("raw", raw), ("pre", pre)):
         value = float(out[name].eigenvalues[0])
         estimate = float(out[name].error_estimates[0]) / abs(value)

@@ -76,12 +76,24 @@ def reset_peak(device: str = "cpu") -> None:
         pass
 
 
-def _train_step(model, opt, ids) -> float:
+def train_step(model, opt, ids) -> float:
     opt.zero_grad(set_to_none=True)
     loss = next_token_loss(model(ids), ids)
     loss.backward()
     opt.step()
     return float(loss.detach())  # a GPU loop synchronises here too
+
+
+def bench_start(setting: str, optimizer: str, seed: int = 0, device: str = "cpu"):
+    """The bench's model, optimiser, batch stream and measurement set (``(ids, ids)``'s
+    ``ids``) for a setting and seed, so a script can stand at the bench's own points."""
+    s = SETTINGS[setting]
+    model = build_model(s, seed).to(device)
+    opt = make_optimizer(optimizer, model, s.lr[optimizer])
+    stream = (b.to(device) for b in batches(s, model.vocab, seed + 1))
+    probe = torch.randint(0, model.vocab, (s.batch, s.seq),
+                          generator=torch.Generator().manual_seed(seed + 2)).to(device)
+    return model, opt, stream, probe
 
 
 def _reference(mon: Monitor, eig_vec, target: str, p) -> float:
@@ -120,15 +132,11 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
                   image_dtype: torch.dtype | None = None, log=print) -> dict:
     """One row: products, errors, time ratio and memory of a Monitor in this loop."""
     s = SETTINGS[setting]
-    model = build_model(s, seed).to(device)
-    opt = make_optimizer(optimizer, model, s.lr[optimizer])
+    model, opt, stream, probe = bench_start(setting, optimizer, seed, device)
     d = sum(p.numel() for p in model.parameters())
-    stream = (b.to(device) for b in batches(s, model.vocab, seed + 1))
-    probe = torch.randint(0, model.vocab, (s.batch, s.seq),
-                          generator=torch.Generator().manual_seed(seed + 2)).to(device)
     reset_peak(device)
     for _ in range(2):
-        _train_step(model, opt, next(stream))
+        train_step(model, opt, next(stream))
     plain_peak = peak_mb(device)
     mon = Monitor(model, next_token_loss, (probe, probe), every=every, optimizer=opt,
                   raw_sharpness=raw, max_warm_products=max_warm_products, criterion=criterion,
@@ -141,12 +149,12 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
         ids = next(stream)
         if twin is not None:  # the plain loop's step, on the same batch
             t0 = time.perf_counter()
-            _train_step(twin, twin_opt, ids)
+            train_step(twin, twin_opt, ids)
             plain_steps.append(time.perf_counter() - t0)
         if len(mon.rows) < 2:
             reset_peak(device)
         t0 = time.perf_counter()
-        _train_step(model, opt, ids)
+        train_step(model, opt, ids)
         row = mon.step()
         dt = time.perf_counter() - t0
         step += 1

@@ -175,7 +175,8 @@ def _ritz_block(Q: Tensor, W: Tensor, p_max: int):
 
     Returns all m Ritz values (descending, numpy), their float64 coefficients S
     (m, m), the Ritz vectors Y (p, d), residuals R = HY − θY (p, d) and their
-    norms (p,). The projected matrix is formed in the work dtype and solved in float64.
+    norms (p,). The projected matrix sums work-dtype slices in float64 (:func:`dots`) and
+    is solved in float64.
     """
     G = dots(Q, W)
     G = 0.5 * (G + G.T)
