@@ -60,7 +60,7 @@ def test_a_small_residual_norm_is_summed_by_slices_without_a_d_long_vector(targe
     ‖r‖ (float64 formula) and must not make a d-long vector (a slice at a time)."""
     import eoskit.eigs.shared_basis as shared_basis
 
-    monkeypatch.setattr(shared_basis, "_CHUNK", 7)  # slices well below d, and uneven
+    monkeypatch.setattr(shared_basis, "SLICE", 7)  # slices well below d, and uneven
     H, p, g = _operator(4)
     b = SharedBasis(lambda v: H @ v, p)
     dense = H if target == "raw" else H / p.sqrt()[:, None] / p.sqrt()[None, :]
@@ -85,7 +85,7 @@ def test_combine_in_place_is_the_dense_product_and_allocates_no_d_long_vector(st
                                                                               monkeypatch):
     import eoskit.eigs.shared_basis as shared_basis
 
-    monkeypatch.setattr(shared_basis, "_CHUNK", 64)  # slices well below d, as at scale
+    monkeypatch.setattr(shared_basis, "SLICE", 64)  # slices well below d, as at scale
     g = torch.Generator().manual_seed(2)
     m, q, d = 7, 4, 500
     vectors = [torch.randn(d, dtype=torch.float64, generator=g).to(stored) for _ in range(m)]

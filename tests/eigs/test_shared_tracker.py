@@ -111,7 +111,7 @@ def test_float32_shared_tracker_holds_no_float64_and_at_most_its_budget(k, monke
     import eoskit.eigs.shared_basis as shared_basis
 
     # slices well below d, as at scale (a slice of d elements would count as a vector)
-    monkeypatch.setattr(shared_basis, "_CHUNK", 64)
+    monkeypatch.setattr(shared_basis, "SLICE", 64)
     tr = SharedTracker(k, 1e-3, restart_every=4, max_vectors=min_shared_vectors(k))
     ops = [_drifting(torch.float32, t) for t in range(6)]
     with LongVectors(D) as count:

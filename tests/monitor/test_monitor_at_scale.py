@@ -269,7 +269,7 @@ def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_mos
     dropped."""
     import eoskit.eigs.shared_basis as shared_basis
 
-    monkeypatch.setattr(shared_basis, "_CHUNK", 64)  # d = 676: slices well below d, as at scale
+    monkeypatch.setattr(shared_basis, "SLICE", 64)  # d = 676: slices well below d, as at scale
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
     X, Y = torch.randn(8, 16), torch.randn(8, 4)

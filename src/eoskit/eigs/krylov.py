@@ -68,17 +68,18 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
 # Below float64, sums over more elements than this are taken by slices added in float64: a
 # float32 BLAS dot of 124M elements (GPT-2 small) is 4e-4 off, by 1M-element slices 4e-7. A
 # float32 gemm sums its slices less accurately than a dot: 64K columns keep it at 3e-8.
-_SLICE, _GEMM_SLICE = 1 << 20, 1 << 16
+# SLICE is also the shared basis's slice of an elementwise step (4 MB of float32).
+SLICE, _GEMM_SLICE = 1 << 20, 1 << 16
 
 
 def norm(v: Tensor) -> Tensor:
     """``sqrt(v·v)`` (0-dim, ``v``'s dtype), summed by slices in float64 past 1M float32
     elements (``Tensor.norm`` loses ~1e-6 relative already at 1e5)."""
     flat = v.reshape(-1)
-    if flat.dtype == torch.float64 or flat.numel() <= _SLICE:
+    if flat.dtype == torch.float64 or flat.numel() <= SLICE:
         return torch.sqrt(flat @ flat)
     total = torch.zeros((), dtype=torch.float64, device=v.device)
-    for part in flat.split(_SLICE):
+    for part in flat.split(SLICE):
         total += (part @ part).double()
     return total.sqrt().to(v.dtype)
 
@@ -97,7 +98,7 @@ def dots(A: Tensor, B: Tensor) -> Tensor:
         return (a @ b.T if b.ndim == 2 else a @ b).to(torch.float64)
 
     d = A.shape[-1]
-    if A.dtype == torch.float64 or d <= _SLICE:
+    if A.dtype == torch.float64 or d <= SLICE:
         return block(A, B)
     out = block(A[:, :_GEMM_SLICE], B[..., :_GEMM_SLICE])
     for lo in range(_GEMM_SLICE, d, _GEMM_SLICE):

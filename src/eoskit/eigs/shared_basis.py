@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eoskit.eigs.krylov import MatVec, norm
+from eoskit.eigs.krylov import SLICE, MatVec, norm
 
 TARGETS = ("raw", "pre")
 
@@ -182,7 +182,7 @@ class SharedBasis:
         self.explicit_residuals += 1
         # summed a slice at a time: a fresh d-long vector is 0.5 GB of page faults at 124M
         weights, total = coef.tolist(), 0.0
-        for lo in range(0, self.rows[0].numel(), _CHUNK):
+        for lo in range(0, self.rows[0].numel(), SLICE):
             r = self._defect_slice(target, weights, theta, lo, -0.5)
             total += float((r * r).sum(dtype=torch.float64))
         return total ** 0.5
@@ -201,17 +201,17 @@ class SharedBasis:
         weights = coef.tolist()
         r = torch.empty(self.rows[0].shape, dtype=self.work_dtype, device=self.rows[0].device)
         flat = r.view(-1)
-        for lo in range(0, flat.numel(), _CHUNK):
-            flat[lo:lo + _CHUNK].copy_(self._defect_slice(target, weights, theta, lo, power))
+        for lo in range(0, flat.numel(), SLICE):
+            flat[lo:lo + SLICE].copy_(self._defect_slice(target, weights, theta, lo, power))
         return r
 
     def _defect_slice(self, target: str, weights: list[float], theta: float, lo: int,
                       power: float) -> Tensor:
-        """Elements ``lo:lo + _CHUNK`` of ``H z − θ z`` (raw) or ``p^power ∘ (H z − θ P z)``
+        """Elements ``lo:lo + SLICE`` of ``H z − θ z`` (raw) or ``p^power ∘ (H z − θ P z)``
         (preconditioned; ``p`` read once a slice). Both sums over the basis are formed in
         slice-sized buffers, so each stays in cache while the m rows' and images' slices
         are added into it."""
-        hi = lo + _CHUNK
+        hi = lo + SLICE
         hz = torch.zeros_like(self.rows[0][lo:hi])
         z = torch.zeros_like(hz)
         for c, w, h in zip(weights, self.rows, self.images, strict=True):
@@ -236,8 +236,6 @@ class SharedBasis:
         self.K = {t: C.T @ K @ C for t, K in self.K.items()}
 
 
-_CHUNK = 1 << 20  # elements per slice of an elementwise step (4 MB of float32)
-
 
 def scale_by(v: Tensor, p, power: float) -> Tensor:
     """``v ← p^power ∘ v`` for ``power`` in {1, −1, ½, −½}, in place and by slices, so no
@@ -252,8 +250,8 @@ def scale_by(v: Tensor, p, power: float) -> Tensor:
         [0.5, 2.0]
     """
     flat = v.view(-1)
-    for lo in range(0, flat.numel(), _CHUNK):
-        scale_slice(flat[lo:lo + _CHUNK], p[lo:lo + _CHUNK], power)
+    for lo in range(0, flat.numel(), SLICE):
+        scale_slice(flat[lo:lo + SLICE], p[lo:lo + SLICE], power)
     return v
 
 
@@ -280,14 +278,14 @@ def weighted_dots(jobs: list[tuple[list[Tensor], Tensor, int]], p) -> list[list[
     """
     totals = [[0.0] * len(vectors) for vectors, _, _ in jobs]
     n = jobs[0][1].numel()
-    for lo in range(0, n, _CHUNK):
-        weight = None if p is None else p[lo:lo + _CHUNK]
+    for lo in range(0, n, SLICE):
+        weight = None if p is None else p[lo:lo + SLICE]
         for (vectors, u, sign), sums in zip(jobs, totals, strict=True):
-            part = u[lo:lo + _CHUNK]
+            part = u[lo:lo + SLICE]
             if weight is not None:
                 part = part * weight if sign > 0 else part / weight
             for i, v in enumerate(vectors):
-                sums[i] += float(v[lo:lo + _CHUNK].to(part.dtype) @ part)
+                sums[i] += float(v[lo:lo + SLICE].to(part.dtype) @ part)
     return totals
 
 
@@ -309,7 +307,7 @@ def combine_in_place(vectors: list[Tensor], C: Tensor) -> list[Tensor]:
     out, n = vectors[:q], vectors[0].numel()
     wide = _wide(vectors[0].dtype)
     Ct = C.T.to(wide)  # (q, m)
-    step = max(_CHUNK // m, 1)  # the block holds m slices: _CHUNK elements in all
+    step = max(SLICE // m, 1)  # the block holds m slices: SLICE elements in all
     for lo in range(0, n, step):
         block = torch.stack([v[lo:lo + step].to(wide) for v in vectors])  # (m, slice)
         for j, row in enumerate(Ct @ block):
