@@ -142,7 +142,7 @@ def flow_cmd(
     Exit status: 0 completed, 2 bad input, 3 diverged, 4 I/O failure, 130 interrupted.
     """
     from eoskit import store
-    from eoskit.flows.flow_run import FlowSettings, read_flow_config, run_flows
+    from eoskit.flows.flow_run import FlowSettings, finished_flows, read_flow_config, run_flows
     from eoskit.plots.flows_figures import plot_flows
     from eoskit.training.progress import progress_bar
 
@@ -154,6 +154,10 @@ def flow_cmd(
         store.check_owner(resume, "flows")
         settings, source = read_flow_config(resume)
         out = resume
+        finished = finished_flows(out, settings, source)
+        if finished is not None:  # nothing to run: its data and model are not built
+            _report(finished, out, json_out)
+            return
         obj, x_start, _, _ = _problem(source, settings.lr, settings.steps)
     else:
         if out is None:
@@ -169,15 +173,19 @@ def flow_cmd(
                                 fraction=fraction, neigs=neigs, eig_tol=eig_tol, window=window,
                                 method=method, rtol=rtol, atol=atol,
                                 checkpoint_every=checkpoint_every)
-    # a finished run's resume runs nothing (run_flows checks its record) and redraws nothing
-    finished = resume is not None and store.finished_summary(out) is not None
-    with progress_bar(settings.steps, 0, progress and not finished, "flows") as update:
+    with progress_bar(settings.steps, 0, progress, "flows") as update:
         summary = run_flows(
             obj, x_start, settings, out, source=source, resume=resume is not None,
             overwrite=overwrite,
             on_record=lambda r: update(r["step"], r["loss"], r.get("sharpness")))
-    if not finished:
-        plot_flows(out)
+    plot_flows(out)
+    _report(summary, out, json_out)
+
+
+def _report(summary: dict, out: Path, json_out: bool) -> None:
+    """The run's summary (as JSON or a few lines), then its exit status."""
+    from eoskit import store
+
     if json_out:
         typer.echo(json.dumps(store.clean_json(summary), indent=2))
         _exit_unless_completed(summary, out)

@@ -174,13 +174,11 @@ def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Pat
     out = Path(out)
     if resume and overwrite:
         raise ValueError("resume continues the run in the directory; overwrite replaces it")
-    config = store.clean_json({"settings": settings.to_dict(), "source": source or {}})
-    if resume and (finished := store.finished_summary(out)) is not None:
-        _check_unedited(out, config)
+    config = _config(settings, source)
+    if resume and (finished := finished_flows(out, settings, source)) is not None:
         return finished
     with store.RunLock(out):
-        if resume and (finished := store.finished_summary(out)) is not None:
-            _check_unedited(out, config)
+        if resume and (finished := finished_flows(out, settings, source)) is not None:
             return finished  # another process finished it meanwhile
         if resume:
             store.check_owner(out, "flows")
@@ -197,6 +195,22 @@ def run_flows(obj: Objective, x0: Tensor, settings: FlowSettings, out: str | Pat
         summary["settings"] = settings.to_dict()
         store.write_json(out / "summary.json", summary)
     return summary
+
+
+def _config(settings: FlowSettings, source: dict | None) -> dict:
+    return store.clean_json({"settings": settings.to_dict(), "source": source or {}})
+
+
+def finished_flows(out: str | Path, settings: FlowSettings,
+                   source: dict | None = None) -> dict | None:
+    """The summary of the flows run in ``out`` if it ended for good (completed or
+    diverged), else None; it refuses a ``flow_config.json`` edited since the run's last
+    checkpoint. A resume asks this first, so a finished run's problem is never built."""
+    out = Path(out)
+    finished = store.finished_summary(out)
+    if finished is not None:
+        _check_unedited(out, _config(settings, source))
+    return finished
 
 
 def _check_unedited(out: Path, config: dict) -> None:
