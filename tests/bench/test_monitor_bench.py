@@ -47,3 +47,14 @@ def test_preconditioned_only_rows_within_tol_and_capped_ones_say_they_are_not():
     assert capped["hvps_all"][1:] == [2, 2] and capped["hvps_all"][0] > 2
     assert all(e > 1e-3 and b > 1e-3 for e, b in
                zip(capped["rel_errors"][1:], capped["stated_estimates"][1:], strict=True))
+
+
+def test_a_looser_tol_reaches_the_monitor_and_counts_errors_within_it():
+    """``tol`` is the Monitor's: every stated estimate within it, fewer products than at
+    1e-3 in all, and the row counts its errors against it, not against 1e-3."""
+    tight = bench_monitor("gpt-tiny", "adamw", 5, 17, raw=False, log=lambda *_: None)
+    loose = bench_monitor("gpt-tiny", "adamw", 5, 17, raw=False, tol=3e-2, log=lambda *_: None)
+    assert loose["tol"] == 3e-2 and all(b <= 3e-2 for b in loose["stated_estimates"])
+    assert sum(loose["hvps_all"]) < sum(tight["hvps_all"])
+    assert max(loose["rel_errors"]) > 1e-3  # so 1e-3 would not count them all within
+    assert loose["within_tol"] == sum(e <= 3e-2 for e in loose["rel_errors"]) / 3

@@ -235,3 +235,6 @@ def test_bench_list_options_repeated_and_comma_separated_alike():
     assert code == 2 and "at least 1, got [10, 0]" in _one_line(out)
     code, out = _invoke("bench", "monitor", "--image-dtype", "float16")  # its range overflows
     assert code == 2 and "bfloat16 or float32, got 'float16'" in _one_line(out)
+    for tol in ("0", "1.5"):
+        code, out = _invoke("bench", "monitor", "--tol", tol)
+        assert code == 2 and f"--tol must be between 0 and 1, got {float(tol)}" in _one_line(out)

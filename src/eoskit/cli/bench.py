@@ -128,6 +128,8 @@ def monitor_cmd(
     image_dtype: Optional[str] = _O(None, help="Keep the basis's Hessian-vector products in "
                                     "this dtype: bfloat16 or float32 (the Monitor's "
                                     "image_dtype; default: the work dtype)."),
+    tol: float = _O(1e-3, help="The Monitor's tol (relative error of each value); errors "
+                    "are counted within it."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
     device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
@@ -159,6 +161,8 @@ def monitor_cmd(
     # no float16: its range (65504) can overflow an image H·w
     if image_dtype not in (None, "bfloat16", "float32"):
         raise UsageError(f"--image-dtype must be bfloat16 or float32, got {image_dtype!r}")
+    if not 0 < tol < 1:
+        raise UsageError(f"--tol must be between 0 and 1, got {tol}")
     if not raw and opts != ["adamw"]:
         raise UsageError("--no-raw measures the preconditioned sharpness alone: "
                          "--optimizers adamw only")
@@ -175,7 +179,7 @@ def monitor_cmd(
                 rows.append(bench_monitor(name, opt, n, steps, references=references,
                                           device=device, raw=raw,
                                           max_warm_products=max_warm_products,
-                                          criterion=criterion, log=log,
+                                          criterion=criterion, log=log, tol=tol,
                                           image_dtype=image_dtype and getattr(torch,
                                                                               image_dtype)))
     _write_rows(rows, markdown(rows), json_out, markdown_out)
