@@ -27,13 +27,8 @@ import json
 
 import torch
 
-from eoskit.bench.monitor_settings import (
-    SETTINGS,
-    batches,
-    build_model,
-    make_optimizer,
-    next_token_loss,
-)
+from eoskit.bench.monitor_bench import bench_start, train_step
+from eoskit.bench.monitor_settings import next_token_loss
 from eoskit.eigs import lanczos, preconditioned_matvec
 from eoskit.eigs.krylov import norm
 from eoskit.eigs.shared_basis import SharedBasis
@@ -93,12 +88,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    s = SETTINGS["gpt-small"]
-    model = build_model(s, 0)
-    opt = make_optimizer(args.optimizer, model, s.lr[args.optimizer])
-    stream = batches(s, model.vocab, 1)
-    probe = torch.randint(0, model.vocab, (s.batch, s.seq),
-                          generator=torch.Generator().manual_seed(2))
+    model, opt, stream, probe = bench_start("gpt-small", args.optimizer)
     # the Monitor only supplies the objective and Adam's P; it never measures here
     mon = Monitor(model, next_token_loss, (probe, probe), every=10**9, optimizer=opt,
                   curvature=False, hvp_method="retained")
@@ -106,10 +96,7 @@ def main() -> None:
 
     def train(n):
         for _ in range(n):
-            ids = next(stream)
-            opt.zero_grad()
-            next_token_loss(model(ids), ids).backward()
-            opt.step()
+            train_step(model, opt, next(stream))
 
     train(2)
     last, carried = {}, {}
