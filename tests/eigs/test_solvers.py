@@ -204,3 +204,23 @@ def test_long_float32_projections_are_summed_in_float64():
     assert np.allclose(theta, ref, rtol=0, atol=1e-6 * ref[0])
     values, _, _ = _gram_ritz(Q.T, W.T)
     assert np.allclose(values, ref, rtol=0, atol=1e-6 * ref[0])
+
+
+def test_a_row_viewed_off_a_column_reaches_blas_with_row_strides(monkeypatch):
+    """A (1, d) view of a (d, 1) column has strides (1, 1), on which a float32 product takes
+    a path 60× slower (the README's sharpness benchmark, eighth stop): ``dots`` gives it the
+    strides of a row, and the same sum."""
+    from eoskit.eigs import krylov
+
+    col, other = torch.randn(1000, 1), torch.randn(1000, 1)
+    row = col.T
+    assert row.stride() == (1, 1)
+    assert krylov._blas_rows(row).stride() == (1000, 1)
+    assert torch.equal(krylov._blas_rows(row), row)
+    assert krylov._blas_rows(torch.randn(1000, 2).T).stride() == (1, 2)  # m > 1: as it is
+    seen = []
+    monkeypatch.setattr(krylov, "_blas_rows",
+                        lambda x, given=krylov._blas_rows: seen.append(x.stride()) or given(x))
+    want = (col.double().T @ other.double()).item()
+    assert abs(krylov.dots(row, other.T).item() - want) <= 1e-5 * abs(want)  # a float32 dot
+    assert seen == [(1, 1), (1, 1)]  # both operands pass through it

@@ -95,6 +95,7 @@ def dots(A: Tensor, B: Tensor) -> Tensor:
         [3.0, 3.0]
     """
     def block(a, b):
+        a, b = _blas_rows(a), _blas_rows(b)
         return (a @ b.T if b.ndim == 2 else a @ b).to(torch.float64)
 
     d = A.shape[-1]
@@ -104,6 +105,13 @@ def dots(A: Tensor, B: Tensor) -> Tensor:
     for lo in range(_GEMM_SLICE, d, _GEMM_SLICE):
         out += block(A[:, lo:lo + _GEMM_SLICE], B[..., lo:lo + _GEMM_SLICE])
     return out
+
+
+def _blas_rows(x: Tensor) -> Tensor:
+    """``x`` with the strides BLAS expects. One row viewed off a (d, 1) column has strides
+    (1, 1), and a product with it takes a path 60× slower in float32 (0.76 ms against 11 µs
+    at d = 141K): it made the streaming tracker's every step 5% slower."""
+    return x.reshape(1, -1) if x.ndim == 2 and x.shape[0] == 1 else x
 
 
 def check_request(k: int, dim: int, criterion: str) -> None:
