@@ -60,10 +60,14 @@ def compact(res: EigResult) -> EigResult:
     """The result a tracker reports: its own copy of the k eigenvectors, no Ritz block.
 
     The solver's Ritz vectors and images (2·(k+1) d-long rows) are then freed
-    as soon as the next start block is built from them.
+    as soon as the next start block is built from them. Eigenvectors that are already
+    their own storage (the streaming tracker's common step forms them anew) are not
+    copied again.
     """
-    return EigResult(res.eigenvalues, res.eigenvectors.clone(), res.residuals, res.n_matvecs,
-                     res.converged)
+    vectors = res.eigenvectors
+    if vectors.untyped_storage().nbytes() > vectors.numel() * vectors.element_size():
+        vectors = vectors.clone()  # a view into the solver's Ritz block
+    return EigResult(res.eigenvalues, vectors, res.residuals, res.n_matvecs, res.converged)
 
 
 @dataclass
