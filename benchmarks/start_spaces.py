@@ -29,11 +29,9 @@ import json
 import scipy.linalg
 import torch
 
-from eoskit.bench.monitor_bench import bench_start, train_step
-from eoskit.bench.monitor_settings import next_token_loss
+from eoskit.bench.monitor_bench import bench_operator, train_step
 from eoskit.eigs import lanczos, preconditioned_matvec
 from eoskit.eigs.krylov import dots
-from eoskit.monitor import Monitor
 
 
 def top_ritz(V: list, AV: list) -> float:
@@ -77,10 +75,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, opt, stream, probe = bench_start("gpt-small", args.optimizer)
-    # the Monitor only supplies the objective and Adam's P; it never measures here
-    mon = Monitor(model, next_token_loss, (probe, probe), every=10**9, optimizer=opt,
-                  curvature=False, hvp_method="retained")
+    model, opt, stream, mon = bench_operator("gpt-small", args.optimizer)
     obj, history, x_last = mon.objective, {}, None
     for m in range(args.measurements):
         for _ in range(args.every if m else args.warmup):

@@ -27,12 +27,10 @@ import json
 
 import torch
 
-from eoskit.bench.monitor_bench import bench_start, train_step
-from eoskit.bench.monitor_settings import next_token_loss
+from eoskit.bench.monitor_bench import bench_operator, train_step
 from eoskit.eigs import lanczos, preconditioned_matvec
 from eoskit.eigs.krylov import norm
 from eoskit.eigs.shared_basis import SharedBasis
-from eoskit.monitor import Monitor
 
 
 def _references(point, p, dim, dtype, last: dict, seed: int) -> dict:
@@ -88,10 +86,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, opt, stream, probe = bench_start("gpt-small", args.optimizer)
-    # the Monitor only supplies the objective and Adam's P; it never measures here
-    mon = Monitor(model, next_token_loss, (probe, probe), every=10**9, optimizer=opt,
-                  curvature=False, hvp_method="retained")
+    model, opt, stream, mon = bench_operator("gpt-small", args.optimizer)
     obj = mon.objective
 
     def train(n):

@@ -96,6 +96,16 @@ def bench_start(setting: str, optimizer: str, seed: int = 0, device: str = "cpu"
     return model, opt, stream, probe
 
 
+def bench_operator(setting: str, optimizer: str, seed: int = 0, device: str = "cpu"):
+    """:func:`bench_start`'s model, optimiser and batches, with a Monitor that only supplies
+    the objective on the measurement set and the optimiser's ``P`` (it never measures;
+    its products are exact, by double backward), for scripts that study the operators."""
+    model, opt, stream, probe = bench_start(setting, optimizer, seed, device)
+    mon = Monitor(model, next_token_loss, (probe, probe), every=10**9, optimizer=opt,
+                  curvature=False, hvp_method="retained")
+    return model, opt, stream, mon
+
+
 def _reference(mon: Monitor, eig_vec, target: str, p) -> float:
     """A tight solve at the Monitor's current parameters (outside the timers)."""
     obj = mon.objective
