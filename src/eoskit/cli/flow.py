@@ -155,7 +155,11 @@ def flow_cmd(
         settings, source = read_flow_config(resume)
         out = resume
         finished = finished_flows(out, settings, source)
-        if finished is not None:  # nothing to run: its data and model are not built
+        if finished is not None:  # nothing to run: its data and model are not built, but a
+            # resume refuses a changed component file, finished or not
+            from eoskit.components import check_files
+
+            check_files(source.get("components"))
             _report(finished, out, json_out)
             return
         obj, x_start, _, _ = _problem(source, settings.lr, settings.steps)
