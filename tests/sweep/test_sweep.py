@@ -10,7 +10,7 @@ import time
 import pytest
 
 from eoskit import store
-from eoskit.sweep import INDEX_COLUMNS, parse_sweep, point_name, run_sweep
+from eoskit.sweep import INDEX_COLUMNS, SweepError, parse_sweep, point_name, run_sweep
 from tests.cli_runner import invoke
 
 # (0.5, 1) completes; (50, 1) diverges; neigs=100000 exceeds the parameter count, which only
@@ -131,6 +131,39 @@ def test_ray_sweep_equals_local_and_retries_a_killed_worker(local_sweep, grid_fi
     assert _strip_paths(_index(out)) == _strip_paths(_index(local_sweep))
 
 
+def test_sweep_overwrite_replaces_the_sweep_and_keeps_what_eoskit_did_not_write(tmp_path):
+    run = {"dataset": "digits", "n_train": 32, "n_test": 0, "width": 4, "steps": 3,
+           "dtype": "float64", "checkpoint_every": 0}
+    out = tmp_path / "s"
+    run_sweep(parse_sweep({"run": run, "grid": {"lr": [0.1, 0.2]}}), out, backend="inline")
+    (out / "lr=0.1" / "notes.txt").write_text("mine")
+    (out / "mine.txt").write_text("mine")
+    new = parse_sweep({"run": run, "grid": {"lr": [0.3]}})
+    with pytest.raises(SweepError, match="already holds a sweep"):
+        run_sweep(new, out, backend="inline")
+    assert (out / "lr=0.2" / "metrics.csv").exists()  # a refused start removes nothing
+    rows = run_sweep(new, out, backend="inline", overwrite=True)
+    assert [r["status"] for r in rows] == ["completed"]
+    assert [r["lr"] for r in _index(out)] == ["0.3"]  # the index holds the new grid only
+    assert store.read_json(out / "sweep.json")["grid"] == {"lr": [0.3]}
+    assert not (out / "lr=0.2").exists()  # an old point's folder goes with its run ...
+    assert [p.name for p in (out / "lr=0.1").iterdir()] == ["notes.txt"]  # ... unless not empty
+    assert (out / "mine.txt").read_text() == "mine"
+    # the command line's --overwrite reaches the runner
+    toml = tmp_path / "again.toml"
+    toml.write_text('[run]\ndataset = "digits"\nn_train = 32\nn_test = 0\nwidth = 4\n'
+                    'steps = 3\ndtype = "float64"\ncheckpoint_every = 0\n[grid]\nlr = [0.4]\n')
+    r = invoke("sweep", "--config", toml, "--out", out, "--overwrite", "--workers", "1",
+               "--quiet")
+    assert r.exit_code == 0, r.output
+    assert [r["lr"] for r in _index(out)] == ["0.4"] and not (out / "lr=0.3").exists()
+    # a sweep whose record cannot be read is not guessed at
+    store.write_json(out / "sweep.json", {"run": {}})
+    with pytest.raises(SweepError, match="cannot tell which runs belong to the sweep"):
+        run_sweep(new, out, backend="inline", overwrite=True)
+    assert (out / "lr=0.4" / "metrics.csv").exists()
+
+
 def test_sweep_runs_inline_for_debugging(tmp_path):
     spec = parse_sweep({"run": {"dataset": "digits", "n_train": 32, "n_test": 0, "width": 4,
                                 "steps": 3, "dtype": "float64", "checkpoint_every": 0},
@@ -228,8 +261,10 @@ def test_bad_sweep_options_exit_2(tmp_path, local_sweep, grid_file):
         (["--config", tmp_path / "nope.toml", "--out", tmp_path / "a"],
          f"sweep config not found: {tmp_path / 'nope.toml'}"),
         (["--config", grid_file, "--out", local_sweep],
-         f"{local_sweep} already holds a sweep; pass --resume to continue it, or choose another "
-         "--out"),
+         f"{local_sweep} already holds a sweep; pass --resume to continue it, --overwrite to "
+         "replace it, or choose another --out"),
+        (["--resume", "--overwrite", "--out", local_sweep],
+         "--resume continues the sweep in --out; --overwrite replaces it"),
         (["--resume", "--out", empty],
          f"nothing to resume: {empty} has no sweep.json (pass --config to start)"),
         (["--resume", "--config", other, "--out", local_sweep],

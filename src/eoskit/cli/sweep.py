@@ -31,6 +31,8 @@ def sweep_cmd(
     workers: Optional[int] = _O(None, help="Parallel runs (default: min(CPU count, grid size))."),
     resume: bool = _O(False, "--resume", help="Continue the sweep in --out: finished runs are "
                       "skipped, the rest resume from their checkpoints."),
+    overwrite: bool = _O(False, "--overwrite", help="Replace the sweep in --out: its index, "
+                         "figures and its grid points' run files are removed first."),
     quiet: bool = _O(False, "--quiet", help="No progress lines."),
 ) -> None:
     """Run a grid of training runs; write one run directory per point, runs.csv and figures.
@@ -48,6 +50,8 @@ def sweep_cmd(
         raise UsageError(f"--backend must be local or ray, got {backend!r}")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if resume and overwrite:
+        raise UsageError("--resume continues the sweep in --out; --overwrite replaces it")
     if ray_address and backend != "ray":
         raise UsageError("--ray-address needs --backend ray")
     if config is not None:
@@ -58,7 +62,7 @@ def sweep_cmd(
         raise UsageError("--config FILE is required (or --resume with --out DIR)")
     log = (lambda m: None) if quiet else main_log
     rows = run_sweep(spec, out, backend=backend, workers=workers, ray_address=ray_address,
-                     resume=resume, log=log)
+                     resume=resume, overwrite=overwrite, log=log)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1

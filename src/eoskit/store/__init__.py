@@ -46,6 +46,7 @@ from eoskit.store.rundir import (
     check_owner,
     claim,
     clear_run,
+    discard,
     finished_summary,
     mark_failed,
     owner_of,
@@ -67,7 +68,7 @@ __all__ = [
     "save_checkpoint", "load_latest_checkpoint", "CheckpointError", "CheckpointWarning",
     # one owner, one history
     "RunLock", "RunDirError", "KINDS", "run_files", "present", "owner_of", "check_owner",
-    "claim", "record_owner", "clear_run", "mark_failed", "finished_summary",
+    "claim", "record_owner", "clear_run", "discard", "mark_failed", "finished_summary",
     "config_digest", "changed_keys", "check_config", "snapshot_table", "restore_table",
     "table_record", "repair_tables",
 ]

@@ -129,6 +129,20 @@ def clear_run(folder: Path, kind: str = "run") -> list[str]:
     return removed
 
 
+def discard(folder: Path, kind: str) -> bool:
+    """Remove ``kind``'s files from ``folder``, then its owner record and lock file, and the
+    folder itself if nothing else is left in it (files eoskit did not write stay); True when
+    the folder went. For a run inside a directory that is being replaced (a sweep's points)."""
+    folder = Path(folder)
+    clear_run(folder, kind)
+    for name in (OWNER_NAME, LOCK_NAME):
+        (folder / name).unlink(missing_ok=True)
+    if any(folder.iterdir()):
+        return False
+    folder.rmdir()
+    return True
+
+
 def check_owner(folder: Path, kind: str) -> None:
     """Refuse (:class:`RunDirError`) a ``folder`` that holds another kind's directory."""
     found = owner_of(folder)

@@ -74,20 +74,25 @@ def index_fields(summary: dict) -> dict:
     }
 
 
-def prepare_out(spec: SweepSpec, out: Path, resume: bool) -> None:
-    """Create (or check, when resuming) the sweep directory; SweepError on a clash."""
+def prepare_out(spec: SweepSpec, out: Path, resume: bool, overwrite: bool = False) -> None:
+    """Create (or check, when resuming) the sweep directory; SweepError on a clash.
+    ``overwrite`` first removes the sweep there (:func:`clear_sweep`)."""
     out = Path(out)
     meta = out / "sweep.json"
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} exists and is not a directory")
+    if resume and overwrite:
+        raise SweepError("--resume continues the sweep in --out; --overwrite replaces it")
     try:
         store.check_owner(out, "sweep")  # a run's figures or a flows run's files live here
     except store.RunDirError as err:
         raise SweepError(str(err)) from None
+    if meta.exists() and overwrite:
+        clear_sweep(out)
     if meta.exists():
         if not resume:
             raise SweepError(f"{out} already holds a sweep; pass --resume to continue it, "
-                             "or choose another --out")
+                             "--overwrite to replace it, or choose another --out")
         stored = store.read_json(meta)
         if (stored.get("run") != store.clean_json(spec.run)
                 or stored.get("grid") != store.clean_json(spec.grid)):
@@ -103,6 +108,24 @@ def prepare_out(spec: SweepSpec, out: Path, resume: bool) -> None:
                             "index_columns": spec.keys + INDEX_COLUMNS})
     if spec.source is not None:
         store.atomic_write_bytes(out / "sweep.toml", spec.source.encode())
+
+
+def clear_sweep(out: Path) -> None:
+    """Remove the sweep in ``out``: its index, figures and records, and each of its grid
+    points' run files (the grid read from its ``sweep.json``). A point's folder goes unless
+    files eoskit did not write are left in it; files of the sweep directory's own that
+    eoskit did not write stay."""
+    out = Path(out)
+    try:
+        points = load_stored_sweep(out).points
+    except (SweepError, OSError, ValueError, KeyError, TypeError) as err:
+        raise SweepError(f"cannot tell which runs belong to the sweep in {out} ({err}); "
+                         "remove it yourself, or choose another --out") from None
+    for point in points:
+        folder = out / point.name
+        if folder.is_dir() and store.owner_of(folder) in (None, "run"):
+            store.discard(folder, "run")
+    store.clear_run(out, "sweep")
 
 
 def load_stored_sweep(out: Path) -> SweepSpec:

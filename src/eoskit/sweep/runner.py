@@ -81,8 +81,10 @@ def _ray_run_point(task: dict) -> dict:
 # ---------------------------------------------------------------- the sweep
 def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
               workers: int | None = None, ray_address: str | None = None,
-              resume: bool = False, log: Callable[[str], None] | None = None) -> list[dict]:
+              resume: bool = False, overwrite: bool = False,
+              log: Callable[[str], None] | None = None) -> list[dict]:
     """Run every grid point (skipping finished ones when resuming); returns runs.csv's rows.
+    ``overwrite`` replaces a sweep already in ``out`` (:func:`~eoskit.sweep.index.clear_sweep`).
 
     ``backend``: ``local`` (a spawn process pool of ``workers``), ``ray`` (Ray tasks on
     the cluster at ``ray_address``, else a fresh local instance of ``workers`` CPUs), or
@@ -98,16 +100,17 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
     except store.RunDirError as err:
         raise SweepError(str(err)) from None
     try:
-        return _run_locked(spec, out, backend, workers, ray_address, resume,
+        return _run_locked(spec, out, backend, workers, ray_address, resume, overwrite,
                            log or (lambda msg: None))
     finally:
         lock.release()
 
 
 def _run_locked(spec: SweepSpec, out: Path, backend: str, workers: int | None,
-                ray_address: str | None, resume: bool, log: Callable[[str], None]) -> list[dict]:
+                ray_address: str | None, resume: bool, overwrite: bool,
+                log: Callable[[str], None]) -> list[dict]:
     check_components(spec)
-    prepare_out(spec, out, resume)
+    prepare_out(spec, out, resume, overwrite)
     index = SweepIndex(spec, out)
     todo = _pending_points(index, resume)
     index.write()
