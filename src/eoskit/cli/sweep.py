@@ -50,8 +50,6 @@ def sweep_cmd(
         raise UsageError(f"--backend must be local or ray, got {backend!r}")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
-    if resume and overwrite:
-        raise UsageError("--resume continues the sweep in --out; --overwrite replaces it")
     if ray_address and backend != "ray":
         raise UsageError("--ray-address needs --backend ray")
     if config is not None:
