@@ -130,6 +130,8 @@ def monitor_cmd(
                                     "image_dtype; default: the work dtype)."),
     tol: float = _O(1e-3, help="The Monitor's tol (relative error of each value); errors "
                     "are counted within it."),
+    mode: str = _O("shared", help="The Monitor's tracker: shared (one set of products for "
+                   "both quantities) or lean (one after the other, few d-long vectors)."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
     device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
@@ -153,14 +155,19 @@ def monitor_cmd(
         raise UsageError(f"--every must be whole numbers, got {list_option(every)}") from None
     if any(n < 1 for n in intervals):
         raise UsageError(f"--every must be at least 1, got {intervals}")
-    from eoskit.eigs.shared_tracker import SHARED_CRITERIA
+    from eoskit.eigs.warm_stopping import CRITERIA
 
-    if criterion not in SHARED_CRITERIA:
-        raise UsageError(f"--criterion must be one of {', '.join(SHARED_CRITERIA)}, "
+    if criterion not in CRITERIA:
+        raise UsageError(f"--criterion must be one of {', '.join(CRITERIA)}, "
                          f"got {criterion!r}")
     # no float16: its range (65504) can overflow an image H·w
     if image_dtype not in (None, "bfloat16", "float32"):
         raise UsageError(f"--image-dtype must be bfloat16 or float32, got {image_dtype!r}")
+    if mode not in ("shared", "lean"):
+        raise UsageError(f"--mode must be shared or lean, got {mode!r}")
+    if mode == "lean" and (image_dtype or max_warm_products):
+        raise UsageError("--image-dtype and --max-warm-products are the shared tracker's: "
+                         "not with --mode lean")
     if not 0 < tol < 1:
         raise UsageError(f"--tol must be between 0 and 1, got {tol}")
     if not raw and opts != ["adamw"]:
@@ -179,7 +186,7 @@ def monitor_cmd(
                 rows.append(bench_monitor(name, opt, n, steps, references=references,
                                           device=device, raw=raw,
                                           max_warm_products=max_warm_products,
-                                          criterion=criterion, log=log, tol=tol,
+                                          criterion=criterion, log=log, tol=tol, mode=mode,
                                           image_dtype=image_dtype and getattr(torch,
                                                                               image_dtype)))
     _write_rows(rows, markdown(rows), json_out, markdown_out)

@@ -123,15 +123,15 @@ class SharedBasis:
         if "raw" in self.targets:  # [w_i·w] and [h_i·h]
             jobs += [([*self.rows, w], w, 1), ([*self.images, image], image, 1)]
         col, *raw = weighted_dots(jobs, None)
-        self.G = _bordered(self.G, torch.tensor(col, dtype=torch.float64))
+        self.G = bordered(self.G, torch.tensor(col, dtype=torch.float64))
         if raw:
-            self.M["raw"] = _bordered(self.M["raw"], torch.tensor(raw[0], dtype=torch.float64))
-            self.K["raw"] = _bordered(self.K["raw"], torch.tensor(raw[1], dtype=torch.float64))
+            self.M["raw"] = bordered(self.M["raw"], torch.tensor(raw[0], dtype=torch.float64))
+            self.K["raw"] = bordered(self.K["raw"], torch.tensor(raw[1], dtype=torch.float64))
         if "pre" in self.targets:  # [w_i·(p∘w)] and [h_i·(h/p)], by slices (no d-long p∘w)
             metric, images = weighted_dots([([*self.rows, w], w, 1),
                                             ([*self.images, image], image, -1)], self.p)
-            self.M["pre"] = _bordered(self.M["pre"], torch.tensor(metric, dtype=torch.float64))
-            self.K["pre"] = _bordered(self.K["pre"], torch.tensor(images, dtype=torch.float64))
+            self.M["pre"] = bordered(self.M["pre"], torch.tensor(metric, dtype=torch.float64))
+            self.K["pre"] = bordered(self.K["pre"], torch.tensor(images, dtype=torch.float64))
         self.rows.append(w)
         self.work_dtype = w.dtype
         # G took the image at full precision; a narrower copy serves only residuals and
@@ -175,7 +175,7 @@ class SharedBasis:
         """
         c = coef.to(torch.float64)
         image2 = float(c @ self.K[target] @ c)
-        r2 = image2 - 2 * theta * float(c @ self.G @ c) + (  # G is symmetric (_bordered)
+        r2 = image2 - 2 * theta * float(c @ self.G @ c) + (  # G is symmetric (bordered)
             theta ** 2 * float(c @ self.M[target] @ c))
         if r2 >= 1e-3 * image2:
             return r2 ** 0.5
@@ -321,7 +321,7 @@ def _wide(dtype: torch.dtype) -> torch.dtype:
     return dtype if torch.finfo(dtype).bits >= 32 else torch.float32
 
 
-def _bordered(A: Tensor, col: Tensor) -> Tensor:
+def bordered(A: Tensor, col: Tensor) -> Tensor:
     """A symmetric m×m matrix with one more row and column ``col`` (m+1,)."""
     m = A.shape[0]
     out = torch.zeros(m + 1, m + 1, dtype=torch.float64)

@@ -67,27 +67,15 @@ import torch
 from torch import Tensor
 
 from eoskit._threads import limit_blas_threads
-from eoskit.eigs.krylov import EigResult, eigenvalue_bounds, norm, work_dtype
+from eoskit.eigs.krylov import EigResult, norm, work_dtype
 from eoskit.eigs.shared_basis import SharedBasis, scale_by
 from eoskit.eigs.shared_budget import default_shared_vectors, held_vectors, min_rows
-
-SHARED_CRITERIA = ("eigenvalue", "residual", "change")
-# a cold solve's share of tol: on the issue-22 GPT-2 a cold solve held to tol stopped with
-# its preconditioned value 1.05e-3 off while its own estimate said 9.9e-4
-COLD_MARGIN = 0.5
+from eoskit.eigs.warm_stopping import CRITERIA, carried_next, moved, stop_ratios, upper_estimate
 
 
 def _done(state: dict) -> bool:
     """A target's solve may stop: its test passed, or (``"change"``) its values settled."""
     return state["ratio"] <= 1.0 or state.get("settled", False)
-
-
-def _moved(values: np.ndarray, before: np.ndarray, k: int) -> float:
-    """The largest relative move of the top-k values over the last expansion."""
-    if len(values) < k or len(before) < k:
-        return np.inf
-    return float(np.max(np.abs(values[:k] - before[:k]) /
-                        np.maximum(np.abs(values[:k]), np.finfo(float).tiny)))
 
 
 def _kept(coef: Tensor, last: Tensor | None, each: int) -> tuple[Tensor, int]:
@@ -125,7 +113,7 @@ class SharedTracker:
     max_matvecs: int = 40
     max_vectors: int | None = None
     max_warm_products: int | None = None  # cap on a warm solve (None: until tol)
-    criterion: str = "eigenvalue"  # one of SHARED_CRITERIA
+    criterion: str = "eigenvalue"  # one of CRITERIA
     quantities: int = 2  # most targets measured at once (2: raw and pre); sets the least budget
     eigenvectors: bool = True  # False: results carry no Ritz vectors (k d-long each saved)
     image_dtype: torch.dtype | None = None  # the basis's images kept narrower (bfloat16)
@@ -141,8 +129,8 @@ class SharedTracker:
         if self.max_vectors is None:
             self.max_vectors = default_shared_vectors(self.k, self.quantities, self.eigenvectors)
         self.max_basis(self.quantities)
-        if self.criterion not in SHARED_CRITERIA:
-            raise ValueError(f"criterion must be one of {SHARED_CRITERIA}, got {self.criterion!r}")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
         if self.max_warm_products is not None and self.max_warm_products < 1:
             raise ValueError(f"max_warm_products must be at least 1, got {self.max_warm_products}")
 
@@ -220,7 +208,7 @@ class SharedTracker:
             known = {}
             if self.criterion == "change" and not cold:
                 for t in before:
-                    state[t]["settled"] = _moved(state[t]["ritz"].values, before[t],
+                    state[t]["settled"] = moved(state[t]["ritz"].values, before[t],
                                                  self.k) <= self.tol
             open_ = [t for t, st in state.items() if not _done(st)]
             if not open_ or b.products >= budget:
@@ -269,44 +257,16 @@ class SharedTracker:
         ``known``: the residual norms of its top pairs where they are already known."""
         ritz = b.ritz(target)
         # a cold solve converges λ_{k+1} too: the warm solves' gap is carried from it
-        want = self.k + 1 if cold else self.k
-        th, k = ritz.values, min(want, len(ritz.values))
-        q = min(len(th), k + 1)
+        th = ritz.values
+        q = min(len(th), (self.k + 1 if cold else self.k) + 1)
         known = () if known is None else known
         resid = np.array([known[i] if i < len(known) else
                           b.residual_norm(target, ritz.coef[:, i], float(th[i]))
                           for i in range(q)])
-        upper = None if cold else self._upper(target, th, k)
-        if upper is None:
-            err = eigenvalue_bounds(th[:q], resid)[:k]
-        else:
-            err = eigenvalue_bounds(th[:k], resid[:k], upper=upper)
-        scale = np.maximum(np.abs(th[:k]), np.finfo(float).tiny)
-        # λ_{k+1} only sets the warm solves' gap (raised by its own bound): 10·tol is enough.
-        # A cold solve's gap comes from its own small space, where θ_{k+1} can sit below
-        # λ_{k+1}: its top k are held to COLD_MARGIN·tol (cold solves are rare)
-        top = self.tol * (COLD_MARGIN if cold else 1.0)
-        tols = np.where(np.arange(k) < self.k, top, 10 * self.tol)
-        tested = err.copy()
-        if self.criterion == "residual":  # ‖r‖ ≤ tol·|θ| for the top k, the stricter test
-            top = min(self.k, k)
-            tested[:top] = resid[:top]
-        ratios = tested / (tols * scale)
-        if k < want:
-            ratios = np.append(ratios, np.inf)
-        i = int(np.argmax(ratios[:k])) if k else 0
-        return {"ritz": ritz, "resid": resid, "err": err, "ratio": float(np.max(ratios)),
-                "index": i}
-
-    def _upper(self, target: str, th: np.ndarray, k: int) -> float | None:
-        """λ_{k+1} estimate: the carried one moved as far as the top values moved, at least
-        this basis's own (k+1)-th Ritz value."""
-        last = self.next_value.get(target)
-        if last is None:
-            return None
-        moved = float(np.max(np.abs(th[:k] - self.values[target][:k])))
-        own = float(th[k]) if len(th) > k else -np.inf
-        return max(last + moved, own)
+        upper = None if cold else upper_estimate(self.next_value.get(target),
+                                                 self.values.get(target), th, self.k)
+        err, ratio, i = stop_ratios(th, resid, self.k, self.tol, self.criterion, cold, upper)
+        return {"ritz": ritz, "resid": resid, "err": err, "ratio": ratio, "index": i}
 
     def _probe(self, warm: dict, hvp, dim, dtype, device, p, targets) -> dict:
         """A cold solve after the (harvested) warm one; the larger top-k sum wins, per target."""
@@ -354,15 +314,11 @@ class SharedTracker:
             th, err = got["values"], got["err"]
             k = min(self.k, len(th))
             self.carried[t] = got["starts"]
-            moved_from = self.values.get(t)
+            estimate = carried_next(th, err, k, kept["cold"], self.values.get(t),
+                                    self.next_value.get(t))
             self.values[t] = th[:k].copy()
-            if len(th) > k:
-                # a cold solve converged θ_{k+1} (raised by its error bound); a warm basis's
-                # θ_{k+1} is only a lower bound of λ_{k+1}, so the carried one moves along
-                own, last = float(th[k]), self.next_value.get(t)
-                shift = 0.0 if moved_from is None else float(np.max(th[:k] - moved_from[:k]))
-                self.next_value[t] = own + float(err[k]) if kept["cold"] else max(
-                    own, last + shift)
+            if estimate is not None:
+                self.next_value[t] = estimate
             out[t] = EigResult(th[:k].copy(), got["vectors"], got["resid"], kept["products"],
                                got["converged"], error_estimates=np.asarray(err[:k], float).copy())
         return out
