@@ -292,6 +292,48 @@ def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_mos
     assert peaks[0] <= cold_most and max(peaks[1:]) <= warm_most
 
 
+@pytest.mark.parametrize("raw,most", [(False, 5), (True, 6)])
+def test_a_lean_measurement_holds_the_point_and_its_bound(raw, most, monkeypatch):
+    """The lean tracker, counted as above: the point (1) and the tracker's default bound (5
+    for both quantities: the other quantity's start, 3 rows and the product's output; 4 for
+    one: 3 rows and the output), cold (the first search gets the room the other's start
+    would take) and warm."""
+    import eoskit.eigs.shared_basis as shared_basis
+
+    monkeypatch.setattr(shared_basis, "SLICE", 64)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
+    X, Y = torch.randn(8, 16), torch.randn(8, 4)
+    d = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    mon = Monitor(model, F.mse_loss, (X, Y), every=2, optimizer=opt, raw_sharpness=raw,
+                  mode="lean", criterion="change", restart_every=0)
+    peaks = []
+    for _ in range(12):
+        opt.zero_grad()
+        F.mse_loss(model(X), Y).backward()
+        opt.step()
+        with LongVectors(d) as count:
+            row = mon.step()
+        if row is not None:
+            peaks.append(count.peak_float32)
+    assert len(peaks) == 6 and set(count.peak) == {torch.float32}
+    assert max(peaks) <= most
+
+
+def test_lean_measurements_within_tol_of_dense():
+    tol = 1e-3
+    model, X, Y = _problem()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    mon = Monitor(model, F.mse_loss, (X, Y), every=3, optimizer=opt, tol=tol,
+                  restart_every=0, mode="lean", curvature=False)
+    rows = _train(model, opt, X, Y, mon, 24)
+    assert len(rows) == 8
+    for row, raw, pre in rows:
+        assert abs(row["sharpness"] - raw) <= tol * abs(raw)
+        assert abs(row["precond_sharpness"] - pre) <= tol * abs(pre)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_diverged_loss_is_named_though_the_products_come_first(dtype):
     # the gradient (and so the loss) is taken after the products; a non-finite loss must

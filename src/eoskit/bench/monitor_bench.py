@@ -140,7 +140,7 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
                   references: bool = True, device: str = "cpu", raw: bool = True,
                   max_warm_products: int | None = None, criterion: str = "eigenvalue",
                   image_dtype: torch.dtype | None = None, tol: float = 1e-3,
-                  log=print) -> dict:
+                  mode: str = "shared", log=print) -> dict:
     """One row: products, errors, time ratio and memory of a Monitor in this loop."""
     s = SETTINGS[setting]
     model, opt, stream, probe = bench_start(setting, optimizer, seed, device)
@@ -151,7 +151,7 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
     plain_peak = peak_mb(device)
     mon = Monitor(model, next_token_loss, (probe, probe), every=every, optimizer=opt,
                   raw_sharpness=raw, max_warm_products=max_warm_products, criterion=criterion,
-                  image_dtype=image_dtype, tol=tol)
+                  image_dtype=image_dtype, tol=tol, mode=mode)
     mon.steps = 2
     peaks, errors, t_mon, plain_steps = [], [], 0.0, []
     twin = twin_opt = None
@@ -191,7 +191,7 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
     out = _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mon,
                    plain_steps, tol)
     return {**out, "tol": tol, "device": device, "raw": raw, "max_warm_products": max_warm_products,
-            "criterion": criterion,
+            "criterion": criterion, "mode": mode,
             "image_dtype": None if image_dtype is None else str(image_dtype).removeprefix("torch.")}
 
 
@@ -255,6 +255,8 @@ def markdown(rows: list[dict]) -> str:
             "raw" if r.get("raw", True) else "pre")
         if r.get("max_warm_products"):
             what += f", ≤{r['max_warm_products']} warm"
+        if r.get("mode", "shared") != "shared":
+            what += f", {r['mode']} tracker"
         if r.get("criterion", "eigenvalue") != "eigenvalue":
             what += f", {r['criterion']}"
         if r.get("image_dtype"):

@@ -11,7 +11,10 @@
   ~one product per step; :mod:`~eoskit.eigs.tracker_modes`: :data:`TRACKERS`
   and :func:`make_tracker`; :mod:`~eoskit.eigs.shared_tracker`: :class:`SharedTracker`,
   raw and preconditioned together from one set of products
-  (:mod:`~eoskit.eigs.shared_basis`).
+  (:mod:`~eoskit.eigs.shared_basis`); :mod:`~eoskit.eigs.lean_tracker`:
+  :class:`LeanTracker`, the same two quantities one after the other in a few d-long
+  vectors (:mod:`~eoskit.eigs.thick_lanczos`); :mod:`~eoskit.eigs.warm_stopping`: the
+  stopping rules of both.
 * :mod:`~eoskit.eigs.preconditioned_operator`: :func:`preconditioned_matvec`
   (``P^{-1/2} H P^{-1/2}``, the operator of the preconditioned sharpness).
 
@@ -23,6 +26,7 @@ Example:
 """
 
 from eoskit.eigs.krylov import CRITERIA, EigResult, MatVec, work_dtype
+from eoskit.eigs.lean_tracker import LeanTracker, default_lean_vectors
 from eoskit.eigs.preconditioned_operator import preconditioned_matvec
 from eoskit.eigs.shared_budget import default_shared_vectors
 from eoskit.eigs.shared_tracker import SharedTracker
@@ -42,6 +46,7 @@ __all__ = [
     # trackers
     "SharpnessTracker", "LanczosTracker", "StreamingTracker", "TRACKERS", "make_tracker",
     "default_max_vectors", "TURBULENT_TOL", "SharedTracker", "default_shared_vectors",
+    "LeanTracker", "default_lean_vectors",
     # operators
     "preconditioned_matvec",
 ]

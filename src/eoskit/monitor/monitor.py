@@ -107,18 +107,20 @@ class Monitor:
     ``tol``/``criterion``: the eigensolver's stopping rule; the default
     ``"eigenvalue"`` bounds each reported eigenvalue's relative error by ``tol``
     (``"residual"`` asks ``‖Hv − λv‖ ≤ tol·|λ|``, stricter and ~1.5x the products;
-    ``"change"``, ``"shared"`` only, also ends a warm measurement once an expansion moved
-    no top value by more than ``tol`` relative, as power iteration in PyHessian stops: see
-    :class:`~eoskit.eigs.SharedTracker`).
+    ``"change"``, ``"shared"`` and ``"lean"`` only, also ends a warm measurement once an
+    expansion moved no top value by more than ``tol`` relative, as power iteration in
+    PyHessian stops: see :mod:`~eoskit.eigs.warm_stopping`).
     ``restart_every``: a cold probe every that many measurements (0: never).
     ``curvature=False`` skips the extra forward pass that ``eff_curvature`` costs.
     ``mode``: the tracker: ``"shared"`` (default, :class:`~eoskit.eigs.SharedTracker`:
     raw and preconditioned sharpness from one set of products, eigenvalue
-    criterion), or one of :data:`eoskit.eigs.TRACKERS` per quantity (``"lanczos"``,
-    ``"streaming"``). ``max_vectors``: the tracker's bound on d-long work vectors
-    (default for ``"shared"``: :func:`~eoskit.eigs.shared_budget.budget_for` the vectors'
-    size, as many as fit 256 MB between the smallest budget, 5 basis rows for k = 1, and
-    14 rows; a 5.3M-parameter float32 model gets the smallest). ``image_dtype``
+    criterion), ``"lean"`` (:class:`~eoskit.eigs.LeanTracker`: the two one after the
+    other, rows and no images, 5 d-long vectors beside the point for k = 1, at the price of
+    more products), or one of :data:`eoskit.eigs.TRACKERS` per quantity (``"lanczos"``,
+    ``"streaming"``). ``max_vectors``: the tracker's bound on d-long work vectors (default:
+    ``"lean"`` :func:`~eoskit.eigs.default_lean_vectors`; ``"shared"``
+    :func:`~eoskit.eigs.shared_budget.budget_for` the vectors' size, as many as fit 256 MB
+    between 5 basis rows for k = 1 and 14; a 5.3M-parameter float32 model gets 5). ``image_dtype``
     (``"shared"`` only): keep the basis's Hessian-vector products in this dtype instead of
     the work dtype; ``torch.bfloat16`` makes each half a float32 vector (the budget then
     holds more rows) and leaves the values exact for the subspace, but floors residual

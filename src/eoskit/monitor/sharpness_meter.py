@@ -2,8 +2,9 @@
 sharpness of the measurement set's loss, with ``P`` read off the user's optimiser.
 
 By default one :class:`~eoskit.eigs.SharedTracker` measures both quantities from one set
-of products (``mode="shared"``); ``mode="lanczos"`` or ``"streaming"`` gives each
-quantity a tracker of its own. ``raw=False`` (an adaptive optimiser only) measures the
+of products (``mode="shared"``); ``mode="lean"`` measures them one after the other in a few
+d-long vectors (:class:`~eoskit.eigs.LeanTracker`); ``mode="lanczos"`` or ``"streaming"``
+gives each quantity a tracker of its own. ``raw=False`` (an adaptive optimiser only) measures the
 preconditioned sharpness alone. The product engine a measurement uses is the objective's
 (:func:`default_engine` of its dtype unless the user names one).
 
@@ -27,11 +28,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from eoskit.eigs import SharedTracker, make_tracker, preconditioned_matvec
+from eoskit.eigs import TRACKERS, LeanTracker, SharedTracker, make_tracker, preconditioned_matvec
 from eoskit.eigs.shared_budget import budget_for
 from eoskit.monitor.optimizers import adaptive, optimizer_kind, unwrap
 from eoskit.objective.model import trainable
 from eoskit.optim import StateDiagonal, state_preconditioner
+
+MODES = ("shared", "lean", *TRACKERS)
 
 
 def default_engine(dtype: torch.dtype) -> str:
@@ -60,6 +63,8 @@ class SharpnessMeter:
                  max_warm_products: int | None = None,
                  image_dtype: torch.dtype | None = None):
         self.objective, self.model, self.optimizer, self.k = objective, model, optimizer, k
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.preconditioned = adaptive(optimizer)
         if not raw and not self.preconditioned:
             raise ValueError("raw_sharpness=False measures the preconditioned sharpness alone, "
@@ -70,11 +75,16 @@ class SharpnessMeter:
             if value is not None and mode != "shared":
                 raise ValueError(f"{name} is the shared tracker's; mode is {mode!r}")
         self.raw = bool(raw)
+        sizing = {"quantities": 2 if self.raw and self.preconditioned else 1,
+                  "eigenvectors": False}
+        if mode == "lean":  # the rows report values only, as the shared tracker's
+            self.tracker = LeanTracker(k, tol, restart_every, max_vectors=max_vectors,
+                                       criterion=criterion, **sizing)
+            self.precond_tracker = None
+            return
         if mode == "shared":
             # the rows report values only: no Ritz vectors kept, and one quantity's basis
             # is sized for one
-            sizing = {"quantities": 2 if self.raw and self.preconditioned else 1,
-                      "eigenvectors": False}
             budget = max_vectors or budget_for(k, objective.dim, objective.dtype, **sizing)
             self.tracker = SharedTracker(k, tol, restart_every, max_vectors=budget,
                                          max_warm_products=max_warm_products,
@@ -83,7 +93,8 @@ class SharpnessMeter:
             self.precond_tracker = None
             return
         if criterion == "change":
-            raise ValueError("criterion 'change' is the shared tracker's; mode is " + repr(mode))
+            raise ValueError("criterion 'change' is the shared and lean trackers'; mode is "
+                             + repr(mode))
         # one tracker per quantity: P changes between measurements, so the preconditioned
         # one is warm-started from its own vectors
         opts = {"criterion": criterion, "max_vectors": max_vectors}
@@ -97,7 +108,7 @@ class SharpnessMeter:
         d, p = self.objective.dim, self._state_diagonal()
         if not self.raw and p is None:  # before the optimiser's first step: nothing to measure
             return None, None
-        if isinstance(self.tracker, SharedTracker):
+        if isinstance(self.tracker, (SharedTracker, LeanTracker)):
             # P by slices off the optimiser's state: no d-long copy beside the basis
             out = self.tracker.measure(hvp, d, x.dtype, x.device, p, raw=self.raw)
             return out.get("raw"), out.get("pre")

@@ -1,0 +1,210 @@
+"""Raw and preconditioned sharpness along a trajectory in a few d-long vectors.
+
+:class:`LeanTracker` measures the top-k eigenvalues of ``H`` and, given an optimiser's
+diagonal preconditioner ``p``, of ``P^{-1/2} H P^{-1/2}``, one after the other, each by a
+thick-restart Lanczos search that keeps rows and no images
+(:class:`~eoskit.eigs.thick_lanczos.ThickLanczos`): a search of m rows holds ``m + 1``
+d-long vectors where the :class:`~eoskit.eigs.shared_tracker.SharedTracker`'s basis holds
+``2m``. The price is that a product serves one quantity, not both.
+
+A warm measurement starts each quantity from its last top vectors, advanced by one free
+power step (the sum of them for k > 1: Lanczos from one vector); a cold one (the first, or
+after a warm search that did not converge within ``max_matvecs``) from a random vector.
+A full search restarts keeping its top k + 1 Ritz vectors. The stopping rules
+and the carried λ_{k+1} estimate are the shared tracker's
+(:mod:`~eoskit.eigs.warm_stopping`); every ``restart_every`` measurements a cold probe runs
+as well and replaces a quantity's values when its top-k sum is larger.
+
+Memory: ``max_vectors`` bounds the d-long vectors the tracker holds while a product runs
+(the product's output included, the objective's point not): the other quantity's starts
+(and Ritz vectors, with ``eigenvectors``), the rows and the output. The default
+(:func:`default_lean_vectors`) gives ``k + 2`` rows, the fewest that keep ``k + 1`` Ritz
+vectors and add one; a cold search with nothing else held gets the room the other
+quantity's vectors would take.
+
+Example:
+    >>> H = torch.diag(torch.linspace(0.0, 5.0, 30, dtype=torch.float64))
+    >>> p = torch.linspace(1.0, 2.0, 30, dtype=torch.float64)
+    >>> tr = LeanTracker(1, 1e-8)
+    >>> out = tr.measure(lambda v: H @ v, 30, torch.float64, "cpu", p)
+    >>> round(float(out["raw"].eigenvalues[0]), 6), round(float(out["pre"].eigenvalues[0]), 6)
+    (5.0, 2.5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from eoskit._threads import limit_blas_threads
+from eoskit.eigs.krylov import EigResult, work_dtype
+from eoskit.eigs.shared_basis import scale_by
+from eoskit.eigs.thick_lanczos import ThickLanczos
+from eoskit.eigs.warm_stopping import CRITERIA, carried_next, moved, stop_ratios, upper_estimate
+
+
+def held_lean_vectors(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
+    """d-long vectors held beside one quantity's search: the other's starts (k) and, with
+    ``eigenvectors``, its Ritz vectors (k)."""
+    return (quantities - 1) * k * (2 if eigenvectors else 1)
+
+
+def default_lean_vectors(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
+    """The default (and smallest) bound: what is held beside a search, ``k + 2`` rows and a
+    product's output. For k = 1, two quantities and no Ritz vectors kept (the Monitor): 5."""
+    return held_lean_vectors(k, quantities, eigenvectors) + (k + 2) + 1
+
+
+def _block(columns: list[Tensor]) -> Tensor:
+    """(d, k) from k columns; one column is a view, not a copy."""
+    return columns[0].unsqueeze(1) if len(columns) == 1 else torch.stack(columns, 1)
+
+
+@dataclass
+class LeanTracker:
+    """Top-k of the raw and the preconditioned Hessian, warm-started, rows only."""
+
+    k: int
+    tol: float
+    restart_every: int = 50
+    max_matvecs: int = 40
+    max_vectors: int | None = None
+    criterion: str = "eigenvalue"  # one of warm_stopping.CRITERIA
+    quantities: int = 2
+    eigenvectors: bool = True
+    solves: int = 0
+    carried: dict = field(default_factory=dict)  # target -> (d, k) starts, own space
+    values: dict = field(default_factory=dict)
+    next_value: dict = field(default_factory=dict)
+    last_info: dict | None = None
+
+    def __post_init__(self):
+        if self.quantities not in (1, 2):
+            raise ValueError(f"quantities must be 1 or 2, got {self.quantities}")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        least = default_lean_vectors(self.k, self.quantities, self.eigenvectors)
+        if self.max_vectors is None:
+            self.max_vectors = least
+        if self.max_vectors < least:
+            raise ValueError(f"max_vectors must be at least {least} for k = {self.k} and "
+                             f"{self.quantities} quantities, got {self.max_vectors}")
+
+    def measure(self, hvp, dim: int, dtype, device, p: Tensor | None = None,
+                raw: bool = True) -> dict[str, EigResult]:
+        """Top-k pairs of ``H`` (``"raw"``) and, with ``p`` (d,), of ``P^{-1/2}HP^{-1/2}``
+        (``"pre"``). Each result's ``n_matvecs`` is the measurement's total. ``raw=False``
+        (needs ``p``): the preconditioned operator alone."""
+        limit_blas_threads()
+        if not raw and p is None:
+            raise ValueError("raw=False measures the preconditioned operator: p is needed")
+        p = None if p is None else p.detach().to(dtype=work_dtype(dtype), device=device)
+        targets = ("raw",) if p is None else ("raw", "pre") if raw else ("pre",)
+        if len(targets) > self.quantities:
+            raise ValueError(f"a tracker sized for {self.quantities} quantity cannot "
+                             f"measure {len(targets)}")
+        info = self.last_info = {"warm": all(t in self.carried for t in targets),
+                                 "products": 0}
+        kept = {}
+        for t in targets:
+            # the quantities measured before this one hold their results meanwhile
+            info["held"] = sum(v.shape[1] for got in kept.values()
+                               for v in (got["starts"], got["vectors"]) if v is not None)
+            kept[t] = self._measure_one(t, hvp, dim, dtype, device, p if t == "pre" else None,
+                                        info)
+        self.solves += 1
+        out = {}
+        for t, got in kept.items():
+            out[t] = self._adopt(t, got, info["products"])
+        return out
+
+    def _measure_one(self, t, hvp, dim, dtype, device, p, info) -> dict:
+        if t not in self.carried:
+            return self._solve(t, hvp, dim, dtype, device, p, cold=True, info=info)
+        got = self._solve(t, hvp, dim, dtype, device, p, cold=False, info=info)
+        if not got["converged"]:
+            got = None  # dropped before the cold search starts
+            info["cold_after_warm"] = True
+            return self._solve(t, hvp, dim, dtype, device, p, cold=True, info=info)
+        if self.restart_every and self.solves % self.restart_every == 0:
+            self.carried[t] = got["starts"]  # held while the probe runs, as a start would be
+            probe = self._solve(t, hvp, dim, dtype, device, p, cold=True, info=info)
+            del self.carried[t]
+            wins = (float(np.sum(probe["values"][:self.k])) >
+                    float(np.sum(got["values"][:self.k])) * (1 + 0.1 * self.tol))
+            info["probe"] = "adopted" if wins else "kept"
+            return probe if wins else got
+        return got
+
+    def _solve(self, t, hvp, dim, dtype, device, p, cold: bool, info: dict) -> dict:
+        """One search of target ``t``; what it leaves once its basis is spent."""
+        wd = work_dtype(dtype)
+        gen = torch.Generator().manual_seed(1000 + 2 * self.solves + (t == "pre"))
+        if cold:
+            start = torch.randn(dim, dtype=wd, generator=gen).to(device)
+        else:  # the rows take the carried vectors over: not held twice
+            start = self.carried.pop(t).to(wd).sum(1)
+            if p is not None:  # a preconditioned vector u needs the row w = u / √p
+                scale_by(start, p, -0.5)
+        held = sum(c.shape[1] for c in self.carried.values()) + info["held"]
+        cap = max(self.max_vectors - 1 - held, self.k + 2)
+        b = ThickLanczos(hvp, p, dtype)
+        b.begin(start)
+        budget = 2 * self.max_matvecs if cold else self.max_matvecs
+        upper = None
+        before, ratio, settled, err, resid = None, np.inf, False, np.zeros(0), np.zeros(0)
+        while b.products < budget:
+            if len(b) >= cap:
+                # the top k + 1 Ritz vectors: the more rows a cycle adds, the better its
+                # filter (on a Hessian-like spectrum a cold search of 5 rows took 15
+                # products keeping 2, 19 keeping 4)
+                b.compress(b.ritz()[1][:, :self.k + 1])
+            fallback = None if b.f is not None else torch.randn(
+                dim, dtype=wd, generator=gen).to(device)
+            if not b.expand(fallback):
+                break
+            th, _, resid = b.ritz()
+            if not cold:
+                upper = upper_estimate(self.next_value.get(t), self.values.get(t), th, self.k)
+            err, ratio, _ = stop_ratios(th, resid, self.k, self.tol, self.criterion, cold, upper)
+            settled = (self.criterion == "change" and not cold and before is not None
+                       and moved(th, before, self.k) <= self.tol)
+            before = th[:self.k].copy()
+            if ratio <= 1.0 or settled:
+                break
+        info["products"] += b.products
+        th = b.ritz()[0]
+        vectors, starts = b.take_top(self.k, self.eigenvectors)
+        kk = len(starts)
+        return {"values": th, "err": err, "resid": resid[:kk].copy(), "cold": cold,
+                "converged": bool(ratio <= 1.0 or settled),
+                "vectors": None if vectors is None else _block(vectors),
+                "starts": _block(starts)}
+
+    def _adopt(self, t: str, got: dict, products: int) -> EigResult:
+        th, err = got["values"], got["err"]
+        k = min(self.k, len(th))
+        self.carried[t] = got["starts"]
+        estimate = carried_next(th, err, k, got["cold"], self.values.get(t),
+                                self.next_value.get(t))
+        self.values[t] = th[:k].copy()
+        if estimate is not None:
+            self.next_value[t] = estimate
+        return EigResult(th[:k].copy(), got["vectors"], got["resid"], products,
+                         got["converged"], error_estimates=np.asarray(err[:k], float).copy())
+
+    # ---- checkpoints
+    def state_dict(self) -> dict:
+        return {"solves": self.solves,
+                "carried": {t: c.detach().cpu() for t, c in self.carried.items()},
+                "values": {t: v.tolist() for t, v in self.values.items()},
+                "next_value": dict(self.next_value)}
+
+    def load_state_dict(self, s: dict, device) -> None:
+        self.solves = s["solves"]
+        self.carried = {t: c.to(device) for t, c in s["carried"].items()}
+        self.values = {t: np.asarray(v, dtype=float) for t, v in s["values"].items()}
+        self.next_value = dict(s["next_value"])

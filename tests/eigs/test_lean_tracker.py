@@ -1,0 +1,147 @@
+"""The lean tracker and its thick-restart Lanczos: rows only, residuals from the relation.
+
+References: dense float64 ``eigvalsh`` of ``H`` and of ``P^{-1/2} H P^{-1/2}``; residuals,
+projected matrices and power steps formed from the dense ``H`` and the stacked rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from eoskit.eigs import LeanTracker
+from eoskit.eigs.thick_lanczos import ThickLanczos
+from eoskit.eigs.warm_stopping import CRITERIA
+
+
+def _operator(d: int = 120, seed: int = 0):
+    """A symmetric H with a clustered top (10, 9.5, 9) over a bulk in [-1, 4], and a P."""
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64, generator=g))
+    ev = torch.cat([torch.tensor([10.0, 9.5, 9.0], dtype=torch.float64),
+                    torch.rand(d - 3, dtype=torch.float64, generator=g) * 5 - 1])
+    p = torch.rand(d, dtype=torch.float64, generator=g) + 0.5
+    return Q @ torch.diag(ev) @ Q.T, p
+
+
+def _top(H, p=None) -> float:
+    A = H if p is None else H / torch.outer(p.sqrt(), p.sqrt())
+    return float(torch.linalg.eigvalsh(A)[-1])
+
+
+def _check_relation(b: ThickLanczos, H, p):
+    """T = WᵀHW, rows P-orthonormal, and each Ritz residual's P-norm is |bᵀs|."""
+    W = torch.stack(b.rows, 1)
+    P = torch.ones_like(p) if b.p is None else p
+    eye = torch.eye(len(b), dtype=torch.float64)
+    torch.testing.assert_close(W.T @ (P[:, None] * W), eye, atol=1e-10, rtol=0)
+    torch.testing.assert_close(b.T, W.T @ H @ W, atol=1e-10, rtol=0)
+    th, S, resid = b.ritz()
+    for i in range(len(th)):
+        z = W @ S[:, i]
+        r = (H @ z) / P - th[i] * z
+        assert abs(float(r @ (P * r)) ** 0.5 - resid[i]) <= 1e-9 * th[0]
+
+
+@pytest.mark.parametrize("preconditioned", [False, True])
+def test_residual_norms_from_the_relation_are_the_explicit_ones_before_and_after_a_restart(
+        preconditioned):
+    H, p = _operator()
+    b = ThickLanczos(lambda v: H @ v, p if preconditioned else None)
+    b.begin(torch.randn(len(p), dtype=torch.float64, generator=torch.Generator().manual_seed(3)))
+    for _ in range(5):
+        assert b.expand()
+    _check_relation(b, H, p)
+    b.compress(b.ritz()[1][:, :2])  # a thick restart keeps two Ritz vectors
+    _check_relation(b, H, p)
+    for _ in range(3):
+        assert b.expand()
+    _check_relation(b, H, p)
+    assert b.products == 8
+
+
+@pytest.mark.parametrize("preconditioned", [False, True])
+def test_the_next_start_is_the_ritz_vectors_power_step_in_its_own_space(preconditioned):
+    H, p = _operator()
+    P = p if preconditioned else torch.ones_like(p)
+    b = ThickLanczos(lambda v: H @ v, p if preconditioned else None)
+    b.begin(torch.ones(len(p), dtype=torch.float64))
+    for _ in range(4):
+        b.expand()
+    th, S, _ = b.ritz()
+    z = torch.stack(b.rows, 1) @ S[:, 0]
+    ritz, (start,) = b.take_top(1, vectors=True)
+    own_z = P.sqrt() * z  # A's vector for the row z
+    step = (H @ z) / P.sqrt()  # A·(P^{1/2} z) = P^{-1/2} H z
+    torch.testing.assert_close(ritz[0], own_z / own_z.norm(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(start, step / step.norm(), atol=1e-10, rtol=0)
+    assert b.rows == [] and b.f is None
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_lean_measurements_follow_a_drifting_operator(criterion):
+    """Raw and preconditioned top values along a drifting H and P, against dense ones; the
+    ``change`` test promises no bound, and is held to 10·tol (the residual test at 1e-6
+    would take a 3-row search past its product limit on this cluster)."""
+    tol = 1e-4 if criterion == "residual" else 1e-6
+    H, p = _operator(seed=1)
+    g = torch.Generator().manual_seed(2)
+    tr = LeanTracker(1, tol, criterion=criterion, eigenvectors=False)
+    for m in range(5):
+        out = tr.measure(lambda v, H=H: H @ v, len(p), torch.float64, "cpu", p)
+        allowed = tol * (10 if criterion == "change" else 1)
+        for target, ref in (("raw", _top(H)), ("pre", _top(H, p))):
+            res = out[target]
+            assert abs(res.eigenvalues[0] / ref - 1) <= allowed, (m, target)
+            assert res.converged and res.eigenvectors is None
+            if criterion == "residual":
+                assert res.residuals[0] <= tol * res.eigenvalues[0]
+        assert tr.last_info["warm"] == (m > 0)
+        E = torch.randn(len(p), len(p), dtype=torch.float64, generator=g) * 0.01
+        H = H + E + E.T
+        p = p * (1 + 0.01 * torch.rand(len(p), dtype=torch.float64, generator=g))
+
+
+def test_a_start_that_spans_an_invariant_subspace_is_caught_by_the_cold_probe():
+    """The carried vector is an eigenvector of the new H, no longer the top one: the Krylov
+    space of a warm search stays on it; the probe every measurement finds the top."""
+    d = 60
+    base = torch.diag(torch.linspace(0.0, 5.0, d, dtype=torch.float64))
+    jump = base.clone()
+    jump[0, 0] = 20.0  # e_0 was the bottom direction; now it is the top
+    got = {}
+    for every in (0, 1):
+        tr = LeanTracker(1, 1e-8, restart_every=every, quantities=1)
+        tr.measure(lambda v: base @ v, d, torch.float64, "cpu")
+        got[every] = float(tr.measure(lambda v: jump @ v, d, torch.float64,
+                                      "cpu")["raw"].eigenvalues[0])
+        if every:
+            assert tr.last_info["probe"] == "adopted"
+    assert got[0] == pytest.approx(5.0, rel=1e-8) and got[1] == pytest.approx(20.0, rel=1e-8)
+
+
+def test_a_warm_search_cut_short_is_replaced_by_a_cold_one():
+    """d = 6 and room for 6 rows: a cold search spans the whole space within its 2·3
+    products; a warm one from the last top vector of a rotated H does not reach 1e-10 in 3."""
+    g = torch.Generator().manual_seed(4)
+    D = torch.diag(torch.arange(1.0, 7.0, dtype=torch.float64))
+    Q, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64, generator=g))
+    H2 = Q @ D @ Q.T
+    tr = LeanTracker(1, 1e-10, max_matvecs=3, max_vectors=20, quantities=1, restart_every=0)
+    tr.measure(lambda v: D @ v, 6, torch.float64, "cpu")
+    out = tr.measure(lambda v: H2 @ v, 6, torch.float64, "cpu")
+    assert tr.last_info["cold_after_warm"] and tr.last_info["products"] > 3
+    assert out["raw"].eigenvalues[0] == pytest.approx(6.0, rel=1e-10)
+
+
+def test_the_bound_must_hold_a_search_and_the_measured_quantities():
+    assert LeanTracker(1, 1e-3, eigenvectors=False).max_vectors == 5
+    assert LeanTracker(2, 1e-3, eigenvectors=True).max_vectors == 4 + 4 + 1
+    with pytest.raises(ValueError, match="at least 5"):
+        LeanTracker(1, 1e-3, max_vectors=4, eigenvectors=False)
+    tr = LeanTracker(1, 1e-3, quantities=1)
+    H, p = _operator()
+    with pytest.raises(ValueError, match="sized for 1 quantity"):
+        tr.measure(lambda v: H @ v, len(p), torch.float64, "cpu", p)
+    assert np.isfinite(tr.max_vectors)
