@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from eoskit.bench.monitor_bench import _state_mb, bench_monitor
+from eoskit.bench.monitor_bench import _state_mb, bench_monitor, plain_twin
 from eoskit.bench.monitor_settings import SETTINGS, build_model, make_optimizer
 
 
@@ -22,6 +22,27 @@ def test_state_size_is_parameters_gradients_and_both_moments():
     d = sum(p.numel() for p in params)
     # parameters, gradients, exp_avg, exp_avg_sq (float32) and one float32 step per tensor
     assert _state_mb(model, opt) * 2**20 == 4 * d * 4 + 4 * len(params)
+
+
+def test_the_plain_twin_owns_its_optimiser_state():
+    """The twin starts from the monitored loop's state and its steps leave that state alone
+    (a twin loaded from ``opt.state_dict()`` alone shares Adam's moments and step)."""
+    model = build_model(SETTINGS["gpt-tiny"])
+    opt = make_optimizer("adamw", model, 1e-3)
+    ids = torch.randint(0, model.vocab, (2, 16))
+    model(ids).sum().backward()
+    opt.step()
+    before = {k: v.clone() for k, v in opt.state[next(model.parameters())].items()}
+    twin, twin_opt = plain_twin(model, opt, "adamw", 1e-3)
+    mine = {t.untyped_storage().data_ptr() for st in opt.state.values() for t in st.values()}
+    theirs = {t.untyped_storage().data_ptr() for st in twin_opt.state.values()
+              for t in st.values()}
+    assert not mine & theirs
+    twin_opt.zero_grad()
+    twin(ids).sum().backward()
+    twin_opt.step()
+    for key, value in opt.state[next(model.parameters())].items():
+        assert torch.equal(value, before[key]), key
 
 
 def test_rows_on_the_tiny_setting_are_within_tol_of_the_reference():

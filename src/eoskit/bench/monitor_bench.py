@@ -185,14 +185,26 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
         if references:
             errors.append(_check(mon, row))
         if twin is None:  # the plain twin starts from the monitored loop's state here
-            twin = copy.deepcopy(model)
-            twin_opt = make_optimizer(optimizer, twin, s.lr[optimizer])
-            twin_opt.load_state_dict(opt.state_dict())
+            twin, twin_opt = plain_twin(model, opt, optimizer, s.lr[optimizer])
     out = _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mon,
                    plain_steps, tol)
     return {**out, "tol": tol, "device": device, "raw": raw, "max_warm_products": max_warm_products,
             "criterion": criterion, "mode": mode,
             "image_dtype": None if image_dtype is None else str(image_dtype).removeprefix("torch.")}
+
+
+def plain_twin(model, opt, optimizer: str, lr: float):
+    """A copy of the model and its optimiser, state included, sharing no tensor with them.
+
+    ``Optimizer.load_state_dict`` keeps the given state tensors where dtype and device
+    match, so a twin loaded from ``opt.state_dict()`` would update the monitored loop's
+    Adam moments and step in place, and hold none of its own memory (before the ninth
+    session's fix the AdamW rows' warm peaks were 2 vectors low for that reason).
+    """
+    twin = copy.deepcopy(model)
+    twin_opt = make_optimizer(optimizer, twin, lr)
+    twin_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    return twin, twin_opt
 
 
 def _state_mb(model, opt) -> float:
