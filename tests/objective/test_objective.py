@@ -117,6 +117,23 @@ def test_point_objective_reuses_graph_and_counts_products():
     assert torch.allclose(b[:, 1], 2 * a, rtol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["retained", "fd"])
+def test_a_released_point_is_not_kept_by_its_objective(method):
+    """After ``with obj.at(x)`` the point (its x and gradient) is freed with the caller's
+    last reference: the objective keeps no hold on it until its next ``at``."""
+    import gc
+    import weakref
+
+    obj = tiny_objective(hvp_method=method)
+    with obj.at(obj.x0()) as point:
+        point.hvp(torch.randn(obj.dim, dtype=F64))
+        grad = weakref.ref(point.grad)
+        ref = weakref.ref(point)
+    del point
+    gc.collect()
+    assert ref() is None and grad() is None
+
+
 def test_retained_cache_invalidates_when_point_moves():
     obj = tiny_objective(hvp_method="retained")
     x = obj.x0()

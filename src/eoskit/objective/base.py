@@ -118,8 +118,12 @@ class PointObjective:
         return graph_product(self._graph_grad, self.x, v, retain_graph=True)
 
     def release(self) -> None:
-        """Drop the graph (frees its activations)."""
+        """Drop the graph (frees its activations) and the objective's hold on this point
+        (its ``x`` and gradient: two d-long vectors the objective would keep until the
+        next ``at``)."""
         self._graph_grad = None
+        if getattr(self.parent, "_point", None) is self:
+            self.parent._point = None
 
     def __enter__(self) -> PointObjective:
         return self
