@@ -26,14 +26,18 @@ print("load_average", os.getloadavg())
 PYEOF
 
 # 1. the CUDA-marked tests (products, a tracker measurement, a Monitor: GPU against CPU)
-timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m cuda -rs tests/ \
+timeout 200 "$PY" -m pytest -q -p no:cacheprovider -m cuda -rs tests/ \
     2>&1 | tee "$OUT/cuda_tests.txt"
 
 # 2. the gpt2 (124M) Monitor bench with AdamW: a cold first measurement and warm ones
 if "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    timeout 300 "$PY" -m eoskit bench monitor --settings gpt2 --optimizers adamw --every 5 \
+    timeout 180 "$PY" -m eoskit bench monitor --settings gpt2 --optimizers adamw --every 5 \
         --steps 17 --device cuda --json "$OUT/monitor_gpt2.json" \
         --markdown "$OUT/monitor_gpt2.md" 2>&1 | tee "$OUT/monitor_gpt2.log"
+    # 3. the same with the lean tracker (memory: the GPU's allocated peak), no references
+    timeout 90 "$PY" -m eoskit bench monitor --settings gpt2 --optimizers adamw --every 5 \
+        --steps 12 --device cuda --mode lean --no-references \
+        --json "$OUT/monitor_gpt2_lean.json" 2>&1 | tee "$OUT/monitor_gpt2_lean.log"
 else
     echo "no CUDA device: the gpt2 bench was not run" | tee "$OUT/monitor_gpt2.log"
 fi
