@@ -250,6 +250,30 @@ def _train_plain(model, opt, X, Y, mon, steps):
         mon.step()
 
 
+def _counted_problem():
+    """A float32 MLP (d = 676), its data and Adam: the vector counts' problem."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
+    X, Y = torch.randn(8, 16), torch.randn(8, 4)
+    d = sum(p.numel() for p in model.parameters())
+    return model, X, Y, d, torch.optim.Adam(model.parameters(), lr=0.01)
+
+
+def _measurement_peaks(model, opt, X, Y, mon, d, steps=12):
+    """Per measurement, the most d-long vectors (float32 units) made during ``mon.step()``
+    and alive at once; the dtypes of those made during the last step."""
+    peaks = []
+    for _ in range(steps):
+        opt.zero_grad()
+        F.mse_loss(model(X), Y).backward()
+        opt.step()
+        with LongVectors(d) as count:
+            row = mon.step()
+        if row is not None:
+            peaks.append(count.peak_float32)
+    return peaks, set(count.peak)
+
+
 @pytest.mark.parametrize("raw,cold_most,warm_most,images", [
     (False, 11, 10, None), (True, 11, 9, None),
     (False, 11, 10, torch.bfloat16), (True, 11, 9, torch.bfloat16)])
@@ -270,25 +294,13 @@ def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_mos
     import eoskit.eigs.shared_basis as shared_basis
 
     monkeypatch.setattr(shared_basis, "SLICE", 64)  # d = 676: slices well below d, as at scale
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
-    X, Y = torch.randn(8, 16), torch.randn(8, 4)
-    d = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model, X, Y, d, opt = _counted_problem()
     # the smallest budgets, those a 5.3M-parameter float32 model gets by default
     mon = Monitor(model, F.mse_loss, (X, Y), every=2, optimizer=opt, raw_sharpness=raw,
                   max_vectors=min_shared_vectors(1, 2 if raw else 1, False),
                   criterion="change", restart_every=0, image_dtype=images)
-    peaks = []
-    for _ in range(12):
-        opt.zero_grad()
-        F.mse_loss(model(X), Y).backward()
-        opt.step()
-        with LongVectors(d) as count:
-            row = mon.step()
-        if row is not None:
-            peaks.append(count.peak_float32)
-    assert len(peaks) == 6 and set(count.peak) == {torch.float32, images or torch.float32}
+    peaks, dtypes = _measurement_peaks(model, opt, X, Y, mon, d)
+    assert len(peaks) == 6 and dtypes == {torch.float32, images or torch.float32}
     assert peaks[0] <= cold_most and max(peaks[1:]) <= warm_most
 
 
@@ -301,23 +313,11 @@ def test_a_lean_measurement_holds_the_point_and_its_bound(raw, most, monkeypatch
     import eoskit.eigs.shared_basis as shared_basis
 
     monkeypatch.setattr(shared_basis, "SLICE", 64)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
-    X, Y = torch.randn(8, 16), torch.randn(8, 4)
-    d = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model, X, Y, d, opt = _counted_problem()
     mon = Monitor(model, F.mse_loss, (X, Y), every=2, optimizer=opt, raw_sharpness=raw,
                   mode="lean", criterion="change", restart_every=0)
-    peaks = []
-    for _ in range(12):
-        opt.zero_grad()
-        F.mse_loss(model(X), Y).backward()
-        opt.step()
-        with LongVectors(d) as count:
-            row = mon.step()
-        if row is not None:
-            peaks.append(count.peak_float32)
-    assert len(peaks) == 6 and set(count.peak) == {torch.float32}
+    peaks, dtypes = _measurement_peaks(model, opt, X, Y, mon, d)
+    assert len(peaks) == 6 and dtypes == {torch.float32}
     assert max(peaks) <= most
 
 

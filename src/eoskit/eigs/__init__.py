@@ -14,7 +14,8 @@
   (:mod:`~eoskit.eigs.shared_basis`); :mod:`~eoskit.eigs.lean_tracker`:
   :class:`LeanTracker`, the same two quantities one after the other in a few d-long
   vectors (:mod:`~eoskit.eigs.thick_lanczos`); :mod:`~eoskit.eigs.warm_stopping`: the
-  stopping rules of both.
+  stopping rules of both, :mod:`~eoskit.eigs.warm_tracker`: what both carry between
+  measurements.
 * :mod:`~eoskit.eigs.preconditioned_operator`: :func:`preconditioned_matvec`
   (``P^{-1/2} H P^{-1/2}``, the operator of the preconditioned sharpness).
 

@@ -33,7 +33,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,7 +43,8 @@ from eoskit._threads import limit_blas_threads
 from eoskit.eigs.krylov import EigResult, work_dtype
 from eoskit.eigs.shared_basis import scale_by
 from eoskit.eigs.thick_lanczos import ThickLanczos
-from eoskit.eigs.warm_stopping import CRITERIA, carried_next, moved, stop_ratios, upper_estimate
+from eoskit.eigs.warm_stopping import moved, stop_ratios, upper_estimate
+from eoskit.eigs.warm_tracker import WarmTracker, block
 
 
 def held_lean_vectors(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
@@ -58,34 +59,12 @@ def default_lean_vectors(k: int, quantities: int = 2, eigenvectors: bool = True)
     return held_lean_vectors(k, quantities, eigenvectors) + (k + 2) + 1
 
 
-def _block(columns: list[Tensor]) -> Tensor:
-    """(d, k) from k columns; one column is a view, not a copy."""
-    return columns[0].unsqueeze(1) if len(columns) == 1 else torch.stack(columns, 1)
-
-
 @dataclass
-class LeanTracker:
+class LeanTracker(WarmTracker):
     """Top-k of the raw and the preconditioned Hessian, warm-started, rows only."""
 
-    k: int
-    tol: float
-    restart_every: int = 50
-    max_matvecs: int = 40
-    max_vectors: int | None = None
-    criterion: str = "eigenvalue"  # one of warm_stopping.CRITERIA
-    quantities: int = 2
-    eigenvectors: bool = True
-    solves: int = 0
-    carried: dict = field(default_factory=dict)  # target -> (d, k) starts, own space
-    values: dict = field(default_factory=dict)
-    next_value: dict = field(default_factory=dict)
-    last_info: dict | None = None
-
     def __post_init__(self):
-        if self.quantities not in (1, 2):
-            raise ValueError(f"quantities must be 1 or 2, got {self.quantities}")
-        if self.criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        self.check_options()
         least = default_lean_vectors(self.k, self.quantities, self.eigenvectors)
         if self.max_vectors is None:
             self.max_vectors = least
@@ -181,30 +160,13 @@ class LeanTracker:
         kk = len(starts)
         return {"values": th, "err": err, "resid": resid[:kk].copy(), "cold": cold,
                 "converged": bool(ratio <= 1.0 or settled),
-                "vectors": None if vectors is None else _block(vectors),
-                "starts": _block(starts)}
+                "vectors": None if vectors is None else block(vectors),
+                "starts": block(starts)}
 
     def _adopt(self, t: str, got: dict, products: int) -> EigResult:
         th, err = got["values"], got["err"]
         k = min(self.k, len(th))
         self.carried[t] = got["starts"]
-        estimate = carried_next(th, err, k, got["cold"], self.values.get(t),
-                                self.next_value.get(t))
-        self.values[t] = th[:k].copy()
-        if estimate is not None:
-            self.next_value[t] = estimate
+        self.remember(t, th, err, got["cold"])
         return EigResult(th[:k].copy(), got["vectors"], got["resid"], products,
                          got["converged"], error_estimates=np.asarray(err[:k], float).copy())
-
-    # ---- checkpoints
-    def state_dict(self) -> dict:
-        return {"solves": self.solves,
-                "carried": {t: c.detach().cpu() for t, c in self.carried.items()},
-                "values": {t: v.tolist() for t, v in self.values.items()},
-                "next_value": dict(self.next_value)}
-
-    def load_state_dict(self, s: dict, device) -> None:
-        self.solves = s["solves"]
-        self.carried = {t: c.to(device) for t, c in s["carried"].items()}
-        self.values = {t: np.asarray(v, dtype=float) for t, v in s["values"].items()}
-        self.next_value = dict(s["next_value"])

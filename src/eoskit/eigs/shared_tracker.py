@@ -60,7 +60,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -70,7 +70,8 @@ from eoskit._threads import limit_blas_threads
 from eoskit.eigs.krylov import EigResult, norm, work_dtype
 from eoskit.eigs.shared_basis import SharedBasis, scale_by
 from eoskit.eigs.shared_budget import default_shared_vectors, held_vectors, min_rows
-from eoskit.eigs.warm_stopping import CRITERIA, carried_next, moved, stop_ratios, upper_estimate
+from eoskit.eigs.warm_stopping import moved, stop_ratios, upper_estimate
+from eoskit.eigs.warm_tracker import WarmTracker, block
 
 
 def _done(state: dict) -> bool:
@@ -98,39 +99,18 @@ def _kept(coef: Tensor, last: Tensor | None, each: int) -> tuple[Tensor, int]:
     return torch.cat([mine, before], 1), mine.shape[1]
 
 
-def _block(columns: list[Tensor]) -> Tensor:
-    """(d, k) from k columns; one column is a view, not a copy."""
-    return columns[0].unsqueeze(1) if len(columns) == 1 else torch.stack(columns, 1)
-
-
 @dataclass
-class SharedTracker:
+class SharedTracker(WarmTracker):
     """Top-k of the raw and the preconditioned Hessian, warm-started, from shared products."""
 
-    k: int
-    tol: float
-    restart_every: int = 50
-    max_matvecs: int = 40
-    max_vectors: int | None = None
     max_warm_products: int | None = None  # cap on a warm solve (None: until tol)
-    criterion: str = "eigenvalue"  # one of CRITERIA
-    quantities: int = 2  # most targets measured at once (2: raw and pre); sets the least budget
-    eigenvectors: bool = True  # False: results carry no Ritz vectors (k d-long each saved)
     image_dtype: torch.dtype | None = None  # the basis's images kept narrower (bfloat16)
-    solves: int = 0
-    carried: dict = field(default_factory=dict)  # target -> (d, k) start vectors, own space
-    values: dict = field(default_factory=dict)  # target -> last top-k values
-    next_value: dict = field(default_factory=dict)  # target -> estimate of λ_{k+1}
-    last_info: dict | None = None
 
     def __post_init__(self):
-        if self.quantities not in (1, 2):
-            raise ValueError(f"quantities must be 1 or 2, got {self.quantities}")
+        self.check_options()
         if self.max_vectors is None:
             self.max_vectors = default_shared_vectors(self.k, self.quantities, self.eigenvectors)
         self.max_basis(self.quantities)
-        if self.criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
         if self.max_warm_products is not None and self.max_warm_products < 1:
             raise ValueError(f"max_warm_products must be at least 1, got {self.max_warm_products}")
 
@@ -293,7 +273,7 @@ class SharedTracker:
         b, out = solve["basis"], {}
         coefs = {t: solve["state"][t]["ritz"].coef for t in targets}
         ks = {t: min(self.k, len(solve["state"][t]["ritz"].values)) for t in targets}
-        vectors = {t: _block([b.vector(t, coefs[t][:, i]) for i in range(ks[t])]) if (
+        vectors = {t: block([b.vector(t, coefs[t][:, i]) for i in range(ks[t])]) if (
             self.eigenvectors) else None for t in targets}
         # the next starts need only the images: the rows go first, so the starts are not
         # built beside the whole basis (its peak would be there otherwise)
@@ -304,7 +284,7 @@ class SharedTracker:
             out[t] = {"values": st["ritz"].values.copy(), "err": st["err"],
                       "resid": st["resid"][:k].copy(), "converged": _done(st),
                       "vectors": vectors[t],
-                      "starts": _block([s.div_(norm(s)) for s in
+                      "starts": block([s.div_(norm(s)) for s in
                                         (b.image(t, coefs[t][:, i]) for i in range(k))])}
         return {"targets": out, "products": solve["products"], "cold": solve["cold"]}
 
@@ -314,24 +294,7 @@ class SharedTracker:
             th, err = got["values"], got["err"]
             k = min(self.k, len(th))
             self.carried[t] = got["starts"]
-            estimate = carried_next(th, err, k, kept["cold"], self.values.get(t),
-                                    self.next_value.get(t))
-            self.values[t] = th[:k].copy()
-            if estimate is not None:
-                self.next_value[t] = estimate
+            self.remember(t, th, err, kept["cold"])
             out[t] = EigResult(th[:k].copy(), got["vectors"], got["resid"], kept["products"],
                                got["converged"], error_estimates=np.asarray(err[:k], float).copy())
         return out
-
-    # ---- checkpoints
-    def state_dict(self) -> dict:
-        return {"solves": self.solves,
-                "carried": {t: c.detach().cpu() for t, c in self.carried.items()},
-                "values": {t: v.tolist() for t, v in self.values.items()},
-                "next_value": dict(self.next_value)}
-
-    def load_state_dict(self, s: dict, device) -> None:
-        self.solves = s["solves"]
-        self.carried = {t: c.to(device) for t, c in s["carried"].items()}
-        self.values = {t: np.asarray(v, dtype=float) for t, v in s["values"].items()}
-        self.next_value = dict(s["next_value"])
