@@ -4,9 +4,9 @@ sharpness of the measurement set's loss, with ``P`` read off the user's optimise
 By default one :class:`~eoskit.eigs.SharedTracker` measures both quantities from one set
 of products (``mode="shared"``); ``mode="lean"`` measures them one after the other in a few
 d-long vectors (:class:`~eoskit.eigs.LeanTracker`); ``mode="lanczos"`` or ``"streaming"``
-gives each quantity a tracker of its own. ``raw=False`` (an adaptive optimiser only) measures the
-preconditioned sharpness alone. The product engine a measurement uses is the objective's
-(:func:`default_engine` of its dtype unless the user names one).
+gives each quantity a tracker of its own. ``raw=False`` (an adaptive optimiser only)
+measures the preconditioned sharpness alone. The product engine a measurement uses is the
+objective's (:func:`default_engine` of its dtype unless the user names one).
 
 Example:
     >>> import torch
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from eoskit.eigs import TRACKERS, LeanTracker, SharedTracker, make_tracker, preconditioned_matvec
 from eoskit.eigs.shared_budget import budget_for
+from eoskit.eigs.warm_tracker import WarmTracker
 from eoskit.monitor.optimizers import adaptive, optimizer_kind, unwrap
 from eoskit.objective.model import trainable
 from eoskit.optim import StateDiagonal, state_preconditioner
@@ -108,7 +109,7 @@ class SharpnessMeter:
         d, p = self.objective.dim, self._state_diagonal()
         if not self.raw and p is None:  # before the optimiser's first step: nothing to measure
             return None, None
-        if isinstance(self.tracker, (SharedTracker, LeanTracker)):
+        if isinstance(self.tracker, WarmTracker):  # shared or lean
             # P by slices off the optimiser's state: no d-long copy beside the basis
             out = self.tracker.measure(hvp, d, x.dtype, x.device, p, raw=self.raw)
             return out.get("raw"), out.get("pre")
