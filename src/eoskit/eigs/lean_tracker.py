@@ -78,10 +78,7 @@ class LeanTracker(WarmTracker):
         (``"pre"``). Each result's ``n_matvecs`` is the measurement's total. ``raw=False``
         (needs ``p``): the preconditioned operator alone."""
         limit_blas_threads()
-        if not raw and p is None:
-            raise ValueError("raw=False measures the preconditioned operator: p is needed")
-        p = None if p is None else p.detach().to(dtype=work_dtype(dtype), device=device)
-        targets = ("raw",) if p is None else ("raw", "pre") if raw else ("pre",)
+        p, targets = self.targets_for(p, raw, dtype, device)
         if len(targets) > self.quantities:
             raise ValueError(f"a tracker sized for {self.quantities} quantity cannot "
                              f"measure {len(targets)}")
@@ -112,8 +109,7 @@ class LeanTracker(WarmTracker):
             self.carried[t] = got["starts"]  # held while the probe runs, as a start would be
             probe = self._solve(t, hvp, dim, dtype, device, p, cold=True, info=info)
             del self.carried[t]
-            wins = (float(np.sum(probe["values"][:self.k])) >
-                    float(np.sum(got["values"][:self.k])) * (1 + 0.1 * self.tol))
+            wins = self.probe_wins(probe["values"], got["values"])
             info["probe"] = "adopted" if wins else "kept"
             return probe if wins else got
         return got

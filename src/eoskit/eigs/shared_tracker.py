@@ -136,11 +136,7 @@ class SharedTracker(WarmTracker):
         (``"pre"``) at the current point. Each result's ``n_matvecs`` is the shared count.
         ``raw=False`` (needs ``p``): the preconditioned operator alone."""
         limit_blas_threads()
-        wd = work_dtype(dtype)
-        p = None if p is None else p.detach().to(dtype=wd, device=device)
-        if not raw and p is None:
-            raise ValueError("raw=False measures the preconditioned operator: p is needed")
-        targets = ("raw",) if p is None else ("raw", "pre") if raw else ("pre",)
+        p, targets = self.targets_for(p, raw, dtype, device)
         self.max_basis(len(targets))  # a budget sized for one quantity may not hold two
         warm = all(t in self.carried for t in targets)
         info = self.last_info = {"warm": warm, "products": 0}  # _probe notes its outcome here
@@ -252,10 +248,8 @@ class SharedTracker(WarmTracker):
         """A cold solve after the (harvested) warm one; the larger top-k sum wins, per target."""
         cold = self._solve(hvp, dim, dtype, device, p, targets, cold=True)
         total = warm["products"] + cold["products"]
-        wins = all(
-            float(np.sum(cold["state"][t]["ritz"].values[:self.k])) >
-            float(np.sum(warm["targets"][t]["values"][:self.k])) * (1 + 0.1 * self.tol)
-            for t in targets)
+        wins = all(self.probe_wins(cold["state"][t]["ritz"].values,
+                                   warm["targets"][t]["values"]) for t in targets)
         self.last_info["probe"] = "adopted" if wins else "kept"
         if wins:
             # the caller's dict: its vectors go before the cold ones are built

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from eoskit.eigs.krylov import work_dtype
 from eoskit.eigs.warm_stopping import CRITERIA, carried_next
 
 
@@ -51,6 +52,21 @@ class WarmTracker:
             raise ValueError(f"quantities must be 1 or 2, got {self.quantities}")
         if self.criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+
+    def targets_for(self, p, raw: bool, dtype, device) -> tuple[Tensor | None, tuple[str, ...]]:
+        """``p`` in the work dtype of ``dtype`` on ``device`` (None stays None), and the
+        quantities a measurement takes: ``"raw"``, and ``"pre"`` given ``p``; ``raw=False``
+        the preconditioned one alone (``p`` needed)."""
+        if not raw and p is None:
+            raise ValueError("raw=False measures the preconditioned operator: p is needed")
+        p = None if p is None else p.detach().to(dtype=work_dtype(dtype), device=device)
+        return p, ("raw",) if p is None else ("raw", "pre") if raw else ("pre",)
+
+    def probe_wins(self, cold: np.ndarray, warm: np.ndarray) -> bool:
+        """A cold probe's values replace a warm solve's when their top-k sum is larger by
+        more than 0.1·tol relative (Ritz values are lower bounds)."""
+        return (float(np.sum(cold[:self.k])) >
+                float(np.sum(warm[:self.k])) * (1 + 0.1 * self.tol))
 
     def remember(self, target: str, th: np.ndarray, err: np.ndarray, cold: bool) -> None:
         """Keep a solve's top-k values and the λ_{k+1} estimate to carry
