@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from functools import partial
 
 import torch
 
@@ -26,7 +25,6 @@ from eoskit.bench.monitor_settings import SETTINGS, next_token_loss
 from eoskit.eigs import SharedTracker
 from eoskit.eigs.krylov import dots
 from eoskit.monitor import Monitor
-from eoskit.objective.model import flatten_params_into
 
 
 def quotient(v: torch.Tensor, image: torch.Tensor, metric: torch.Tensor | None = None) -> float:
@@ -48,13 +46,11 @@ def main() -> None:
     mon = Monitor(model, next_token_loss, (probe, probe), every=every, optimizer=opt,
                   criterion="change")
     obj, p = mon.objective, mon.preconditioner()  # (d,)
-    x = obj.x0()
     # the Monitor's budget (18 vectors, 5 rows) plus the two Ritz vectors kept here
     tracker = SharedTracker(1, 1e-3, max_vectors=20, criterion="change", eigenvectors=True)
     started = time.perf_counter()
-    with torch.enable_grad(), obj.at(x, copy=False,
-                                     restore=partial(flatten_params_into, model)) as point:
-        out = tracker.measure(point.hvp, obj.dim, x.dtype, x.device, p)
+    with torch.enable_grad(), obj.at(None, live=obj.live_parameters()) as point:
+        out = tracker.measure(point.hvp, obj.dim, obj.dtype, obj.device, p)
         print(f"{a.setting}: {out['raw'].n_matvecs} products, converged raw "
               f"{out['raw'].converged} pre {out['pre'].converged}, "
               f"{time.perf_counter() - started:.0f} s", flush=True)

@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as tmp
 
 from eoskit import Monitor
+from eoskit.distributed.group import RankDivergence, param_checksum
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -92,3 +93,41 @@ def test_monitor_over_two_ranks_equals_one_process_on_the_whole_data(tmp_path):
     assert (tmp_path / "out0" / "metrics.csv").exists()
     assert not (tmp_path / "out1").exists()  # rank 1 writes nothing
     assert json.loads((tmp_path / "out0" / "config.json").read_text())["n_train"] == N
+
+
+def test_a_checksum_is_of_the_bits_whether_flat_or_in_parts():
+    a, b = torch.randn(3, 4, dtype=torch.float32), torch.randn(5).to(torch.bfloat16)
+    flat = torch.cat([a.reshape(-1).view(torch.uint8), b.view(torch.uint8)])
+    assert param_checksum([a, b]) == param_checksum(flat)
+    c = a.clone()
+    c[0, 0] = -c[0, 0]
+    assert param_checksum([c, b]) != param_checksum([a, b])
+    z = torch.zeros(2)
+    assert param_checksum(z) != param_checksum(-z)  # -0.0 is other bits
+
+
+def _diverged_rank(rank: int, world: int, port: int, root: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model, X, Y = _problem()
+    model = model.float()
+    if rank == 1:  # one bit off on one rank: the Monitor must refuse to mix the two
+        with torch.no_grad():
+            w = model[0].weight
+            w.view(-1).view(torch.int32)[0] ^= 1
+    mon = Monitor(model, MSE, (X.float(), Y.float()), every=1)
+    try:
+        mon.step()
+        outcome = "measured"
+    except RankDivergence as err:
+        outcome = str(err)
+    dist.destroy_process_group()
+    (Path(root) / f"rank{rank}.txt").write_text(outcome)
+
+
+def test_ranks_holding_different_bits_are_refused_before_the_products(tmp_path):
+    tmp.spawn(_diverged_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert (tmp_path / f"rank{rank}.txt").read_text().startswith(
+            "ranks hold different parameters at step 1")

@@ -169,6 +169,33 @@ def test_measuring_changes_nothing_in_the_model_or_the_rng():
     assert not model.training
 
 
+@pytest.mark.parametrize("mode", ["lean", "shared"])
+def test_fd_measurements_give_the_parameters_back_bit_for_bit(mode):
+    # float32: fd products displace the model's own parameters; signed zeros and powers of
+    # two are where a plain subtraction would not give the bits back. The monitored loop
+    # must follow the unmonitored one to the bit.
+    def bits(model):
+        return [p.detach().clone().view(torch.int32) for p in model.parameters()]
+
+    model, (X, Y) = mlp(dtype=torch.float32), data(dtype=torch.float32)
+    with torch.no_grad():
+        model[0].weight[:, 0] = torch.tensor([-0.0, 1.0, 0.5, -2.0, 0.0, -0.0, 0.25, 4.0])
+        model[2].bias.fill_(-0.0)
+    twin = copy.deepcopy(model)
+    opt, twin_opt = (torch.optim.Adam(m.parameters(), lr=0.01) for m in (model, twin))
+    mon = Monitor(model, F.mse_loss, (X, Y), every=1, optimizer=opt, mode=mode)
+    assert mon.objective.hvp_method == "fd"
+    before = bits(model)
+    mon.measure()
+    assert all(torch.equal(a, b) for a, b in zip(before, bits(model), strict=True))
+    gd_steps(model, opt, X, Y, mon, 4)
+    for _ in range(4):
+        twin_opt.zero_grad()
+        F.mse_loss(twin(X), Y).backward()
+        twin_opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(bits(twin), bits(model), strict=True))
+
+
 def test_measuring_under_no_grad_still_works():
     model, (X, Y) = mlp(), data()
     mon = Monitor(model, F.mse_loss, (X, Y), every=1)

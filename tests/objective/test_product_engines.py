@@ -220,49 +220,51 @@ def test_setting_hvp_method_switches_the_engine():
         obj.hvp_method = "magic"
 
 
-def test_fd_displacing_the_point_in_place_gives_the_copys_product_and_restores_it():
-    # float32, where rounding the displaced point shows: in place or in a copy, each displaced
-    # point is x ± h·v̂ rounded once, so the products agree to the bit; x comes back exactly
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+def test_fd_displacing_the_point_in_place_gives_the_copys_product_and_gives_it_back():
+    # float32, where rounding the displaced point shows: in the point's own copy or in a
+    # fresh one, each displaced point is x + fl(±h/‖v‖·v) rounded once, so the products
+    # agree to the bit; the point comes back bit for bit
     gen = torch.Generator().manual_seed(0)
     d = 1000
     a = torch.randn(d, generator=gen)
     obj = FunctionObjective(lambda z: ((z - a) ** 4).sum() / 12 + (z[:-1] * z[1:]).sum(), d,
                             hvp_method="fd", dtype=torch.float32)
     x = torch.randn(d, generator=gen)
+    x[:4] = torch.tensor([-0.0, 1.0, 0.5, 2.0 ** -130])  # signed zero, powers of two, subnormal
     exact = x.clone()
     v = torch.randn(d, generator=gen)
-    calls = []
-
-    def restore(t):
-        calls.append(t.data_ptr())
-        t.copy_(exact)
-
-    with obj.at(x, copy=False, restore=restore) as point:
+    with obj.at(x, copy=False, live=[x]) as point:
         got = point.hvp(v)
-        assert torch.equal(point.x, exact) and calls == [x.data_ptr()] * 2
-    # the reference, by hand: plain autograd at x + h·v̂ and at x − h·v̂, each rounded once
+        assert torch.equal(_bits(point.x), _bits(exact))
+    # the reference, by hand: plain autograd at x + fl(h/‖v‖·v) and at x + fl(−h/‖v‖·v)
     h, norm = fd_step(exact), float(v.norm())
 
     def grad_at(z):
         z = z.detach().requires_grad_(True)
         return torch.autograd.grad(obj.f(z), z)[0]
 
-    plus = grad_at(torch.add(exact, v, alpha=h / norm))
-    minus = grad_at(torch.add(exact, v, alpha=-h / norm))
+    plus = grad_at(exact + v * (h / norm))
+    minus = grad_at(exact + v * (-h / norm))
     want = (plus - minus).mul_(norm / (2 * h))
     assert torch.equal(got, want)
     assert torch.equal(obj.product(exact.clone(), v), want)  # a displaced copy
     assert obj.hvp_count == 2
-    # a failing gradient still leaves x restored
+    # a failing gradient still gives the point back
     broken = FunctionObjective(lambda z: z.sum() if bool(torch.equal(z, exact)) else
                                (_ for _ in ()).throw(RuntimeError("kernel failed")), d,
                                hvp_method="fd", dtype=torch.float32)
     with pytest.raises(RuntimeError, match="kernel failed"):
-        broken.product(x, v, restore=restore)
-    assert torch.equal(x, exact)
-    # an engine that does not displace the point ignores restore
+        broken.product(None, v, live=[x])
+    assert torch.equal(_bits(x), _bits(exact))
+    # an engine that does not displace the point ignores live, and needs x
     exact64 = FunctionObjective(obj.f, d, hvp_method="rev-rev", dtype=torch.float32)
-    assert torch.equal(exact64.product(x, v, restore=lambda t: t.zero_()), exact64.product(x, v))
+    assert torch.equal(exact64.product(x, v, live=[torch.zeros(d)]), exact64.product(x, v))
+    with pytest.raises(ValueError, match="needs the flat point x"):
+        exact64.product(None, v, live=[x])
 
 
 class _TiedAndUnused(nn.Module):
@@ -297,11 +299,17 @@ def test_fd_of_a_model_sums_both_gradients_a_parameter_at_a_time_as_plain_autogr
         return torch.autograd.grad(loss, z)[0]
 
     h, norm = fd_step(exact), float(v.norm())
-    plus = grad_at(torch.add(exact, v, alpha=h / norm))
-    minus = grad_at(torch.add(exact, v, alpha=-h / norm))
+    plus = grad_at(exact + v * (h / norm))
+    minus = grad_at(exact + v * (-h / norm))
     want = (plus - minus).mul_(norm / (2 * h))
     assert float(want[:3].abs().max()) == 0.0 < float(want.abs().max())  # `unused` is first
-    with obj.at(x, copy=False, restore=lambda t: t.copy_(exact)) as point:
+    with obj.at(x) as point:  # its own copy, displaced in place
         got = point.hvp(v)
     assert torch.equal(got, want) and torch.equal(x, exact)
+    # at the module's own parameters: the same bits, and every parameter given back
+    before = [p.detach().clone() for p in obj.live_parameters()]
+    with obj.at(None, live=obj.live_parameters()) as point:
+        assert torch.equal(point.hvp(v), want) and torch.equal(point.x, exact)
+    assert all(torch.equal(_bits(p.detach()), _bits(b))
+               for p, b in zip(model.parameters(), before, strict=True))
     assert torch.equal(obj.product(exact.clone(), v), want)  # a displaced copy

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -104,16 +104,21 @@ def all_reduce_sum(t: Tensor) -> Tensor:
     return out
 
 
-def param_checksum(x: Tensor) -> int:
-    """A 56-bit hash of the bytes of ``x`` (equal iff the ranks hold bitwise-equal vectors)."""
-    data = x.detach().cpu().contiguous().numpy().tobytes()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=7).digest(), "big")
+def param_checksum(x: Tensor | Sequence[Tensor]) -> int:
+    """A 56-bit hash of the bytes of ``x``, a flat vector or the tensors that hold it (the
+    same hash either way: equal iff the ranks hold bitwise-equal vectors)."""
+    h = hashlib.blake2b(digest_size=7)
+    for t in [x] if isinstance(x, Tensor) else x:
+        h.update(t.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy().tobytes())
+    return int.from_bytes(h.digest(), "big")
 
 
-def assert_same_params(x: Tensor, step: int) -> None:
-    """Raise :class:`RankDivergence` unless every rank holds the same bits of ``x``."""
+def assert_same_params(x: Tensor | Sequence[Tensor], step: int) -> None:
+    """Raise :class:`RankDivergence` unless every rank holds the same bits of ``x`` (a flat
+    vector or the tensors that hold it)."""
     h = param_checksum(x)
-    both = torch.tensor([h, -h], dtype=torch.int64, device=x.device)  # max(h), -min(h)
+    device = (x if isinstance(x, Tensor) else x[0]).device
+    both = torch.tensor([h, -h], dtype=torch.int64, device=device)  # max(h), -min(h)
     dist.all_reduce(both, op=dist.ReduceOp.MAX)
     if int(both[0]) != -int(both[1]):
         raise RankDivergence(f"ranks hold different parameters at step {step} "

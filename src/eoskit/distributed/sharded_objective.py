@@ -53,10 +53,11 @@ class ShardedPoint(PointObjective):
     base's properties and context manager, not its constructor (which would build a graph
     on this rank's shard without the reduction)."""
 
-    def __init__(self, parent: ShardedObjective, x: Tensor, copy: bool = True, restore=None):
+    def __init__(self, parent: ShardedObjective, x: Tensor | None, copy: bool = True,
+                 live: list[Tensor] | None = None):
         self.parent = parent
-        self.local = parent.local.at(x, copy, restore)
-        self.x = self.local.x
+        self.local = parent.local.at(x, copy, live)
+        self._x, self.live = None, live
         self._vga: tuple[Tensor, Tensor, Tensor | None] | None = None
 
     def _value_grad_aux(self) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -64,6 +65,10 @@ class ShardedPoint(PointObjective):
             local = self.local
             self._vga = self.parent.reduce_vga(local.value, local.grad, local.aux)
         return self._vga
+
+    @property
+    def x(self) -> Tensor:
+        return self.local.x
 
     @property
     def alive(self) -> bool:
@@ -127,14 +132,18 @@ class ShardedObjective(Objective):
                                   "run them in one process")
 
     # second order and above
-    def at(self, x: Tensor, copy: bool = True, restore=None) -> ShardedPoint:
-        point = ShardedPoint(self, x, copy, restore)
+    def at(self, x: Tensor | None, copy: bool = True,
+           live: list[Tensor] | None = None) -> ShardedPoint:
+        point = ShardedPoint(self, x, copy, live)
         self._point = point
         return point
 
-    def product(self, x: Tensor, v: Tensor, restore=None) -> Tensor:
+    def live_parameters(self) -> list[Tensor] | None:
+        return self.local.live_parameters()
+
+    def product(self, x: Tensor | None, v: Tensor, live: list[Tensor] | None = None) -> Tensor:
         self.hvp_count += 1 if v.ndim == 1 else v.shape[1]
-        return self.reduce(self.local.product(x, v, restore))
+        return self.reduce(self.local.product(x, v, live))
 
     def d3(self, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
         return self.reduce(self.local.d3(x, u, v))

@@ -55,6 +55,13 @@ class CheckedShards(ShardedObjective):
         assert_same_params(x, self.checks)
         return x
 
+    def live_parameters(self) -> list[Tensor] | None:
+        params = self.local.live_parameters()
+        if params is not None:  # the Monitor then takes no x0 before its products
+            self.checks += 1
+            assert_same_params(params, self.checks)
+        return params
+
 
 def across_ranks(obj):
     """``obj`` (a rank's shard of a mean loss, chunk shares of its own count) as the

@@ -54,7 +54,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -75,7 +74,7 @@ from eoskit.monitor.optimizers import (
 )
 from eoskit.monitor.sharpness_meter import SharpnessMeter, default_engine
 from eoskit.monitor.step_curvature import StepCurvature
-from eoskit.objective.model import Loss, ModelObjective, flatten_params_into
+from eoskit.objective.model import Loss, ModelObjective
 
 
 def logged_values(row: dict, k: int) -> dict[str, float]:
@@ -291,21 +290,21 @@ class Monitor:
     def measure(self) -> dict:
         """Measure now, at the current parameters (row ``step`` = the current step count)."""
         started = time.perf_counter()
-        x = self.objective.x0()  # (d,), a detached copy
+        live = self.objective.live_parameters()
+        x = None if live is not None else self.objective.x0()  # (d,), this call's own copy
         hvps_before = self.objective.hvp_count
         with self._fork(), torch.enable_grad():
-            # x is this call's own copy; fd products displace it in place and restore it
-            # from the model's parameters (no displaced copy held beside the basis)
-            with self.objective.at(x, copy=False,
-                                   restore=partial(flatten_params_into, self.model)) as point:
+            # fd products displace the model's own parameters (or x) in place and give
+            # every bit back: no d-long vector holds the point while they run
+            with self.objective.at(x, copy=False, live=live or self.objective.parts(x)) as point:
                 # the gradient is taken after the products, so it is not held beside the
                 # basis while they run (one model-sized vector less at the peak)
                 try:
-                    eig, peig = self.meter.measure(point.hvp, x)
+                    eig, peig = self.meter.measure(point.hvp)
                     failure = None
                 except Exception as exc:  # re-raised below unless the loss explains it
                     failure = exc
-                loss, g = float(point.value), point.grad.detach()
+                loss, g, x = float(point.value), point.grad.detach(), point.x.detach()
                 if not math.isfinite(loss):  # the eigensolvers fail deep inside, or not at all
                     raise ValueError(f"the loss is {loss} at step {self.steps}: no Hessian "
                                      "to measure (diverged? check the learning rate and "

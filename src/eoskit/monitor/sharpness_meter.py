@@ -17,7 +17,7 @@ Example:
     >>> meter = SharpnessMeter(obj, model, None, 1)
     >>> x = obj.x0()
     >>> with torch.enable_grad(), obj.at(x) as point:
-    ...     eig, peig = meter.measure(point.hvp, x)
+    ...     eig, peig = meter.measure(point.hvp)
     >>> dense = torch.linalg.eigvalsh(obj.hessian(x))[-1]
     >>> bool(abs(eig.eigenvalues[0] - dense) < 1e-3 * dense), peig is None
     (True, True)
@@ -103,20 +103,21 @@ class SharpnessMeter:
         self.precond_tracker = make_tracker(mode, k, tol, restart_every, **opts) if (
             self.preconditioned) else None
 
-    def measure(self, hvp, x: Tensor):
+    def measure(self, hvp):
         """The raw (None with ``raw=False``) and the preconditioned (None without ``P``)
-        top-k at the point ``x`` whose products ``hvp`` gives."""
+        top-k at the point whose products ``hvp`` gives (in the objective's dtype)."""
         d, p = self.objective.dim, self._state_diagonal()
+        dtype, device = self.objective.dtype, self.objective.device
         if not self.raw and p is None:  # before the optimiser's first step: nothing to measure
             return None, None
         if isinstance(self.tracker, WarmTracker):  # shared or lean
             # P by slices off the optimiser's state: no d-long copy beside the basis
-            out = self.tracker.measure(hvp, d, x.dtype, x.device, p, raw=self.raw)
+            out = self.tracker.measure(hvp, d, dtype, device, p, raw=self.raw)
             return out.get("raw"), out.get("pre")
         p = None if p is None else p.full()
-        eig = self.tracker.measure(hvp, d, x.dtype, x.device) if self.raw else None
+        eig = self.tracker.measure(hvp, d, dtype, device) if self.raw else None
         peig = None if p is None else self.precond_tracker.measure(
-            preconditioned_matvec(hvp, p), d, x.dtype, x.device)
+            preconditioned_matvec(hvp, p), d, dtype, device)
         return eig, peig
 
     def preconditioner(self) -> Tensor | None:

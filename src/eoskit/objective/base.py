@@ -56,22 +56,38 @@ class PointObjective:
     computed on first use and each product runs the method at ``x``.
     Use as a context manager (or call :meth:`release`) to free the graph.
     ``copy=False`` keeps ``x`` itself instead of a copy (one d-long vector less): the
-    caller must not change it while the point is in use. ``restore``: a function writing
-    the exact point into a (d,) tensor; with it an engine that displaces the point (``fd``)
-    does so in ``x`` itself and restores it after each product (one d-long vector less
-    while a product runs).
+    caller must not change it while the point is in use. ``live``: the tensors that hold
+    the point in the objective's :attr:`~Objective.parts` layout (a model's own
+    parameters, in the objective's dtype; ``[x]`` without parts): an engine that
+    displaces the point (``fd``) forms its displaced points there and gives every bit
+    back after each product, so no d-long vector holds the point while products run.
+    ``x`` may then be None: the flat point is made from ``live`` when first needed
+    (value, gradient, other engines). A point's own copy (``copy=True``) is displaced in
+    place the same way.
     """
 
-    def __init__(self, parent: Objective, x: Tensor, copy: bool = True, restore=None):
+    def __init__(self, parent: Objective, x: Tensor | None, copy: bool = True,
+                 live: list[Tensor] | None = None):
+        if x is None and live is None:
+            raise ValueError("a point needs x or the live tensors that hold it")
         self.parent = parent
         self.retained = parent.engine.point_bound
-        self.x = x.detach().clone() if copy else x.detach()
-        self.restore = restore
+        self._x = None if x is None else x.detach().clone() if copy else x.detach()
+        if live is None and copy and x is not None:  # its own copy: no displaced one beside it
+            live = parent.parts(self._x) if parent.parts is not None else [self._x]
+        self.live = live
         self._graph_grad: Tensor | None = None
         self._vga: tuple[Tensor, Tensor, Tensor | None] | None = None
         if self.retained:
             self.x.requires_grad_(True)
             self._build_graph()
+
+    @property
+    def x(self) -> Tensor:
+        """The point, flat (d,); made from ``live`` on first use when not given."""
+        if self._x is None:
+            self._x = torch.cat([t.detach().reshape(-1) for t in self.live])
+        return self._x
 
     def _build_graph(self) -> None:
         total = grad_total = aux_total = None
@@ -111,7 +127,9 @@ class PointObjective:
     def hvp(self, v: Tensor) -> Tensor:
         """H(x) v for v of shape (d,) or (d, k)."""
         if not self.retained:
-            return self.parent.product(self.x, v, restore=self.restore)
+            if self.live is not None and getattr(self.parent.engine, "displaces", False):
+                return self.parent.product(self._x, v, live=self.live)
+            return self.parent.product(self.x, v)
         if self._graph_grad is None:
             raise RuntimeError("this PointObjective was released; take a new one with at(x)")
         self.parent.hvp_count += 1 if v.ndim == 1 else v.shape[1]
@@ -184,6 +202,12 @@ class Objective:
     # a function splitting a flat (d,) vector into the views the terms also accept, or None
     parts = None
 
+    def live_parameters(self) -> list[Tensor] | None:
+        """Tensors that hold the current point in the :attr:`parts` layout, which an ``fd``
+        product may displace in place (see :class:`PointObjective`): a model's own
+        parameters (:class:`~eoskit.objective.ModelObjective`); None here."""
+        return None
+
     # values and gradients
     def value(self, x: Tensor) -> Tensor:
         with torch.no_grad():
@@ -213,10 +237,11 @@ class Objective:
         return self.value_and_grad(x)[1]
 
     # second order
-    def at(self, x: Tensor, copy: bool = True, restore=None) -> PointObjective:
+    def at(self, x: Tensor | None, copy: bool = True,
+           live: list[Tensor] | None = None) -> PointObjective:
         """Point-bound form: value, gradient and repeated HVPs at ``x`` (``copy`` and
-        ``restore``: see :class:`PointObjective`)."""
-        point = PointObjective(self, x, copy, restore)
+        ``live``: see :class:`PointObjective`)."""
+        point = PointObjective(self, x, copy, live)
         self._point = point
         return point
 
@@ -230,14 +255,16 @@ class Objective:
             point = self.at(x)
         return point.hvp(v)
 
-    def product(self, x: Tensor, v: Tensor, restore=None) -> Tensor:
+    def product(self, x: Tensor | None, v: Tensor, live: list[Tensor] | None = None) -> Tensor:
         """H(x) v by the engine at a point it does not keep (``retained``: double
-        backward), summed over the terms, counted. ``restore``: see :class:`PointObjective`
-        (used by engines that displace the point)."""
+        backward), summed over the terms, counted. ``live``: see :class:`PointObjective`
+        (an engine that displaces the point uses it, and ``x`` may then be None)."""
         self.hvp_count += 1 if v.ndim == 1 else v.shape[1]
-        x = x.detach()
-        kw = {"restore": restore} if restore is not None and getattr(
+        kw = {"live": live} if live is not None and getattr(
             self.engine, "displaces", False) else {}
+        if not kw and x is None:
+            raise ValueError(f"the {self.engine.name} engine needs the flat point x")
+        x = None if x is None else x.detach()
         out = None  # the first term's product is the sum's storage (no zeros held beside it)
         for fn in self.term_fns(self.engine.needs):
             part = self.engine.product(fn, x, v, **kw)

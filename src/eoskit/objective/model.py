@@ -8,7 +8,9 @@ no Hessian includes them. The module is evaluated with
 ``torch.func.functional_call`` on those parameters and *clones* of its buffers
 (cast to the objective's dtype), read from the live module at every evaluation:
 the user's module (its dtype, device, parameters, buffers, gradients) is never
-written.
+written, but for one exception that leaves no trace: an ``fd`` product at a point held
+by the module's own parameters (:meth:`ModelObjective.live_parameters`) displaces them in
+place and gives every bit back before it returns.
 
 The loss is a built-in name (``"mse"``, ``"ce"``: per-chunk sums,
 :mod:`~eoskit.objective.losses`) or a user's *mean* loss ``loss(output,
@@ -248,6 +250,21 @@ class ModelObjective(Objective):
             return functional_call(self.model, tensors, (), inputs)
         args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
         return functional_call(self.model, tensors, args)
+
+    def live_parameters(self) -> list[Tensor] | None:
+        """The module's trainable parameters, in the layout's order, when they hold the
+        objective's point exactly (its dtype and device, contiguous); else None.
+
+        An ``fd`` product at a :meth:`at` point given them displaces them in place and gives
+        every bit back (:mod:`~eoskit.objective.displacement`): the only writes to the
+        module, undone before the product returns."""
+        params = [p for _, p in trainable(self.model)]
+        names = tuple(n for n, _ in trainable(self.model))
+        if names != self.layout.names or any(
+                p.dtype != self.dtype or p.device != self.device or not p.is_contiguous()
+                for p in params):
+            return None
+        return params
 
     def _frozen(self) -> list[tuple[str, Tensor]]:
         trained = set(self.layout.names)

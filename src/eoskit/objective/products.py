@@ -38,12 +38,14 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
 from torch import Tensor
 from torch.func import grad, jvp, vmap
+
+from eoskit.objective.displacement import displace, undo
 
 ScalarFn = Callable[[Tensor], Tensor]
 
@@ -101,23 +103,26 @@ class ForwardOverReverse:
         return _compiled(self.product)(fn, x, v)
 
 
-def fd_step(x: Tensor) -> float:
+def fd_step(x: Tensor | Sequence[Tensor]) -> float:
     """The finite-difference step along a unit direction: ``h = (ε · r)^(1/3)``.
 
     ``ε`` is the machine epsilon of ``x``'s dtype and ``r = max(rms(x), √ε)`` the typical
-    size of a coordinate. The central difference's truncation error is
-    ``h²/6 · ∇³f[v̂, v̂, ·]`` relative to ``H v̂``; rounding the displaced point
-    ``x ± h v̂`` moves each coordinate by up to ``ε |xᵢ|``, which a Rayleigh quotient
-    ``v̂ᵀHv`` sees as about ``ε r / h``. The step balances the two.
+    size of a coordinate (``x``: a flat point, or the tensors holding it, e.g. a model's
+    parameters; the squares are summed in float64 a tensor at a time). The central
+    difference's truncation error is ``h²/6 · ∇³f[v̂, v̂, ·]`` relative to ``H v̂``; rounding
+    the displaced point ``x ± h v̂`` moves each coordinate by up to ``ε |xᵢ|``, which a
+    Rayleigh quotient ``v̂ᵀHv`` sees as about ``ε r / h``. The step balances the two.
 
     The scale is per coordinate (``rms``), not ``‖x‖``. Along a Transformer's top Hessian
     direction the loss is far from quadratic: ``h ∝ ‖x‖`` (ε^(1/3)·‖x‖ = 0.31 on the
     5.3M-parameter GPT-2 of ``benchmarks/products.py``) put the Rayleigh quotient of the top
     eigenvector 73% off, where this step (1.5e-3) puts Lanczos's top value within 2e-5.
     """
-    eps = torch.finfo(x.dtype).eps
-    xd = x.detach().reshape(-1)
-    rms = float(torch.sqrt((xd @ xd) / xd.numel())) if xd.numel() else 0.0
+    parts = [x] if isinstance(x, Tensor) else list(x)
+    eps = torch.finfo(parts[0].dtype).eps
+    n = sum(t.numel() for t in parts)
+    squares = sum(float(t.detach().reshape(-1).double().square().sum()) for t in parts)
+    rms = (squares / n) ** 0.5 if n else 0.0
     return (eps * max(rms, eps ** 0.5)) ** (1 / 3)
 
 
@@ -129,69 +134,67 @@ class FiniteDifference:
     :func:`fd_step`). Where ``fn`` has ``parts`` (a model's loss: ``parts(t)`` splits a flat
     vector into its parameters' views, which ``fn`` also accepts) both gradients are summed
     into the output a parameter at a time (:func:`_grad_into`): the output is the only
-    d-long vector the product makes. A block is done column by column. Given ``restore`` (a function
-    that writes the exact point into a tensor), the displaced points are formed in ``x``
-    itself and ``x`` is restored after (also when a gradient raises): one d-long vector
-    less than a displaced copy.
+    d-long vector the product makes. A block is done column by column.
+
+    Each displaced point is formed in place (:func:`~eoskit.objective.displacement.displace`)
+    and given back bit for bit after its gradient, also when the gradient raises: in a
+    copy of ``x``, or, given ``live`` (the tensors that hold the point: in ``fn.parts``'s
+    layout, e.g. a model's own parameters, or ``[x]`` for a function without parts), in
+    those tensors themselves, with no d-long vector for the point at all (``x`` is then
+    not read and may be None).
     """
 
     name, needs, exact, point_bound, compiles = "fd", "grad", False, False, True
-    displaces = True  # accepts ``restore``
+    displaces = True  # accepts ``live``
 
-    def product(self, fn: ScalarFn, x: Tensor, v: Tensor, restore=None) -> Tensor:
+    def product(self, fn: ScalarFn, x: Tensor | None, v: Tensor,
+                live: Sequence[Tensor] | None = None) -> Tensor:
         if v.ndim == 2:
-            return torch.stack([self.product(fn, x, col, restore) for col in v.T], dim=1)
-        x = x.detach()
-        v = v.to(x.dtype)
+            return torch.stack([self.product(fn, x, col, live) for col in v.T], dim=1)
+        parts = getattr(fn, "parts", None)
+        point = list(live) if live is not None else [x.detach().clone()]
+        v = v.to(point[0].dtype)
         norm = float(v.norm())
         if norm == 0.0:
-            return torch.zeros_like(x)
-        h = fd_step(x)
-        if restore is None:
-            # one displaced copy, rewritten for the second gradient: no d-long temporary
-            # beside it and the two gradients (at 124M parameters each is 0.5 GB in float32)
-            point, x = x, x.clone()
+            return torch.zeros_like(v)
+        split = parts is not None and live is not None  # else point is [the flat point]
+        directions = parts(v) if split else [v]
+        h = fd_step(point if split or parts is None else parts(point[0]))
+        out = torch.zeros_like(v)
+        for sign in (1.0, -1.0):
+            record = displace(point, directions, sign * h / norm)
+            try:
+                if parts is None:
+                    out.add_(_grad_at(fn, point[0]), alpha=sign)
+                else:
+                    _grad_into(fn, point if split else parts(point[0]), out, sign)
+            finally:
+                undo(point, directions, sign * h / norm, record)
+        return out.mul_(norm / (2 * h))
 
-            def restore(t: Tensor) -> Tensor:
-                return t.copy_(point)
-        parts = getattr(fn, "parts", None)
-        # each displaced point is x ± h·v̂ rounded once; the difference is taken in place
-        try:
-            if parts is None:
-                plus = _grad_at(fn, x.add_(v, alpha=h / norm).detach())
-                restore(x)
-                minus = _grad_at(fn, x.add_(v, alpha=-h / norm).detach())
-                plus.sub_(minus)
-            else:
-                plus = torch.zeros_like(x)
-                _grad_into(fn, parts, x.add_(v, alpha=h / norm), plus, 1.0)
-                restore(x)
-                _grad_into(fn, parts, x.add_(v, alpha=-h / norm), plus, -1.0)
-        finally:
-            restore(x)
-        return plus.mul_(norm / (2 * h))
-
-    def compiled_product(self, fn: ScalarFn, x: Tensor, v: Tensor, restore=None) -> Tensor:
-        return self.product(_compiled(fn), x, v, restore)
+    def compiled_product(self, fn: ScalarFn, x: Tensor | None, v: Tensor,
+                         live: Sequence[Tensor] | None = None) -> Tensor:
+        return self.product(_compiled(fn), x, v, live)
 
 
-def _grad_into(fn: ScalarFn, parts, x: Tensor, out: Tensor, sign: float) -> None:
-    """``out += sign · ∇fn(x)`` with no d-long gradient beside ``out``.
+def _grad_into(fn: ScalarFn, point: list[Tensor], out: Tensor, sign: float) -> None:
+    """``out += sign · ∇fn(point)`` with no d-long gradient beside ``out``.
 
-    ``parts(t)`` splits a flat vector into the views ``fn`` also accepts (a model's
-    parameters): ``fn`` runs on leaves sharing ``x``'s storage, and each leaf's gradient is
-    added into its slice of ``out`` as soon as autograd has it, then dropped. A flat leaf
-    would have its gradient assembled into a fresh d-long vector first (the backward of the
-    split), beside ``out`` and the other point's gradient: two vectors more at the peak.
+    ``point``: the tensors ``fn`` accepts in place of a flat vector (a model's parameters,
+    or their views of one), in the layout of ``fn.parts``. ``fn`` runs on leaves sharing
+    their storage, and each leaf's gradient is added into its slice of ``out`` as soon as
+    autograd has it, then dropped. A flat leaf would have its gradient assembled into a
+    fresh d-long vector first (the backward of the split), beside ``out`` and the other
+    point's gradient: two vectors more at the peak.
     """
-    leaves = [piece.detach().requires_grad_(True) for piece in parts(x)]
+    leaves = [piece.detach().requires_grad_(True) for piece in point]
 
     def drain(target: Tensor, leaf: Tensor) -> None:
         target.add_(leaf.grad, alpha=sign)
         leaf.grad = None
 
     hooks = [leaf.register_post_accumulate_grad_hook(partial(drain, target))
-             for leaf, target in zip(leaves, parts(out), strict=True)]
+             for leaf, target in zip(leaves, fn.parts(out), strict=True)]
     try:
         value = fn(leaves)
         if value.requires_grad:  # else ∇fn = 0: nothing to add
@@ -202,7 +205,7 @@ def _grad_into(fn: ScalarFn, parts, x: Tensor, out: Tensor, sign: float) -> None
 
 
 def _grad_at(fn: ScalarFn, x: Tensor) -> Tensor:
-    xr = x.requires_grad_(True)
+    xr = x.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(fn(xr), xr, allow_unused=True)
     return torch.zeros_like(x) if g is None else writable(g)
 

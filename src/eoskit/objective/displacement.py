@@ -1,0 +1,101 @@
+"""A point displaced in place and given back bit for bit, with no copy of it kept.
+
+The ``fd`` product evaluates gradients at ``x ± h v̂``. Formed in ``x``'s own storage (a
+model's parameters) it needs no d-long vector for the point, provided ``x`` comes back
+exactly: the Monitor's loop must go on from the very bits it left.
+
+:func:`displace` writes ``x ← fl(x + δ)`` with ``δ = fl(a·v)``; :func:`undo` writes
+``x ← fl(x − δ)`` with the same ``δ``. Rounding makes the undo exact in nearly every
+coordinate, not all: where the sum crossed a power of two, where it was a tie, or where
+``|δ| > |x|``, ``fl(fl(x + δ) − δ)`` can differ from ``x`` in its last bit (or in the sign
+of a zero). So before writing a slice, :func:`displace` computes the undo it will do,
+compares it with ``x`` bit for bit, and records the coordinates that would not come back
+and their values; :func:`undo` writes them after the subtraction. Both sides compute ``δ``
+and the subtraction with the same elementwise kernels, which are deterministic. On a GPT-2
+init (``benchmarks/displacement_record.py``) the record holds a few coordinates in 10⁵; a
+slice whose record would exceed a quarter of it is kept whole, so the record never
+exceeds one copy of ``x``.
+
+Example:
+    >>> x = torch.tensor([1.0, -0.0, 0.3, 2.0 ** -126])
+    >>> v = torch.tensor([1e-8, 1e-3, -0.1, 1.0])
+    >>> before = x.clone()
+    >>> record = displace([x], [v], 1.0)
+    >>> bool(torch.equal(x, before + v)), undo([x], [v], 1.0, record)
+    (True, None)
+    >>> bool(torch.equal(x.view(torch.int32), before.view(torch.int32)))
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+SLICE = 1 << 16  # temporaries are a few slices, never d-long
+_BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+Record = list[tuple[int, int, Tensor | None, Tensor]]  # (tensor, offset, where, values)
+
+
+def _slices(tensors: Sequence[Tensor], directions: Sequence[Tensor]):
+    """(tensor index, offset, slice of the tensor, slice of its direction), all checked
+    before anything is written."""
+    pairs = list(zip(tensors, directions, strict=False))
+    if len(tensors) != len(directions) or any(
+            t.shape != v.shape or not t.is_contiguous() for t, v in pairs):
+        raise ValueError("displace needs contiguous tensors and directions of their shapes")
+    out = []
+    for i, (t, v) in enumerate(zip(tensors, directions, strict=True)):
+        flat, vflat = t.detach().view(-1), v.detach().reshape(-1)
+        out += [(i, lo, flat[lo:lo + SLICE], vflat[lo:lo + SLICE])
+                for lo in range(0, flat.numel(), SLICE)]
+    return out
+
+
+def _step(v: Tensor, alpha: float, dtype: torch.dtype) -> Tensor:
+    return v.to(dtype) * alpha  # δ: one rounding in the point's dtype, recomputed by undo
+
+
+@torch.no_grad()
+def displace(tensors: Sequence[Tensor], directions: Sequence[Tensor], alpha: float) -> Record:
+    """``t ← fl(t + fl(alpha·v))`` for each tensor and its direction, in place; returns the
+    record :func:`undo` needs to give every bit back. Interrupted, it gives back what it
+    had moved before raising."""
+    slices, record, done = _slices(tensors, directions), [], 0
+    try:
+        for i, lo, x, v in slices:
+            d = _step(v, alpha, x.dtype)
+            moved = x + d
+            bits = _BITS[x.element_size()]
+            off = ((moved - d).view(bits) != x.view(bits)).nonzero().squeeze(1)
+            if off.numel() > x.numel() // 4:
+                record.append((i, lo, None, x.clone()))
+            elif off.numel():
+                record.append((i, lo, off.to(torch.int32), x[off]))
+            x.copy_(moved)
+            done += 1
+    except BaseException:
+        _give_back(tensors, slices[:done], alpha, record)
+        raise
+    return record
+
+
+@torch.no_grad()
+def undo(tensors: Sequence[Tensor], directions: Sequence[Tensor], alpha: float,
+         record: Record) -> None:
+    """Give back what :func:`displace` ``(tensors, directions, alpha)`` moved, bit for bit."""
+    _give_back(tensors, _slices(tensors, directions), alpha, record)
+
+
+def _give_back(tensors, slices, alpha: float, record: Record) -> None:
+    for _, _, x, v in slices:
+        x.sub_(_step(v, alpha, x.dtype))
+    for i, lo, where, values in record:
+        x = tensors[i].detach().view(-1)[lo:lo + SLICE]
+        if where is None:
+            x.copy_(values)
+        else:
+            x[where.long()] = values
