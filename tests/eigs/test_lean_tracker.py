@@ -145,3 +145,33 @@ def test_the_bound_must_hold_a_search_and_the_measured_quantities():
     with pytest.raises(ValueError, match="sized for 1 quantity"):
         tr.measure(lambda v: H @ v, len(p), torch.float64, "cpu", p)
     assert np.isfinite(tr.max_vectors)
+
+
+def test_a_float32_search_carries_its_starts_in_bfloat16_at_no_cost_in_products(monkeypatch):
+    """The carried starts are bfloat16 below float64 (half the vectors kept between and
+    beside searches); along a drifting float32 operator the warm values stay within tol and
+    take the products float32 starts take, give or take one."""
+    import eoskit.eigs.lean_tracker as lean
+
+    def run():
+        H, p = _operator(seed=3)
+        g = torch.Generator().manual_seed(4)
+        tr = LeanTracker(1, 1e-4, criterion="residual", eigenvectors=False, restart_every=0)
+        products = []
+        for _ in range(5):
+            H32 = H.float()
+            out = tr.measure(lambda v, H32=H32: H32 @ v, len(p), torch.float32, "cpu", p)
+            for target, ref in (("raw", _top(H)), ("pre", _top(H, p))):
+                assert abs(out[target].eigenvalues[0] / ref - 1) <= 1e-4
+            products.append(out["raw"].n_matvecs)
+            dtypes = {c.dtype for c in tr.carried.values()}
+            E = torch.randn(len(p), len(p), dtype=torch.float64, generator=g) * 0.01
+            H = H + E + E.T
+        return products, dtypes
+
+    bf16, bf16_dtypes = run()
+    monkeypatch.setattr(lean, "carry_dtype", lambda work: work)
+    f32, f32_dtypes = run()
+    assert bf16_dtypes == {torch.bfloat16} and f32_dtypes == {torch.float32}
+    assert all(abs(a - b) <= 1 for a, b in zip(bf16[1:], f32[1:], strict=True)), (bf16, f32)
+    assert lean.carry_dtype(torch.float64) == torch.float64

@@ -20,7 +20,10 @@ Memory: ``max_vectors`` bounds the d-long vectors the tracker holds while a prod
 (and Ritz vectors, with ``eigenvectors``), the rows and the output. The default
 (:func:`default_lean_vectors`) gives ``k + 2`` rows, the fewest that keep ``k + 1`` Ritz
 vectors and add one; a cold search with nothing else held gets the room the other
-quantity's vectors would take.
+quantity's vectors would take. Carried starts are kept in :func:`carry_dtype` (bfloat16
+below float64) and counted whole, so below float64 the bound is an over-count by half a
+vector per carried start: for k = 1 and two quantities a warm measurement holds 4.5
+float32 vectors' worth where the bound says 5.
 
 Example:
     >>> H = torch.diag(torch.linspace(0.0, 5.0, 30, dtype=torch.float64))
@@ -45,6 +48,15 @@ from eoskit.eigs.shared_basis import scale_by
 from eoskit.eigs.thick_lanczos import ThickLanczos
 from eoskit.eigs.warm_stopping import moved, stop_ratios, upper_estimate
 from eoskit.eigs.warm_tracker import WarmTracker, block
+
+
+def carry_dtype(work: torch.dtype) -> torch.dtype:
+    """The dtype a float search's carried starts are kept in: bfloat16 below float64, else
+    the search's own. A start only steers the next search (its products are taken of rows
+    in the work dtype): bfloat16's rounding turns it by about 2e-3 rad, against the 0.06–1.3
+    rad the top vector moves between measurements (``benchmarks/start_spaces.py``), and it
+    halves the vectors kept between measurements and beside the other quantity's search."""
+    return work if work == torch.float64 else torch.bfloat16
 
 
 def held_lean_vectors(k: int, quantities: int = 2, eigenvectors: bool = True) -> int:
@@ -157,7 +169,7 @@ class LeanTracker(WarmTracker):
         return {"values": th, "err": err, "resid": resid[:kk].copy(), "cold": cold,
                 "converged": bool(ratio <= 1.0 or settled),
                 "vectors": None if vectors is None else block(vectors),
-                "starts": block(starts)}
+                "starts": block(starts).to(carry_dtype(wd))}
 
     def _adopt(self, t: str, got: dict, products: int) -> EigResult:
         th, err = got["values"], got["err"]
