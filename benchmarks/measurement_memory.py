@@ -57,11 +57,11 @@ def instrument(phases: Phases) -> None:
     """Label each product by its search's rows and each ``fd`` gradient by its sign."""
     grad_into = products._grad_into
 
-    def labelled_grad(fn, parts, x, out, sign):
+    def labelled_grad(fn, point, out, sign):
         where = phases.label.split("|")[0]
         phases.label = where + ("|grad+" if sign > 0 else "|grad-")
         try:
-            return grad_into(fn, parts, x, out, sign)
+            return grad_into(fn, point, out, sign)
         finally:
             phases.label = where + "|between"
 

@@ -305,15 +305,15 @@ def test_a_float32_measurement_holds_few_d_long_vectors(raw, cold_most, warm_mos
     assert peaks[0] <= cold_most and max(peaks[1:]) <= warm_most
 
 
-@pytest.mark.parametrize("raw,cold_most,warm_most", [(False, 4, 4), (True, 5, 4.5)])
+@pytest.mark.parametrize("raw,cold_most,warm_most", [(False, 4, 4), (True, 4.5, 4.5)])
 def test_a_lean_measurement_holds_its_bound_and_not_the_point(raw, cold_most, warm_most,
                                                               monkeypatch):
     """The lean tracker, counted as above. No d-long vector holds the point: fd products
     displace the model's own parameters and give them back (the flat point is made after
     the products, for the gradient). The tracker's default bound: for both quantities, the
-    other quantity's start (kept in bfloat16: half), 3 rows and the product's output, 4.5;
-    the cold first search gets the room the other's start would take (4 rows and the
-    output, 5); for one quantity, 3 rows and the output."""
+    other quantity's start (kept in bfloat16: half), 3 rows and the product's output, 4.5,
+    cold (the first search leaves the other's room free) and warm; for one quantity, 3 rows
+    and the output."""
     import eoskit.eigs.shared_basis as shared_basis
 
     monkeypatch.setattr(shared_basis, "SLICE", 64)
