@@ -239,6 +239,6 @@ def test_bench_list_options_repeated_and_comma_separated_alike():
         code, out = _invoke("bench", "monitor", "--tol", tol)
         assert code == 2 and f"--tol must be between 0 and 1, got {float(tol)}" in _one_line(out)
     code, out = _invoke("bench", "monitor", "--mode", "lanczos")
-    assert code == 2 and "--mode must be shared or lean, got 'lanczos'" in _one_line(out)
+    assert code == 2 and "--mode must be auto, shared or lean, got 'lanczos'" in _one_line(out)
     code, out = _invoke("bench", "monitor", "--mode", "lean", "--image-dtype", "bfloat16")
     assert code == 2 and "not with --mode lean" in _one_line(out)

@@ -224,6 +224,35 @@ def test_the_default_budget_follows_the_vectors_size_and_the_quantities():
         Monitor(model, F.mse_loss, (X, Y), mode="lanczos", image_dtype=torch.bfloat16)
 
 
+def test_auto_takes_the_shared_tracker_while_its_basis_fits_the_allowance(monkeypatch):
+    import eoskit.eigs.shared_budget as shared_budget
+    from eoskit.eigs import LeanTracker
+
+    # the smallest shared bound for both quantities is 18 vectors: 3.7M float32 parameters
+    # need 254 MiB of them, 3.8M 261 MiB, gpt-small's 5.29M 363 MiB (bfloat16 products keep
+    # float32 work vectors), against the 256 MiB allowance
+    for dim, dtype, fits in ((3_700_000, torch.float32, True), (3_800_000, torch.float32, False),
+                             (1_850_000, torch.float64, True), (1_900_000, torch.float64, False),
+                             (5_289_472, torch.bfloat16, False)):
+        assert shared_budget.shared_fits(1, dim, dtype, quantities=2,
+                                         eigenvectors=False) == fits, (dim, dtype)
+    model, X, Y = _problem(torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    small = Monitor(model, F.mse_loss, (X, Y), optimizer=opt)
+    assert isinstance(small.meter.tracker, SharedTracker) and small.meter.mode == "shared"
+    # an allowance below this model's smallest basis: the lean tracker, unless a shared-only
+    # option asks for the shared one; the resolved mode is in the run's config
+    d = small.objective.dim
+    monkeypatch.setattr(shared_budget, "ALLOWANCE_BYTES", 17 * 4 * d)
+    large = Monitor(model, F.mse_loss, (X, Y), optimizer=opt)
+    assert isinstance(large.meter.tracker, LeanTracker) and large.meter.mode == "lean"
+    assert large._config(F.mse_loss, 8, 1e-3, 0, 50, "eigenvalue")[0]["eig_mode"] == "lean"
+    for option in ({"image_dtype": torch.bfloat16}, {"max_warm_products": 4}):
+        assert Monitor(model, F.mse_loss, (X, Y), optimizer=opt, **option).meter.mode == "shared"
+    monkeypatch.setattr(shared_budget, "ALLOWANCE_BYTES", 18 * 4 * d)
+    assert Monitor(model, F.mse_loss, (X, Y), optimizer=opt).meter.mode == "shared"
+
+
 def test_bfloat16_images_keep_the_measurements_within_tol_of_the_dense_hessian():
     # the images serve residuals and restarts only: the values stay within tol
     tol = 1e-3

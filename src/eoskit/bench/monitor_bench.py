@@ -140,7 +140,7 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
                   references: bool = True, device: str = "cpu", raw: bool = True,
                   max_warm_products: int | None = None, criterion: str = "eigenvalue",
                   image_dtype: torch.dtype | None = None, tol: float = 1e-3,
-                  mode: str = "shared", log=print) -> dict:
+                  mode: str = "auto", log=print) -> dict:
     """One row: products, errors, time ratio and memory of a Monitor in this loop."""
     s = SETTINGS[setting]
     model, opt, stream, probe = bench_start(setting, optimizer, seed, device)
@@ -189,7 +189,7 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
     out = _summary(s, optimizer, every, steps, d, mon, plain_peak, peaks, errors, t_mon,
                    plain_steps, tol)
     return {**out, "tol": tol, "device": device, "raw": raw, "max_warm_products": max_warm_products,
-            "criterion": criterion, "mode": mode,
+            "criterion": criterion, "mode": mon.meter.mode,  # as "auto" resolved it
             "image_dtype": None if image_dtype is None else str(image_dtype).removeprefix("torch.")}
 
 

@@ -130,8 +130,9 @@ def monitor_cmd(
                                     "image_dtype; default: the work dtype)."),
     tol: float = _O(1e-3, help="The Monitor's tol (relative error of each value); errors "
                     "are counted within it."),
-    mode: str = _O("shared", help="The Monitor's tracker: shared (one set of products for "
-                   "both quantities) or lean (one after the other, few d-long vectors)."),
+    mode: str = _O("auto", help="The Monitor's tracker: shared (one set of products for "
+                   "both quantities), lean (one after the other, few d-long vectors) or "
+                   "auto (shared while its basis fits 256 MB, else lean)."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
     device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
@@ -163,8 +164,8 @@ def monitor_cmd(
     # no float16: its range (65504) can overflow an image H·w
     if image_dtype not in (None, "bfloat16", "float32"):
         raise UsageError(f"--image-dtype must be bfloat16 or float32, got {image_dtype!r}")
-    if mode not in ("shared", "lean"):
-        raise UsageError(f"--mode must be shared or lean, got {mode!r}")
+    if mode not in ("auto", "shared", "lean"):
+        raise UsageError(f"--mode must be auto, shared or lean, got {mode!r}")
     if mode == "lean" and (image_dtype or max_warm_products):
         raise UsageError("--image-dtype and --max-warm-products are the shared tracker's: "
                          "not with --mode lean")

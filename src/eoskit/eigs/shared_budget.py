@@ -10,6 +10,8 @@ Example:
     (20, 22)
     >>> budget_for(1, 5_289_472, torch.float32, quantities=2, eigenvectors=False)
     18
+    >>> shared_fits(1, 5_289_472, torch.float32, quantities=2, eigenvectors=False)
+    False
 """
 
 from __future__ import annotations
@@ -68,3 +70,14 @@ def budget_for(k: int, dim: int, dtype: torch.dtype, allowance: int = ALLOWANCE_
     vector_bytes = max(int(dim), 1) * torch.finfo(work_dtype(dtype)).bits // 8
     return max(min_shared_vectors(k, quantities, eigenvectors),
                min(most, allowance // vector_bytes))
+
+
+def shared_fits(k: int, dim: int, dtype: torch.dtype, allowance: int | None = None,
+                quantities: int = 2, eigenvectors: bool = True) -> bool:
+    """Whether the smallest shared bound (:func:`min_shared_vectors`) of work vectors fits
+    ``allowance`` bytes (default :data:`ALLOWANCE_BYTES`): up to about 3.7M float32
+    parameters for k = 1 and two quantities without Ritz vectors (18 vectors in 256 MiB).
+    Beyond it the Monitor's ``mode="auto"`` takes the :class:`~eoskit.eigs.LeanTracker`."""
+    allowance = ALLOWANCE_BYTES if allowance is None else allowance
+    vector_bytes = max(int(dim), 1) * torch.finfo(work_dtype(dtype)).bits // 8
+    return min_shared_vectors(k, quantities, eigenvectors) * vector_bytes <= allowance

@@ -111,15 +111,15 @@ class Monitor:
     PyHessian stops: see :mod:`~eoskit.eigs.warm_stopping`).
     ``restart_every``: a cold probe every that many measurements (0: never).
     ``curvature=False`` skips the extra forward pass that ``eff_curvature`` costs.
-    ``mode``: the tracker: ``"shared"`` (default, :class:`~eoskit.eigs.SharedTracker`:
-    raw and preconditioned sharpness from one set of products, eigenvalue
-    criterion), ``"lean"`` (:class:`~eoskit.eigs.LeanTracker`: the two one after the
-    other, rows and no images, 5 d-long vectors beside the point for k = 1, at the price of
-    more products), or one of :data:`eoskit.eigs.TRACKERS` per quantity (``"lanczos"``,
-    ``"streaming"``). ``max_vectors``: the tracker's bound on d-long work vectors (default:
-    ``"lean"`` :func:`~eoskit.eigs.default_lean_vectors`; ``"shared"``
-    :func:`~eoskit.eigs.shared_budget.budget_for` the vectors' size, as many as fit 256 MB
-    between 5 basis rows for k = 1 and 14; a 5.3M-parameter float32 model gets 5). ``image_dtype``
+    ``mode``: the tracker: ``"shared"`` (:class:`~eoskit.eigs.SharedTracker`: raw and
+    preconditioned sharpness from one set of products), ``"lean"``
+    (:class:`~eoskit.eigs.LeanTracker`: the two one after the other, rows and no images,
+    4.5 float32 vectors' worth for k = 1, at the price of more products), ``"auto"``
+    (default: shared while its smallest basis fits 256 MB, about 3.7M float32 parameters,
+    else lean), or one of :data:`eoskit.eigs.TRACKERS` per quantity. ``max_vectors``: the
+    tracker's bound on d-long work vectors (default: lean's ``default_lean_vectors``;
+    shared's ``shared_budget.budget_for``, as many as fit 256 MB between 5 and 14 rows,
+    both in :mod:`eoskit.eigs`). ``image_dtype``
     (``"shared"`` only): keep the basis's Hessian-vector products in this dtype instead of
     the work dtype; ``torch.bfloat16`` makes each half a float32 vector (the budget then
     holds more rows) and leaves the values exact for the subspace, but floors residual
@@ -169,7 +169,7 @@ class Monitor:
         restart_every: int = 50,
         criterion: str = "eigenvalue",
         curvature: bool = True,
-        mode: str = "shared",
+        mode: str = "auto",
         max_vectors: int | None = None,
         raw_sharpness: bool = True,
         max_warm_products: int | None = None,
@@ -251,7 +251,7 @@ class Monitor:
             "probe_size": probe_size,
             "dtype": str(self.objective.dtype).removeprefix("torch."),
             "device": str(self.objective.device), "hvp_method": self.objective.hvp_method,
-            "raw_sharpness": self.meter.raw,
+            "raw_sharpness": self.meter.raw, "eig_mode": self.meter.mode,
             "max_warm_products": getattr(self.meter.tracker, "max_warm_products", None),
             "image_dtype": None if images is None else str(images).removeprefix("torch."),
         }

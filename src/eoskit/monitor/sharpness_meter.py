@@ -1,9 +1,13 @@
 """What a Monitor measurement computes of the Hessian's top: the raw and the preconditioned
 sharpness of the measurement set's loss, with ``P`` read off the user's optimiser.
 
-By default one :class:`~eoskit.eigs.SharedTracker` measures both quantities from one set
-of products (``mode="shared"``); ``mode="lean"`` measures them one after the other in a few
-d-long vectors (:class:`~eoskit.eigs.LeanTracker`); ``mode="lanczos"`` or ``"streaming"``
+``mode="shared"``: one :class:`~eoskit.eigs.SharedTracker` measures both quantities from
+one set of products; ``mode="lean"`` measures them one after the other in a few d-long
+vectors (:class:`~eoskit.eigs.LeanTracker`); ``"auto"`` (the default) takes the shared
+tracker where its smallest basis fits the 256 MB allowance
+(:func:`~eoskit.eigs.shared_budget.shared_fits`: up to about 3.7M float32 parameters for
+both quantities) or a shared-only option is given, else the lean one; ``"lanczos"`` or
+``"streaming"``
 gives each quantity a tracker of its own. ``raw=False`` (an adaptive optimiser only)
 measures the preconditioned sharpness alone. The product engine a measurement uses is the
 objective's (:func:`default_engine` of its dtype unless the user names one).
@@ -29,13 +33,13 @@ import torch
 from torch import Tensor, nn
 
 from eoskit.eigs import TRACKERS, LeanTracker, SharedTracker, make_tracker, preconditioned_matvec
-from eoskit.eigs.shared_budget import budget_for
+from eoskit.eigs.shared_budget import budget_for, shared_fits
 from eoskit.eigs.warm_tracker import WarmTracker
 from eoskit.monitor.optimizers import adaptive, optimizer_kind, unwrap
 from eoskit.objective.model import trainable
 from eoskit.optim import StateDiagonal, state_preconditioner
 
-MODES = ("shared", "lean", *TRACKERS)
+MODES = ("auto", "shared", "lean", *TRACKERS)
 
 
 def default_engine(dtype: torch.dtype) -> str:
@@ -58,7 +62,7 @@ class SharpnessMeter:
     the other options are the :class:`~eoskit.monitor.Monitor`'s of the same names.
     """
 
-    def __init__(self, objective, model: nn.Module, optimizer, k: int, *, mode: str = "shared",
+    def __init__(self, objective, model: nn.Module, optimizer, k: int, *, mode: str = "auto",
                  tol: float = 1e-3, restart_every: int = 50, criterion: str = "eigenvalue",
                  max_vectors: int | None = None, raw: bool = True,
                  max_warm_products: int | None = None,
@@ -71,13 +75,18 @@ class SharpnessMeter:
             raise ValueError("raw_sharpness=False measures the preconditioned sharpness alone, "
                              "which needs an adaptive optimiser (torch Adam, AdamW or RMSprop); "
                              f"got {optimizer_kind(optimizer)}")
+        self.raw = bool(raw)
+        sizing = {"quantities": 2 if self.raw and self.preconditioned else 1,
+                  "eigenvectors": False}
+        if mode == "auto":
+            shared_only = max_warm_products is not None or image_dtype is not None
+            mode = "shared" if shared_only or shared_fits(
+                k, objective.dim, objective.dtype, **sizing) else "lean"
+        self.mode = mode  # as resolved
         for name, value in (("max_warm_products", max_warm_products),
                             ("image_dtype", image_dtype)):
             if value is not None and mode != "shared":
                 raise ValueError(f"{name} is the shared tracker's; mode is {mode!r}")
-        self.raw = bool(raw)
-        sizing = {"quantities": 2 if self.raw and self.preconditioned else 1,
-                  "eigenvectors": False}
         if mode == "lean":  # the rows report values only, as the shared tracker's
             self.tracker = LeanTracker(k, tol, restart_every, max_vectors=max_vectors,
                                        criterion=criterion, **sizing)
