@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-SLICE = 1 << 16  # temporaries are a few slices, never d-long
+SLICE = 1 << 16  # temporaries are three slices, never d-long
 _BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 Record = list[tuple[int, int, Tensor | None, Tensor]]  # (tensor, offset, where, values)
@@ -55,8 +55,10 @@ def _slices(tensors: Sequence[Tensor], directions: Sequence[Tensor]):
     return out
 
 
-def _step(v: Tensor, alpha: float, dtype: torch.dtype) -> Tensor:
-    return v.to(dtype) * alpha  # δ: one rounding in the point's dtype, recomputed by undo
+def _step(v: Tensor, alpha: float, out: Tensor) -> Tensor:
+    # δ: one rounding in the point's dtype (a product, then a sum: no fused multiply-add,
+    # so displace and undo get the same bits whatever path the kernel takes)
+    return torch.mul(v, alpha, out=out) if v.dtype == out.dtype else out.copy_(v).mul_(alpha)
 
 
 @torch.no_grad()
@@ -65,17 +67,20 @@ def displace(tensors: Sequence[Tensor], directions: Sequence[Tensor], alpha: flo
     record :func:`undo` needs to give every bit back. Interrupted, it gives back what it
     had moved before raising."""
     slices, record, done = _slices(tensors, directions), [], 0
+    d, moved, off = _buffers(slices)
     try:
         for i, lo, x, v in slices:
-            d = _step(v, alpha, x.dtype)
-            moved = x + d
+            n = x.numel()
+            _step(v, alpha, d[:n])
+            torch.add(x, d[:n], out=moved[:n])
+            torch.sub(moved[:n], d[:n], out=d[:n])  # what undo will compute
             bits = _BITS[x.element_size()]
-            off = ((moved - d).view(bits) != x.view(bits)).nonzero().squeeze(1)
-            if off.numel() > x.numel() // 4:
-                record.append((i, lo, None, x.clone()))
-            elif off.numel():
-                record.append((i, lo, off.to(torch.int32), x[off]))
-            x.copy_(moved)
+            torch.ne(d[:n].view(bits), x.view(bits), out=off[:n])
+            if off[:n].any():
+                where = off[:n].nonzero().squeeze(1)
+                record.append((i, lo, None, x.clone()) if where.numel() > n // 4 else
+                              (i, lo, where.to(torch.int32), x[where]))
+            x.copy_(moved[:n])
             done += 1
     except BaseException:
         _give_back(tensors, slices[:done], alpha, record)
@@ -90,9 +95,21 @@ def undo(tensors: Sequence[Tensor], directions: Sequence[Tensor], alpha: float,
     _give_back(tensors, _slices(tensors, directions), alpha, record)
 
 
+def _buffers(slices) -> tuple[Tensor, ...]:
+    """A slice-long δ, sum and mask, reused by every slice (no allocation per slice)."""
+    if not slices:
+        return (torch.empty(0),) * 3
+    x = slices[0][2]
+    n = max(s[2].numel() for s in slices)
+    return (torch.empty(n, dtype=x.dtype, device=x.device),
+            torch.empty(n, dtype=x.dtype, device=x.device),
+            torch.empty(n, dtype=torch.bool, device=x.device))
+
+
 def _give_back(tensors, slices, alpha: float, record: Record) -> None:
+    d = _buffers(slices)[0]
     for _, _, x, v in slices:
-        x.sub_(_step(v, alpha, x.dtype))
+        x.sub_(_step(v, alpha, d[:x.numel()]))
     for i, lo, where, values in record:
         x = tensors[i].detach().view(-1)[lo:lo + SLICE]
         if where is None:
