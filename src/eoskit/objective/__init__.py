@@ -6,7 +6,8 @@
 * :mod:`~eoskit.objective.model`: :class:`ModelObjective`, a module's mean loss
   over data in chunks, and the flat-parameter layout.
 * :mod:`~eoskit.objective.products`: the Hessian-vector product engines and their
-  registry (``hvp_method``).
+  registry (``hvp_method``); :mod:`~eoskit.objective.displacement`: the ``fd`` engine's
+  displaced points, formed in place and given back bit for bit.
 * :mod:`~eoskit.objective.losses`: the per-chunk loss sums.
 """
 
