@@ -7,14 +7,16 @@ exactly: the Monitor's loop must go on from the very bits it left.
 :func:`displace` writes ``x ← fl(x + δ)`` with ``δ = fl(a·v)``; :func:`undo` writes
 ``x ← fl(x − δ)`` with the same ``δ``. Rounding makes the undo exact in nearly every
 coordinate, not all: where the sum crossed a power of two, where it was a tie, or where
-``|δ| > |x|``, ``fl(fl(x + δ) − δ)`` can differ from ``x`` in its last bit (or in the sign
-of a zero). So before writing a slice, :func:`displace` computes the undo it will do,
-compares it with ``x`` bit for bit, and records the coordinates that would not come back
-and their values; :func:`undo` writes them after the subtraction. Both sides compute ``δ``
-and the subtraction with the same elementwise kernels, which are deterministic. On a GPT-2
-init (``benchmarks/displacement_record.py``) the record holds a few coordinates in 10⁵; a
-slice whose record would exceed a quarter of it is kept whole, so the record never
-exceeds one copy of ``x``.
+``|δ| > |x|``, ``fl(fl(x + δ) − δ)`` can differ from ``x`` (in its last bit, by more where
+``|δ| > |x|``, or in the sign of a zero). So before writing a slice, :func:`displace`
+computes the undo it will do, compares it with ``x`` bit for bit, and records the
+coordinates that would not come back and their values; :func:`undo` writes them after the
+subtraction. Both sides compute ``δ`` and the subtraction with the same elementwise
+kernels, which are deterministic. On the
+bench's 5.3M-parameter GPT-2 after 20 AdamW steps (``benchmarks/fd_displacement.py``) the
+record held 1325 and 1263 coordinates (2.5 in 10⁴); a slice whose record would exceed a
+quarter of it is kept whole, so the record never exceeds one copy of ``x``. The price is
+a few passes over ``x``: 29 ms to displace and undo there, twice per product of 0.64 s.
 
 Example:
     >>> x = torch.tensor([1.0, -0.0, 0.3, 2.0 ** -126])
