@@ -57,7 +57,6 @@ class ShardedPoint(PointObjective):
                  live: list[Tensor] | None = None):
         self.parent = parent
         self.local = parent.local.at(x, copy, live)
-        self._x, self.live = None, live
         self._vga: tuple[Tensor, Tensor, Tensor | None] | None = None
 
     def _value_grad_aux(self) -> tuple[Tensor, Tensor, Tensor | None]:

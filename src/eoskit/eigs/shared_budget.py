@@ -67,9 +67,8 @@ def budget_for(k: int, dim: int, dtype: torch.dtype, allowance: int = ALLOWANCE_
     """
     held = held_vectors(k, quantities, eigenvectors)
     most = 2 * (2 * k + 12) + held
-    vector_bytes = max(int(dim), 1) * torch.finfo(work_dtype(dtype)).bits // 8
     return max(min_shared_vectors(k, quantities, eigenvectors),
-               min(most, allowance // vector_bytes))
+               min(most, allowance // _vector_bytes(dim, dtype)))
 
 
 def shared_fits(k: int, dim: int, dtype: torch.dtype, allowance: int | None = None,
@@ -79,5 +78,10 @@ def shared_fits(k: int, dim: int, dtype: torch.dtype, allowance: int | None = No
     parameters for k = 1 and two quantities without Ritz vectors (18 vectors in 256 MiB).
     Beyond it the Monitor's ``mode="auto"`` takes the :class:`~eoskit.eigs.LeanTracker`."""
     allowance = ALLOWANCE_BYTES if allowance is None else allowance
-    vector_bytes = max(int(dim), 1) * torch.finfo(work_dtype(dtype)).bits // 8
-    return min_shared_vectors(k, quantities, eigenvectors) * vector_bytes <= allowance
+    return min_shared_vectors(k, quantities, eigenvectors) * _vector_bytes(dim, dtype) <= allowance
+
+
+def _vector_bytes(dim: int, dtype: torch.dtype) -> int:
+    """Bytes of one d-long work vector (:func:`~eoskit.eigs.krylov.work_dtype`) for products
+    in ``dtype``."""
+    return max(int(dim), 1) * torch.finfo(work_dtype(dtype)).bits // 8

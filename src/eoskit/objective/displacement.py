@@ -69,7 +69,7 @@ def displace(tensors: Sequence[Tensor], directions: Sequence[Tensor], alpha: flo
     record :func:`undo` needs to give every bit back. Interrupted, it gives back what it
     had moved before raising."""
     slices, record, done = _slices(tensors, directions), [], 0
-    d, moved, off = _buffers(slices)
+    d, moved, off = _buffer(slices), _buffer(slices), _buffer(slices, torch.bool)
     try:
         for i, lo, x, v in slices:
             n = x.numel()
@@ -97,19 +97,18 @@ def undo(tensors: Sequence[Tensor], directions: Sequence[Tensor], alpha: float,
     _give_back(tensors, _slices(tensors, directions), alpha, record)
 
 
-def _buffers(slices) -> tuple[Tensor, ...]:
-    """A slice-long δ, sum and mask, reused by every slice (no allocation per slice)."""
+def _buffer(slices, dtype: torch.dtype | None = None) -> Tensor:
+    """One slice-long buffer (the slices' dtype unless given), reused by every slice: no
+    allocation per slice."""
     if not slices:
-        return (torch.empty(0),) * 3
+        return torch.empty(0)
     x = slices[0][2]
     n = max(s[2].numel() for s in slices)
-    return (torch.empty(n, dtype=x.dtype, device=x.device),
-            torch.empty(n, dtype=x.dtype, device=x.device),
-            torch.empty(n, dtype=torch.bool, device=x.device))
+    return torch.empty(n, dtype=dtype or x.dtype, device=x.device)
 
 
 def _give_back(tensors, slices, alpha: float, record: Record) -> None:
-    d = _buffers(slices)[0]
+    d = _buffer(slices)
     for _, _, x, v in slices:
         x.sub_(_step(v, alpha, d[:x.numel()]))
     for i, lo, where, values in record:

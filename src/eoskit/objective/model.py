@@ -258,9 +258,9 @@ class ModelObjective(Objective):
         An ``fd`` product at a :meth:`at` point given them displaces them in place and gives
         every bit back (:mod:`~eoskit.objective.displacement`): the only writes to the
         module, undone before the product returns."""
-        params = [p for _, p in trainable(self.model)]
-        names = tuple(n for n, _ in trainable(self.model))
-        if names != self.layout.names or any(
+        named = trainable(self.model)
+        params = [p for _, p in named]
+        if tuple(n for n, _ in named) != self.layout.names or any(
                 p.dtype != self.dtype or p.device != self.device or not p.is_contiguous()
                 for p in params):
             return None
