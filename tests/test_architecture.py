@@ -24,7 +24,7 @@ MAX_FUNCTION_LINES = 80
 # bottom → top (docs: README's Package layout). A module imports only its own package
 # (its top-level package, or itself for a top-level module) or a lower layer.
 LAYERS = [
-    ("_threads", "_version", "interrupts"),
+    ("_heap", "_threads", "_version", "interrupts"),
     ("objective",),  # Objective on a flat parameter vector, losses, exact layers, products
     ("eigs",),  # eigensolvers and trackers
     # beyond the top eigenvalue; the identities of the edge coupling (κ, residuals, localisation)

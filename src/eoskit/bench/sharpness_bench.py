@@ -54,6 +54,8 @@ def environment() -> dict:
         "torch_threads": torch.get_num_threads(),
         "blas": [(i.get("internal_api"), i.get("num_threads")) for i in threadpool_info()],
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        # what decides how much freed memory the resident set keeps (peak-memory rows)
+        "heap": {k: os.environ.get(k) for k in ("EOSKIT_TRIM_HEAP", "MALLOC_MMAP_THRESHOLD_")},
     }
 
 

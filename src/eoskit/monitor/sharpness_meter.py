@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from eoskit._heap import release_free_heap
 from eoskit.eigs import TRACKERS, LeanTracker, SharedTracker, make_tracker, preconditioned_matvec
 from eoskit.eigs.shared_budget import budget_for, shared_fits
 from eoskit.eigs.warm_tracker import WarmTracker
@@ -119,6 +120,8 @@ class SharpnessMeter:
         dtype, device = self.objective.dtype, self.objective.device
         if not self.raw and p is None:  # before the optimiser's first step: nothing to measure
             return None, None
+        if torch.device(device).type == "cpu":  # what the loop's heap kept is not counted twice
+            release_free_heap()
         if isinstance(self.tracker, WarmTracker):  # shared or lean
             # P by slices off the optimiser's state: no d-long copy beside the basis
             out = self.tracker.measure(hvp, d, dtype, device, p, raw=self.raw)

@@ -1,0 +1,80 @@
+"""``release_free_heap`` gives the heap's free pages back (resident memory read from
+``/proc``, independently of it), and the Monitor calls it before each CPU measurement."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import eoskit._heap as heap
+import eoskit.monitor.sharpness_meter as sharpness_meter
+from eoskit.monitor import Monitor
+
+GLIBC = hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "malloc_trim") if (
+    ctypes.util.find_library("c")) else False
+
+# In a fresh process: 64 MB in 64 KB heap blocks (below glibc's mmap threshold), touched,
+# then freed except one block above them that keeps the heap's top in place (so free()
+# cannot trim it on its own); prints the resident MB after the frees and after the call.
+CHILD = """
+import ctypes, ctypes.util, os, sys
+sys.path.insert(0, {src!r})
+from eoskit._heap import release_free_heap
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+page = os.sysconf("SC_PAGE_SIZE")
+def resident():
+    return int(open("/proc/self/statm").read().split()[1]) * page / 2**20
+blocks = [libc.malloc(1 << 16) for _ in range(1024)]
+for b in blocks:
+    ctypes.memset(b, 1, 1 << 16)
+pin = libc.malloc(1 << 16)
+for b in blocks:
+    libc.free(b)
+before = resident()
+given = release_free_heap()
+print(before, resident(), given)
+"""
+
+
+def _child(env_trim: str) -> tuple[float, float, str]:
+    src = os.path.dirname(os.path.dirname(heap.__file__))
+    env = {**os.environ, "EOSKIT_TRIM_HEAP": env_trim}
+    out = subprocess.run([sys.executable, "-c", CHILD.format(src=src)], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1]), out[2]
+
+
+@pytest.mark.skipif(not GLIBC or not os.path.exists("/proc/self/statm"),
+                    reason="malloc_trim is glibc's; resident memory is read from /proc")
+def test_free_heap_pages_leave_the_resident_set():
+    before, after, given = _child("1")
+    assert given == "True"
+    assert before - after > 48  # of the 64 MB freed
+
+
+@pytest.mark.skipif(not GLIBC or not os.path.exists("/proc/self/statm"),
+                    reason="malloc_trim is glibc's; resident memory is read from /proc")
+def test_eoskit_trim_heap_0_leaves_the_heap_alone():
+    before, after, given = _child("0")
+    assert given == "False"
+    assert abs(before - after) < 4
+
+
+def test_the_monitor_releases_the_heap_before_each_cpu_measurement(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sharpness_meter, "release_free_heap", lambda: calls.append(1))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    mon = Monitor(model, torch.nn.functional.mse_loss, (x, y), every=2, curvature=False)
+    for _ in range(4):
+        mon.step()
+    assert len(calls) == 2 == len(mon.rows)
