@@ -16,7 +16,8 @@ kernels, which are deterministic. On the
 bench's 5.3M-parameter GPT-2 after 20 AdamW steps (``benchmarks/fd_displacement.py``) the
 record held 1325 and 1263 coordinates (2.5 in 10⁴); a slice whose record would exceed a
 quarter of it is kept whole, so the record never exceeds one copy of ``x``. The price is
-a few passes over ``x``: 29 ms to displace and undo there, twice per product of 0.64 s.
+a few passes over ``x``: about 30 ms to displace and undo there, twice per product of
+0.55–0.64 s.
 
 Example:
     >>> x = torch.tensor([1.0, -0.0, 0.3, 2.0 ** -126])
@@ -36,7 +37,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-SLICE = 1 << 16  # temporaries are three slices, never d-long
+# temporaries are three slices, never d-long; at 1 MB of float32 a slice's ops run long
+# enough that their dispatch no longer shows (gpt-small: 29–30 ms to displace and undo,
+# 34–36 ms at a quarter of it; benchmarks/displacement_slices.py)
+SLICE = 1 << 18
 _BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 Record = list[tuple[int, int, Tensor | None, Tensor]]  # (tensor, offset, where, values)
