@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eoskit.eigs.krylov import SLICE, MatVec, norm
+from eoskit.eigs.krylov import SLICE, MatVec
 
 TARGETS = ("raw", "pre")
 
@@ -92,23 +92,9 @@ class SharedBasis:
 
     # ---- growing
     def orthogonal(self, v: Tensor, drop: float = 1e-6) -> Tensor | None:
-        """``v`` orthogonalised against the rows and normalised; None if dependent."""
-        n0 = float(norm(v))
-        if not np.isfinite(n0) or n0 == 0.0:
-            return None
-        v = v.div_(n0)  # the caller's vector: a fresh one (a start copy or a residual)
-        n = 1.0
-        # a second pass only where the first cancelled much of v (the DGKS test, as ARPACK);
-        # each pass is 2m passes over d, the basis's largest cost besides the products
-        for _ in range(2):
-            if self.rows:  # every coefficient from one pass over v's slices (classical GS)
-                (coefs,) = weighted_dots([(self.rows, v, 1)], None)
-                for r, c in zip(self.rows, coefs, strict=True):
-                    v.sub_(r, alpha=c)
-            before, n = n, float(norm(v))
-            if n > before / 2 ** 0.5:
-                break
-        return v.div_(n) if n > drop else None
+        """``v`` (the caller's fresh vector: a start copy or a residual) orthogonalised
+        against the rows and normalised, in place; None if dependent."""
+        return orthonormalised(v, self.rows, None, drop)[0]
 
     def add(self, w: Tensor, image: Tensor | None = None) -> None:
         """Append an orthonormalised row ``w`` and its image (one product unless given)."""
@@ -287,6 +273,46 @@ def weighted_dots(jobs: list[tuple[list[Tensor], Tensor, int]], p) -> list[list[
             for i, v in enumerate(vectors):
                 sums[i] += float(v[lo:lo + SLICE].to(part.dtype) @ part)
     return totals
+
+
+def orthonormalised(v: Tensor, rows: list[Tensor], p=None,
+                    drop: float = 1e-6) -> tuple[Tensor | None, float]:
+    """``v`` orthogonalised against ``rows`` and normalised, in place, in the inner product
+    ``u·(p∘w)`` (``u·w`` with ``p`` None) in which the rows are orthonormal; and the norm of
+    its part off the rows. None (and that norm) where ``v`` is zero or not finite, or what
+    is left of it is at most ``drop`` of its norm (dependent).
+
+    Classical Gram–Schmidt, with a second pass only where the first cancelled much of ``v``
+    (the DGKS test, as ARPACK). Each pass takes the norm and the next pass's coefficients
+    in one read of ``v``, ``p`` and the rows by slices (:func:`weighted_dots`): beside the
+    products these passes are a search's largest cost, and at 124M parameters ``p`` is
+    recomputed from the optimiser's state on every read.
+
+    Example:
+        >>> rows = [torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)]
+        >>> w, n = orthonormalised(torch.tensor([3.0, 0.0, 4.0], dtype=torch.float64), rows)
+        >>> w.tolist(), n
+        ([0.0, 0.0, 1.0], 4.0)
+    """
+    squares, *coefs = _norm_and_coefficients(v, rows, p)
+    n0 = squares ** 0.5
+    if not np.isfinite(n0) or n0 == 0.0:
+        return None, 0.0
+    v.div_(n0)
+    coefs, n = [c / n0 for c in coefs], 1.0
+    for _ in range(2 if rows else 0):
+        for r, c in zip(rows, coefs, strict=True):
+            v.sub_(r, alpha=c)
+        squares, *coefs = _norm_and_coefficients(v, rows, p)
+        before, n = n, max(squares, 0.0) ** 0.5
+        if n > before / 2 ** 0.5:
+            break
+    return (v.div_(n) if n > drop else None), n0 * n
+
+
+def _norm_and_coefficients(v: Tensor, rows: list[Tensor], p) -> list[float]:
+    """``[v·(p∘v), r_1·(p∘v), …]`` in one pass."""
+    return weighted_dots([([v, *rows], v, 1)], p)[0]
 
 
 def combine_in_place(vectors: list[Tensor], C: Tensor) -> list[Tensor]:

@@ -31,7 +31,13 @@ import torch
 from torch import Tensor
 
 from eoskit.eigs.krylov import MatVec
-from eoskit.eigs.shared_basis import bordered, combine_in_place, scale_by, weighted_dots
+from eoskit.eigs.shared_basis import (
+    bordered,
+    combine_in_place,
+    orthonormalised,
+    scale_by,
+    weighted_dots,
+)
 
 
 class ThickLanczos:
@@ -120,28 +126,10 @@ class ThickLanczos:
         n = _dot(w, w, None) ** 0.5
         return w.div_(n) if n > 0 else w
 
-    # ---- P-metric helpers
-    def _norm(self, v: Tensor) -> float:
-        return _dot(v, v, self.p) ** 0.5
-
-    def _orthonormal(self, v: Tensor, drop: float = 1e-6) -> tuple[Tensor | None, float]:
-        """``v`` P-orthogonalised against the rows and P-normalised, in place, and the
-        P-norm of its part off the rows; None if dependent (a second pass where the first
-        cancelled much of it)."""
-        n0 = self._norm(v)
-        if not np.isfinite(n0) or n0 == 0.0:
-            return None, 0.0
-        v.div_(n0)
-        n = 1.0
-        for _ in range(2):
-            if self.rows:
-                (coefs,) = weighted_dots([(self.rows, v, 1)], self.p)
-                for r, c in zip(self.rows, coefs, strict=True):
-                    v.sub_(r, alpha=c)
-            before, n = n, self._norm(v)
-            if n > before / 2 ** 0.5:
-                break
-        return (v.div_(n) if n > drop else None), n0 * n
+    def _orthonormal(self, v: Tensor) -> tuple[Tensor | None, float]:
+        """``v`` P-orthonormalised against the rows, in place, and the P-norm of its part
+        off them (:func:`~eoskit.eigs.shared_basis.orthonormalised`)."""
+        return orthonormalised(v, self.rows, self.p)
 
 
 def _dot(u: Tensor, v: Tensor, p) -> float:
