@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from eoskit.eigs.shared_basis import SharedBasis, combine_in_place
+from eoskit.eigs.shared_basis import SharedBasis, combine_in_place, orthonormalised
 from tests.eigs.test_vector_budget import LongVectors
 
 D = 30
@@ -179,3 +179,28 @@ def test_the_small_matrices_of_a_long_float32_basis_hold_float64_dots():
         assert torch.allclose(got[name], R, rtol=1e-6, atol=1e-6 * float(R.abs().max())), name
     v = torch.randn(d, generator=g)
     assert abs(float(norm(v)) / float(v.double().norm()) - 1) <= 1e-6
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_orthonormalised_against_the_dense_projection(weighted, monkeypatch):
+    """``v`` less its P-projection on the rows, P-normalised, and the P-norm of that part,
+    against numpy's dense formulas; a vector in the rows' span comes back None."""
+    import eoskit.eigs.shared_basis as shared_basis
+
+    monkeypatch.setattr(shared_basis, "SLICE", 7)  # several uneven slices
+    g = torch.Generator().manual_seed(3)
+    p = 0.5 + torch.rand(D, dtype=torch.float64, generator=g) if weighted else None
+    P = np.diag(p.numpy()) if weighted else np.eye(D)
+    Q, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((D, 4)))
+    R = np.linalg.cholesky(Q.T @ P @ Q)
+    W = Q @ np.linalg.inv(R).T  # (d, 4), P-orthonormal columns
+    rows = [torch.from_numpy(W[:, i].copy()) for i in range(4)]
+    v = torch.randn(D, dtype=torch.float64, generator=g) * 3
+    off = v.numpy() - W @ (W.T @ P @ v.numpy())
+    expected = np.sqrt(off @ P @ off)
+    w, n = orthonormalised(v.clone(), rows, p)
+    assert n == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(w.numpy(), off / expected, atol=1e-12)
+    inside = torch.from_numpy(W @ np.arange(1.0, 5.0))
+    assert orthonormalised(inside, rows, p)[0] is None
+    assert orthonormalised(torch.zeros(D, dtype=torch.float64), rows, p) == (None, 0.0)
