@@ -11,14 +11,11 @@ import time
 import torch
 
 import eoskit.objective.displacement as displacement
-from eoskit.bench.monitor_bench import bench_start, train_step
+from eoskit.bench.monitor_bench import bench_after
 
 
 def main() -> None:
-    torch.set_num_threads(2)
-    model, opt, stream, _ = bench_start("gpt-small", "adamw")
-    for _ in range(3):
-        train_step(model, opt, next(stream))
+    model, *_ = bench_after("gpt-small", "adamw", 3)
     params = list(model.parameters())
     directions = [torch.randn_like(p) for p in params]
     for _ in range(2):

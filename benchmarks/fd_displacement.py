@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from eoskit.bench.monitor_bench import bench_start, next_token_loss, train_step
+from eoskit.bench.monitor_bench import bench_after, next_token_loss
 from eoskit.objective import ModelObjective, fd_step
 from eoskit.objective.displacement import displace, undo
 from eoskit.objective.model import flatten_params_into
@@ -47,10 +47,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
-    torch.set_num_threads(2)
-    model, opt, stream, probe = bench_start("gpt-small", "adamw")
-    for _ in range(args.steps):
-        train_step(model, opt, next(stream))
+    model, _, _, probe = bench_after("gpt-small", "adamw", args.steps)
     obj = ModelObjective(model, next_token_loss, probe, probe, hvp_method="fd")
     v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(0))
     v /= v.norm()

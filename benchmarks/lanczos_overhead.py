@@ -13,16 +13,13 @@ import time
 
 import torch
 
-from eoskit.bench.monitor_bench import bench_start, train_step
+from eoskit.bench.monitor_bench import bench_after
 from eoskit.eigs.thick_lanczos import ThickLanczos
 from eoskit.optim.torch_preconditioner import state_preconditioner
 
 
 def main() -> None:
-    torch.set_num_threads(2)
-    model, opt, stream, _ = bench_start("gpt-small", "adamw")
-    for _ in range(2):
-        train_step(model, opt, next(stream))
+    model, opt, *_ = bench_after("gpt-small", "adamw", 2)
     params = [p for p in model.parameters() if p.requires_grad]
     P = state_preconditioner(opt, params).to(torch.float32)
     d = P.numel()

@@ -96,6 +96,16 @@ def bench_start(setting: str, optimizer: str, seed: int = 0, device: str = "cpu"
     return model, opt, stream, probe
 
 
+def bench_after(setting: str, optimizer: str, steps: int, seed: int = 0):
+    """:func:`bench_start` on 2 torch threads, trained ``steps`` steps: a script's model at a
+    point of the bench's own trajectory."""
+    torch.set_num_threads(2)
+    model, opt, stream, probe = bench_start(setting, optimizer, seed)
+    for _ in range(steps):
+        train_step(model, opt, next(stream))
+    return model, opt, stream, probe
+
+
 def bench_operator(setting: str, optimizer: str, seed: int = 0, device: str = "cpu"):
     """:func:`bench_start`'s model, optimiser and batches, with a Monitor that only supplies
     the objective on the measurement set and the optimiser's ``P`` (it never measures;
