@@ -181,10 +181,13 @@ def test_the_small_matrices_of_a_long_float32_basis_hold_float64_dots():
     assert abs(float(norm(v)) / float(v.double().norm()) - 1) <= 1e-6
 
 
+@pytest.mark.parametrize("near", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_orthonormalised_against_the_dense_projection(weighted, monkeypatch):
+def test_orthonormalised_against_the_dense_projection(weighted, near, monkeypatch):
     """``v`` less its P-projection on the rows, P-normalised, and the P-norm of that part,
-    against numpy's dense formulas; a vector in the rows' span comes back None."""
+    against numpy's dense formulas; a vector in the rows' span comes back None. ``near``:
+    ``v`` within 1e-6 of the span, so the first pass cancels nearly all of it and the
+    second pass runs."""
     import eoskit.eigs.shared_basis as shared_basis
 
     monkeypatch.setattr(shared_basis, "SLICE", 7)  # several uneven slices
@@ -196,6 +199,8 @@ def test_orthonormalised_against_the_dense_projection(weighted, monkeypatch):
     W = Q @ np.linalg.inv(R).T  # (d, 4), P-orthonormal columns
     rows = [torch.from_numpy(W[:, i].copy()) for i in range(4)]
     v = torch.randn(D, dtype=torch.float64, generator=g) * 3
+    if near:
+        v = torch.from_numpy(W @ np.array([3.0, -1.0, 2.0, 0.5])) + 1e-6 * v
     off = v.numpy() - W @ (W.T @ P @ v.numpy())
     expected = np.sqrt(off @ P @ off)
     w, n = orthonormalised(v.clone(), rows, p)

@@ -283,10 +283,11 @@ def orthonormalised(v: Tensor, rows: list[Tensor], p=None,
     is left of it is at most ``drop`` of its norm (dependent).
 
     Classical Gram–Schmidt, with a second pass only where the first cancelled much of ``v``
-    (the DGKS test, as ARPACK). Each pass takes the norm and the next pass's coefficients
-    in one read of ``v``, ``p`` and the rows by slices (:func:`weighted_dots`): beside the
-    products these passes are a search's largest cost, and at 124M parameters ``p`` is
-    recomputed from the optimiser's state on every read.
+    (the DGKS test, as ARPACK), by slices (:func:`weighted_dots`). The first read of ``v``
+    takes its norm and the first pass's coefficients together: beside the products these
+    reads are a search's largest cost, and at 124M parameters ``p`` is recomputed from the
+    optimiser's state on every read. (The norm that ends a pass is read alone: taking the
+    next pass's coefficients with it would read the rows again for a pass that rarely runs.)
 
     Example:
         >>> rows = [torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)]
@@ -294,25 +295,21 @@ def orthonormalised(v: Tensor, rows: list[Tensor], p=None,
         >>> w.tolist(), n
         ([0.0, 0.0, 1.0], 4.0)
     """
-    squares, *coefs = _norm_and_coefficients(v, rows, p)
+    squares, *coefs = weighted_dots([([v, *rows], v, 1)], p)[0]  # [v·(p∘v), r_i·(p∘v)]
     n0 = squares ** 0.5
     if not np.isfinite(n0) or n0 == 0.0:
         return None, 0.0
     v.div_(n0)
     coefs, n = [c / n0 for c in coefs], 1.0
-    for _ in range(2 if rows else 0):
+    for again in range(2 if rows else 0):
+        if again:
+            (coefs,) = weighted_dots([(rows, v, 1)], p)
         for r, c in zip(rows, coefs, strict=True):
             v.sub_(r, alpha=c)
-        squares, *coefs = _norm_and_coefficients(v, rows, p)
-        before, n = n, max(squares, 0.0) ** 0.5
+        before, n = n, max(weighted_dots([([v], v, 1)], p)[0][0], 0.0) ** 0.5
         if n > before / 2 ** 0.5:
             break
     return (v.div_(n) if n > drop else None), n0 * n
-
-
-def _norm_and_coefficients(v: Tensor, rows: list[Tensor], p) -> list[float]:
-    """``[v·(p∘v), r_1·(p∘v), …]`` in one pass."""
-    return weighted_dots([([v, *rows], v, 1)], p)[0]
 
 
 def combine_in_place(vectors: list[Tensor], C: Tensor) -> list[Tensor]:
