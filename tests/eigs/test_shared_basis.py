@@ -186,8 +186,8 @@ def test_the_small_matrices_of_a_long_float32_basis_hold_float64_dots():
 def test_orthonormalised_against_the_dense_projection(weighted, near, monkeypatch):
     """``v`` less its P-projection on the rows, P-normalised, and the P-norm of that part,
     against numpy's dense formulas; a vector in the rows' span comes back None. ``near``:
-    ``v`` within 1e-6 of the span, so the first pass cancels nearly all of it and the
-    second pass runs."""
+    ``v`` a combination of the rows plus 1e-6 times a random vector, so the first pass
+    cancels nearly all of it and the second pass runs."""
     import eoskit.eigs.shared_basis as shared_basis
 
     monkeypatch.setattr(shared_basis, "SLICE", 7)  # several uneven slices
