@@ -46,13 +46,19 @@ def test_the_plain_twin_owns_its_optimiser_state():
 
 
 def test_rows_on_the_tiny_setting_are_within_tol_of_the_reference():
-    rows = {opt: bench_monitor("gpt-tiny", opt, 5, 17, log=lambda *_: None)
+    lines = {"adamw": [], "sgd": []}
+    rows = {opt: bench_monitor("gpt-tiny", opt, 5, 17, log=lines[opt].append)
             for opt in ("adamw", "sgd")}
     for opt, row in rows.items():
         assert row["measurements"] == 3 and len(row["hvps_all"]) == 3  # steps 5, 10, 15
         assert row["within_tol"] == 1.0 and row["max_rel_error"] <= 1e-3
         assert len(row["rel_errors"]) == (6 if opt == "adamw" else 3)  # raw (+ preconditioned)
         assert row["time_ratio"] is not None and len(row["peak_above_plain_mb"]) == 2
+        # a measurement's cost is printed in the twin's plain steps once the twin steps
+        # between the Monitor's calls (the Monitor's own clock would count both loops' steps)
+        progress = [line for line in lines[opt] if line.lstrip().startswith("step ")]
+        assert len(progress) == 3 and "plain steps)" not in progress[0]
+        assert all("plain steps)" in line for line in progress[1:])
 
 
 
