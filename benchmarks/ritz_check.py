@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from eoskit.bench.monitor_bench import bench_start, train_step
+from eoskit.bench.monitor_bench import bench_after
 from eoskit.bench.monitor_settings import SETTINGS, next_token_loss
 from eoskit.eigs import SharedTracker
 from eoskit.eigs.krylov import dots
@@ -38,11 +38,8 @@ def main() -> None:
     ap.add_argument("setting", choices=sorted(SETTINGS))
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    torch.set_num_threads(2)
-    model, opt, stream, probe = bench_start(a.setting, "adamw", a.seed)
     every = 5 if a.setting == "gpt2" else 10  # the bench's first measurement
-    for _ in range(every):
-        train_step(model, opt, next(stream))
+    model, opt, _, probe = bench_after(a.setting, "adamw", every, a.seed)
     mon = Monitor(model, next_token_loss, (probe, probe), every=every, optimizer=opt,
                   criterion="change")
     obj, p = mon.objective, mon.preconditioner()  # (d,)
