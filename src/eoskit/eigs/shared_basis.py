@@ -275,6 +275,11 @@ def weighted_dots(jobs: list[tuple[list[Tensor], Tensor, int]], p) -> list[list[
     return totals
 
 
+def weighted_dot(u: Tensor, v: Tensor, p) -> float:
+    """``u·(p∘v)`` (``u·v`` with ``p`` None): one job of :func:`weighted_dots`."""
+    return weighted_dots([([u], v, 1)], p)[0][0]
+
+
 def orthonormalised(v: Tensor, rows: list[Tensor], p=None,
                     drop: float = 1e-6) -> tuple[Tensor | None, float]:
     """``v`` orthogonalised against ``rows`` and normalised, in place, in the inner product
@@ -306,7 +311,7 @@ def orthonormalised(v: Tensor, rows: list[Tensor], p=None,
             (coefs,) = weighted_dots([(rows, v, 1)], p)
         for r, c in zip(rows, coefs, strict=True):
             v.sub_(r, alpha=c)
-        before, n = n, max(weighted_dots([([v], v, 1)], p)[0][0], 0.0) ** 0.5
+        before, n = n, max(weighted_dot(v, v, p), 0.0) ** 0.5
         if n > before / 2 ** 0.5:
             break
     return (v.div_(n) if n > drop else None), n0 * n

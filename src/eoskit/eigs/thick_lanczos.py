@@ -36,6 +36,7 @@ from eoskit.eigs.shared_basis import (
     combine_in_place,
     orthonormalised,
     scale_by,
+    weighted_dot,
     weighted_dots,
 )
 
@@ -123,17 +124,11 @@ class ThickLanczos:
         """A row-space vector in ``A``'s own space (``P^{1/2} w``), unit, in place."""
         if self.p is not None:
             scale_by(w, self.p, 0.5)
-        n = _dot(w, w, None) ** 0.5
+        n = weighted_dot(w, w, None) ** 0.5
         return w.div_(n) if n > 0 else w
 
     def _orthonormal(self, v: Tensor) -> tuple[Tensor | None, float]:
         """``v`` P-orthonormalised against the rows, in place, and the P-norm of its part
         off them (:func:`~eoskit.eigs.shared_basis.orthonormalised`)."""
         return orthonormalised(v, self.rows, self.p)
-
-
-def _dot(u: Tensor, v: Tensor, p) -> float:
-    """``u·(p∘v)`` (or ``u·v``) by slices, summed in float64."""
-    return weighted_dots([([u], v, 1)], p)[0][0]
-
 
