@@ -242,3 +242,7 @@ def test_bench_list_options_repeated_and_comma_separated_alike():
     assert code == 2 and "--mode must be auto, shared or lean, got 'lanczos'" in _one_line(out)
     code, out = _invoke("bench", "monitor", "--mode", "lean", "--image-dtype", "bfloat16")
     assert code == 2 and "not with --mode lean" in _one_line(out)
+    # the lean tracker's two searches take a product each: caught before any model is built
+    code, out = _invoke("bench", "monitor", "--optimizers", "adamw", "--max-warm-products", "1")
+    assert code == 2 and "--max-warm-products 1 under AdamW needs --mode shared" in (
+        _one_line(out))

@@ -175,3 +175,67 @@ def test_a_float32_search_carries_its_starts_in_bfloat16_at_no_cost_in_products(
     assert bf16_dtypes == {torch.bfloat16} and f32_dtypes == {torch.float32}
     assert all(abs(a - b) <= 1 for a, b in zip(bf16[1:], f32[1:], strict=True)), (bf16, f32)
     assert lean.carry_dtype(torch.float64) == torch.float64
+
+
+def _counted(H_of, p_of):
+    """A product ``v ↦ H v`` of the operator ``H_of()`` returns now, counting calls."""
+    count = [0]
+
+    def hvp(v):
+        count[0] += 1
+        return H_of() @ v
+
+    return hvp, count
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["both", "precond-only"])
+def test_capped_warm_measurements_stop_at_the_cap_and_state_their_error(raw):
+    """``max_warm_products``: a warm measurement takes the cap, split between the searches,
+    and no cold search after it; each value is a Ritz value (below the dense top), is not
+    converged at a tol out of its reach, and its error estimate holds the true error here
+    (exact products, a slow drift, a gap the carried λ₂ estimate gets right)."""
+    tol, cap = 1e-8, 3
+    H, p = _operator(seed=1)
+    g = torch.Generator().manual_seed(2)
+    state = {"H": H}
+    hvp, count = _counted(lambda: state["H"], None)
+    tr = LeanTracker(1, tol, restart_every=0, max_warm_products=cap, eigenvectors=False)
+    for m in range(6):
+        count[0] = 0
+        out = tr.measure(hvp, len(p), torch.float64, "cpu", p, raw=raw)
+        if m:
+            assert count[0] == cap and "cold_after_warm" not in tr.last_info, m
+            assert tr.last_info["warm_products"] == ({"raw": 1, "pre": 2} if raw else
+                                                     {"pre": 3})
+        for target, ref in (("raw", _top(state["H"])), ("pre", _top(state["H"], p))):
+            if target not in out:
+                continue
+            got = out[target]
+            err, bound = ref - got.eigenvalues[0], got.error_estimates[0]
+            assert -1e-12 <= err <= bound, (m, target, err, bound)
+            if m:
+                assert not got.converged and bound > tol * abs(got.eigenvalues[0]), (m, target)
+        E = torch.randn(len(p), len(p), dtype=torch.float64, generator=g) * 0.002
+        state["H"] = state["H"] + E + E.T
+
+
+def test_what_one_capped_search_leaves_goes_to_the_next():
+    """H fixed: the raw search starts on its top vector and settles in one product of its
+    two; the preconditioned one, whose P moved, takes the other three of the cap."""
+    H, p = _operator(seed=3)
+    hvp, count = _counted(lambda: H, None)
+    tr = LeanTracker(1, 1e-8, restart_every=0, max_warm_products=4, eigenvectors=False)
+    tr.measure(hvp, len(p), torch.float64, "cpu", p)
+    out = tr.measure(hvp, len(p), torch.float64, "cpu", 3 * p * torch.linspace(
+        0.2, 1.0, len(p), dtype=torch.float64))
+    assert tr.last_info["warm_products"] == {"raw": 1, "pre": 3}
+    assert out["raw"].converged and not out["pre"].converged
+    assert out["raw"].eigenvalues[0] == pytest.approx(_top(H), rel=1e-8)
+
+
+def test_a_cap_below_one_product_per_search_is_refused():
+    with pytest.raises(ValueError, match="at least 2 for 2 quantities"):
+        LeanTracker(1, 1e-3, max_warm_products=1)
+    assert LeanTracker(1, 1e-3, max_warm_products=1, quantities=1).max_warm_products == 1
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        LeanTracker(1, 1e-3, max_warm_products=0, quantities=1)

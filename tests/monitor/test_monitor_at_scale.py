@@ -247,8 +247,16 @@ def test_auto_takes_the_shared_tracker_while_its_basis_fits_the_allowance(monkey
     large = Monitor(model, F.mse_loss, (X, Y), optimizer=opt)
     assert isinstance(large.meter.tracker, LeanTracker) and large.meter.mode == "lean"
     assert large._config(F.mse_loss, 8, 1e-3, 0, 50, "eigenvalue")[0]["eig_mode"] == "lean"
-    for option in ({"image_dtype": torch.bfloat16}, {"max_warm_products": 4}):
-        assert Monitor(model, F.mse_loss, (X, Y), optimizer=opt, **option).meter.mode == "shared"
+    assert Monitor(model, F.mse_loss, (X, Y), optimizer=opt,
+                   image_dtype=torch.bfloat16).meter.mode == "shared"
+    # a product cap is both trackers': the lean one takes it, and refuses one below its two
+    # searches' single products
+    capped = Monitor(model, F.mse_loss, (X, Y), optimizer=opt, max_warm_products=4).meter
+    assert capped.mode == "lean" and capped.tracker.max_warm_products == 4
+    with pytest.raises(ValueError, match="max_warm_products must be at least 2 for 2 quant"):
+        Monitor(model, F.mse_loss, (X, Y), optimizer=opt, max_warm_products=1)
+    with pytest.raises(ValueError, match="shared and lean trackers'; mode is 'lanczos'"):
+        Monitor(model, F.mse_loss, (X, Y), optimizer=opt, mode="lanczos", max_warm_products=4)
     monkeypatch.setattr(shared_budget, "ALLOWANCE_BYTES", 18 * 4 * d)
     assert Monitor(model, F.mse_loss, (X, Y), optimizer=opt).meter.mode == "shared"
 

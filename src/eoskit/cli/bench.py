@@ -166,9 +166,11 @@ def monitor_cmd(
         raise UsageError(f"--image-dtype must be bfloat16 or float32, got {image_dtype!r}")
     if mode not in ("auto", "shared", "lean"):
         raise UsageError(f"--mode must be auto, shared or lean, got {mode!r}")
-    if mode == "lean" and (image_dtype or max_warm_products):
-        raise UsageError("--image-dtype and --max-warm-products are the shared tracker's: "
-                         "not with --mode lean")
+    if mode == "lean" and image_dtype:
+        raise UsageError("--image-dtype is the shared tracker's: not with --mode lean")
+    if mode != "shared" and max_warm_products == 1 and raw and "adamw" in opts:
+        raise UsageError("--max-warm-products 1 under AdamW needs --mode shared: the lean "
+                         "tracker's raw and preconditioned searches take a product each")
     if not 0 < tol < 1:
         raise UsageError(f"--tol must be between 0 and 1, got {tol}")
     if not raw and opts != ["adamw"]:

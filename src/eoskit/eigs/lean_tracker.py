@@ -15,6 +15,13 @@ and the carried λ_{k+1} estimate are the shared tracker's
 (:mod:`~eoskit.eigs.warm_stopping`); every ``restart_every`` measurements a cold probe runs
 as well and replaces a quantity's values when its top-k sum is larger.
 
+``max_warm_products`` caps a warm measurement's products, as the shared tracker's does: its
+searches stop there, without a cold one after them, and report what they reached with their
+error estimates (``converged`` False where the estimate exceeds ``tol``). Each quantity has
+its own search, so the cap is split: a quantity gets what the quantities before it left over,
+shared evenly with those after it (cap 4: 2 raw, then 2 to 3 preconditioned), and must be at
+least the number of quantities.
+
 Memory: ``max_vectors`` bounds the d-long vectors the tracker holds while a product runs
 (the product's output included, the objective's point not): the other quantity's starts
 (and Ritz vectors, with ``eigenvectors``), the rows and the output. The default
@@ -83,6 +90,10 @@ class LeanTracker(WarmTracker):
         if self.max_vectors < least:
             raise ValueError(f"max_vectors must be at least {least} for k = {self.k} and "
                              f"{self.quantities} quantities, got {self.max_vectors}")
+        if self.max_warm_products is not None and self.max_warm_products < self.quantities:
+            raise ValueError(f"max_warm_products must be at least {self.quantities} for "
+                             f"{self.quantities} quantities (each search takes products of "
+                             f"its own), got {self.max_warm_products}")
 
     def measure(self, hvp, dim: int, dtype, device, p: Tensor | None = None,
                 raw: bool = True) -> dict[str, EigResult]:
@@ -96,35 +107,50 @@ class LeanTracker(WarmTracker):
                              f"measure {len(targets)}")
         info = self.last_info = {"warm": all(t in self.carried for t in targets),
                                  "products": 0}
-        kept = {}
-        for t in targets:  # the quantities measured before this one hold their results
-            kept[t] = self._measure_one(t, hvp, dim, dtype, device, p if t == "pre" else None,
-                                        info)
+        kept, warm_spent = {}, 0
+        # the quantities measured before this one hold their results
+        for i, t in enumerate(targets):
+            cap = self._warm_cap(warm_spent, len(targets) - i)
+            kept[t], spent = self._measure_one(t, hvp, dim, dtype, device,
+                                               p if t == "pre" else None, info, cap)
+            warm_spent += spent
+            info.setdefault("warm_products", {})[t] = spent
         self.solves += 1
         out = {}
         for t, got in kept.items():
             out[t] = self._adopt(t, got, info["products"])
         return out
 
-    def _measure_one(self, t, hvp, dim, dtype, device, p, info) -> dict:
+    def _warm_cap(self, spent: int, left: int) -> int | None:
+        """A warm search's share of ``max_warm_products``: what the searches before it
+        left (``spent`` taken), split evenly with the ``left − 1`` after it."""
+        if self.max_warm_products is None:
+            return None
+        return (self.max_warm_products - spent) // left
+
+    def _measure_one(self, t, hvp, dim, dtype, device, p, info, cap) -> tuple[dict, int]:
+        """Target ``t``'s result and the products its warm search took (0 if none ran)."""
         if t not in self.carried:
-            return self._solve(t, hvp, dim, dtype, device, p, cold=True, info=info)
-        got = self._solve(t, hvp, dim, dtype, device, p, cold=False, info=info)
-        if not got["converged"]:
+            return self._solve(t, hvp, dim, dtype, device, p, cold=True, info=info), 0
+        got = self._solve(t, hvp, dim, dtype, device, p, cold=False, info=info, most=cap)
+        spent = got["products"]
+        if not got["converged"] and cap is None:
             got = None  # dropped before the cold search starts
             info["cold_after_warm"] = True
-            return self._solve(t, hvp, dim, dtype, device, p, cold=True, info=info)
+            return self._solve(t, hvp, dim, dtype, device, p, cold=True, info=info), spent
         if self.restart_every and self.solves % self.restart_every == 0:
             self.carried[t] = got["starts"]  # held while the probe runs, as a start would be
             probe = self._solve(t, hvp, dim, dtype, device, p, cold=True, info=info)
             del self.carried[t]
             wins = self.probe_wins(probe["values"], got["values"])
             info["probe"] = "adopted" if wins else "kept"
-            return probe if wins else got
-        return got
+            return (probe if wins else got), spent
+        return got, spent
 
-    def _solve(self, t, hvp, dim, dtype, device, p, cold: bool, info: dict) -> dict:
-        """One search of target ``t``; what it leaves once its basis is spent."""
+    def _solve(self, t, hvp, dim, dtype, device, p, cold: bool, info: dict,
+               most: int | None = None) -> dict:
+        """One search of target ``t`` (a warm one of at most ``most`` products); what it
+        leaves once its basis is spent."""
         wd = work_dtype(dtype)
         gen = torch.Generator().manual_seed(1000 + 2 * self.solves + (t == "pre"))
         if cold:
@@ -140,7 +166,7 @@ class LeanTracker(WarmTracker):
                                                            self.eigenvectors), self.k + 2)
         b = ThickLanczos(hvp, p, dtype)
         b.begin(start)
-        budget = 2 * self.max_matvecs if cold else self.max_matvecs
+        budget = 2 * self.max_matvecs if cold else most or self.max_matvecs
         upper = None
         before, ratio, settled, err, resid = None, np.inf, False, np.zeros(0), np.zeros(0)
         while b.products < budget:
@@ -167,6 +193,7 @@ class LeanTracker(WarmTracker):
         vectors, starts = b.take_top(self.k, self.eigenvectors)
         kk = len(starts)
         return {"values": th, "err": err, "resid": resid[:kk].copy(), "cold": cold,
+                "products": b.products,
                 "converged": bool(ratio <= 1.0 or settled),
                 "vectors": None if vectors is None else block(vectors),
                 "starts": block(starts).to(carry_dtype(wd))}

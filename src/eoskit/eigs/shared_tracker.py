@@ -103,7 +103,6 @@ def _kept(coef: Tensor, last: Tensor | None, each: int) -> tuple[Tensor, int]:
 class SharedTracker(WarmTracker):
     """Top-k of the raw and the preconditioned Hessian, warm-started, from shared products."""
 
-    max_warm_products: int | None = None  # cap on a warm solve (None: until tol)
     image_dtype: torch.dtype | None = None  # the basis's images kept narrower (bfloat16)
 
     def __post_init__(self):
@@ -111,8 +110,6 @@ class SharedTracker(WarmTracker):
         if self.max_vectors is None:
             self.max_vectors = default_shared_vectors(self.k, self.quantities, self.eigenvectors)
         self.max_basis(self.quantities)
-        if self.max_warm_products is not None and self.max_warm_products < 1:
-            raise ValueError(f"max_warm_products must be at least 1, got {self.max_warm_products}")
 
     def max_basis(self, quantities: int = 2) -> int:
         """Rows a basis of ``quantities`` targets may hold under ``max_vectors``:

@@ -41,6 +41,7 @@ class WarmTracker:
     criterion: str = "eigenvalue"  # one of warm_stopping.CRITERIA
     quantities: int = 2  # most quantities measured at once; sets the least budget
     eigenvectors: bool = True  # False: results carry no Ritz vectors (k d-long each saved)
+    max_warm_products: int | None = None  # cap on a warm measurement (None: until tol)
     solves: int = 0
     carried: dict = field(default_factory=dict)  # quantity -> (d, k) starts, own space
     values: dict = field(default_factory=dict)  # quantity -> last top-k values
@@ -52,6 +53,8 @@ class WarmTracker:
             raise ValueError(f"quantities must be 1 or 2, got {self.quantities}")
         if self.criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        if self.max_warm_products is not None and self.max_warm_products < 1:
+            raise ValueError(f"max_warm_products must be at least 1, got {self.max_warm_products}")
 
     def targets_for(self, p, raw: bool, dtype, device) -> tuple[Tensor | None, tuple[str, ...]]:
         """``p`` in the work dtype of ``dtype`` on ``device`` (None stays None), and the

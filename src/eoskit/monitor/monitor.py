@@ -128,7 +128,8 @@ class Monitor:
     with bfloat16 images, where float32 images converged in 36 (commit 00cbf2c).
     ``raw_sharpness=False`` (an adaptive optimiser only): measure the preconditioned
     sharpness alone, the quantity its threshold is on; the raw cells stay empty and a
-    measurement needs fewer products. ``max_warm_products`` (``"shared"`` only): stop a
+    measurement needs fewer products. ``max_warm_products`` (shared and lean; lean splits it
+    between its two searches, so needs 2 for both quantities): stop a
     warm measurement after that many products and report what it reached; each row's
     ``eig_error_estimate`` and ``precond_eig_error_estimate`` state the solver's estimate of
     its value's relative error, ``min(‖r‖, ‖r‖²/gap)/|θ|`` (at most ``tol`` when the solve

@@ -80,17 +80,18 @@ class SharpnessMeter:
         sizing = {"quantities": 2 if self.raw and self.preconditioned else 1,
                   "eigenvectors": False}
         if mode == "auto":
-            shared_only = max_warm_products is not None or image_dtype is not None
-            mode = "shared" if shared_only or shared_fits(
+            mode = "shared" if image_dtype is not None or shared_fits(
                 k, objective.dim, objective.dtype, **sizing) else "lean"
         self.mode = mode  # as resolved
-        for name, value in (("max_warm_products", max_warm_products),
-                            ("image_dtype", image_dtype)):
-            if value is not None and mode != "shared":
-                raise ValueError(f"{name} is the shared tracker's; mode is {mode!r}")
+        if image_dtype is not None and mode != "shared":
+            raise ValueError(f"image_dtype is the shared tracker's; mode is {mode!r}")
+        if max_warm_products is not None and mode not in ("shared", "lean"):
+            raise ValueError(f"max_warm_products is the shared and lean trackers'; mode is "
+                             f"{mode!r}")
         if mode == "lean":  # the rows report values only, as the shared tracker's
             self.tracker = LeanTracker(k, tol, restart_every, max_vectors=max_vectors,
-                                       criterion=criterion, **sizing)
+                                       criterion=criterion,
+                                       max_warm_products=max_warm_products, **sizing)
             self.precond_tracker = None
             return
         if mode == "shared":
