@@ -3,7 +3,8 @@
 Each rank passes its own shard (of unequal sizes: 13 and 17 samples) and
 trains by full-batch GD with a sample-weighted all-reduce of the gradient;
 the Monitor's rows on rank 0 equal those of one process's Monitor on the
-whole data along the same GD (≤ 1e-10, float64), and only rank 0 writes.
+whole data along the same GD (≤ 1e-10, float64), its spectrum rows too (≤ 1e-8: the
+trackers' tol), and only rank 0 writes.
 """
 
 import json
@@ -39,7 +40,7 @@ def _problem():
 
 def _monitor(model, data, opt, out):
     return Monitor(model, MSE, data, every=2, neigs=2, optimizer=opt, out=out, tol=1e-8,
-                   criterion="residual", physical_batch=5)
+                   criterion="residual", physical_batch=5, spectrum_every=4, spectrum_steps=6)
 
 
 def _train(model, X, Y, mon, reduce=None):
@@ -54,7 +55,10 @@ def _train(model, X, Y, mon, reduce=None):
         opt.step()
         mon.step()
     mon.close()
-    return [{k: r[k] for k in COLUMNS} | {"step": r["step"]} for r in mon.rows]
+    # the spectrum's product counts are left out: a converged solve may take one more
+    spectrum = [{k: v for k, v in r.items() if not k.startswith("products_")}
+                for r in mon.spectrum.rows]
+    return [{k: r[k] for k in COLUMNS} | {"step": r["step"]} for r in mon.rows], spectrum
 
 
 def _rank(rank: int, world: int, port: int, root: str) -> None:
@@ -80,16 +84,22 @@ def _free_port() -> int:
 
 def test_monitor_over_two_ranks_equals_one_process_on_the_whole_data(tmp_path):
     tmp.spawn(_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    got = json.loads((tmp_path / "rows.json").read_text())
+    got, got_spectrum = json.loads((tmp_path / "rows.json").read_text())
     model, X, Y = _problem()
     opt = torch.optim.SGD(model.parameters(), lr=LR)
-    want = _train(model, X, Y, _monitor(model, (X, Y), opt, tmp_path / "one"))
+    want, want_spectrum = _train(model, X, Y, _monitor(model, (X, Y), opt, tmp_path / "one"))
     assert len(got) == len(want) == STEPS // 2
     for a, b in zip(got, want, strict=True):
         for k in COLUMNS:
             u, v = a[k], b[k]
             assert (u is None and v is None) or abs(u - v) <= 1e-10 * max(abs(u), abs(v)), \
                 (a["step"], k, u, v)
+    # the spectrum (density, λ_min, blocks, the Gauss–Newton split) of the summed shards
+    assert [r["step"] for r in got_spectrum] == [r["step"] for r in want_spectrum] == [4, 8]
+    for a, b in zip(got_spectrum, want_spectrum, strict=True):
+        for k, v in b.items():
+            assert a[k] == pytest.approx(v, rel=1e-8, abs=1e-10), (a["step"], k)
+    assert (tmp_path / "out0" / "spectrum.csv").exists()
     assert (tmp_path / "out0" / "metrics.csv").exists()
     assert not (tmp_path / "out1").exists()  # rank 1 writes nothing
     assert json.loads((tmp_path / "out0" / "config.json").read_text())["n_train"] == N

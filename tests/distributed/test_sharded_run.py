@@ -2,7 +2,8 @@
 
 * shards are contiguous, cover the data and keep one process's chunks;
 * the sharded objective (2 spawned ranks) equals the whole one: value, gradient,
-  Hessian-vector products (single, block, at a point), d3, d4, to 1e-12;
+  Hessian-vector products (single, block, at a point), Gauss–Newton products, d3, d4,
+  to 1e-12;
 * ``eoskit run --nproc 2`` writes the rows of one process (≤ 1e-10 relative:
   sums reordered, nothing else) and a run resumes with the other N;
 * a rank SIGKILLed mid-run ends the run within seconds, status failed, one line
@@ -143,6 +144,7 @@ def _objective_rank(rank: int, world: int, port: int, result: str) -> None:
              (full.hvp(x, v), part.hvp(x, v)), (full.hvp(x, V), part.hvp(x, V)),
              (full.product(x, V), part.product(x, V)),
              (full.d3(x, u, v), part.d3(x, u, v)), (full.d4(x, v), part.d4(x, v)),
+             (full.gauss_newton(x)(v), part.gauss_newton(x)(v)),
              (torch.tensor(full.loss_and_accuracy(x)), torch.tensor(part.loss_and_accuracy(x)))]
     with full.at(x) as p, part.at(x) as q:
         pairs += [(p.value, q.value), (p.grad, q.grad), (p.aux, q.aux), (p.hvp(V), q.hvp(V))]

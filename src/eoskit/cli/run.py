@@ -106,9 +106,6 @@ def _train(cfg: RunConfig | None, out: Path, nproc: int, **train_kw) -> dict | N
         from eoskit.training.run_state import stored_config
 
         cfg = stored_config(out, None)
-    if cfg.spectrum_every:  # refused before any process starts, not by each rank
-        raise UsageError("--spectrum-every needs one process (its Gauss-Newton split and blocks "
-                         "use the run's own model): drop --nproc/torchrun or --spectrum-every")
     from eoskit.distributed.launch import train_parallel
 
     return train_parallel(cfg, out, nproc=nproc, **train_kw)

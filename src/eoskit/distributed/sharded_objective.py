@@ -144,6 +144,10 @@ class ShardedObjective(Objective):
         self.hvp_count += 1 if v.ndim == 1 else v.shape[1]
         return self.reduce(self.local.product(x, v, live))
 
+    def gauss_newton(self, x: Tensor):
+        local = self.local.gauss_newton(x)  # every rank's model has the same outputs
+        return None if local is None else (lambda v: self.reduce(local(v)))
+
     def d3(self, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
         return self.reduce(self.local.d3(x, u, v))
 

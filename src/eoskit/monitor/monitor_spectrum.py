@@ -3,7 +3,9 @@
 Every K optimiser steps the :class:`~eoskit.spectrum.along_run.SpectrumMeter`
 measures at the model's current parameters on the Monitor's measurement set;
 the rows go to ``spectrum.csv`` and ``spectrum_nodes.csv`` in the Monitor's
-run directory (and stay in :attr:`MonitorSpectrum.rows` without one), and
+run directory (and stay in :attr:`MonitorSpectrum.rows` without one; under
+torch.distributed every rank measures the sum over the ranks' shards, the
+products the objective all-reduces, and rank 0 writes), and
 closing draws ``plots/spectrum.png`` and ``plots/layers.png``. The user's
 random generators are left as they were (a forward pass may draw dropout masks).
 """
@@ -15,7 +17,6 @@ from pathlib import Path
 import torch
 
 from eoskit import store
-from eoskit.objective.model import ModelObjective
 from eoskit.spectrum.along_run import NODE_COLUMNS, SpectrumMeter, layout_blocks
 
 
@@ -26,9 +27,6 @@ class MonitorSpectrum:
                  steps: int, tol: float, restart_every: int, criterion: str, seed: int):
         if every < 1:
             raise ValueError(f"spectrum_every must be at least 1, got {every}")
-        if not isinstance(objective, ModelObjective):
-            raise ValueError("spectrum_every: the Monitor's spectrum needs one process's data "
-                             "(it is not measured under torch.distributed)")
         self.objective, self.every = objective, every
         self.meter = SpectrumMeter(probes, steps, tol, restart_every, criterion, seed,
                                    blocks=layout_blocks(objective))

@@ -8,6 +8,8 @@
 * :mod:`~eoskit.objective.products`: the Hessian-vector product engines and their
   registry (``hvp_method``); :mod:`~eoskit.objective.displacement`: the ``fd`` engine's
   displaced points, formed in place and given back bit for bit.
+* :mod:`~eoskit.objective.gauss_newton`: the Gauss–Newton product ``Jᵀ∇²ℓJ v`` of a loss
+  of network outputs (:meth:`Objective.gauss_newton`).
 * :mod:`~eoskit.objective.losses`: the per-chunk loss sums.
 """
 
@@ -17,6 +19,7 @@ from eoskit.objective.base import (
     PointObjective,
     directional_derivative,
 )
+from eoskit.objective.gauss_newton import gauss_newton_product
 from eoskit.objective.losses import LOSS_SUMS, LOSSES, ce_sum, mse_sum, n_correct
 from eoskit.objective.model import (
     ModelObjective,
@@ -32,7 +35,7 @@ __all__ = [
     # objectives
     "Objective", "PointObjective", "FunctionObjective", "ModelObjective",
     # derivatives and options
-    "HVP_METHODS", "EXACT_METHODS", "fd_step", "directional_derivative",
+    "HVP_METHODS", "EXACT_METHODS", "fd_step", "directional_derivative", "gauss_newton_product",
     # losses
     "LOSSES", "LOSS_SUMS", "mse_sum", "ce_sum", "n_correct",
     # flat parameters

@@ -208,6 +208,12 @@ class Objective:
         parameters (:class:`~eoskit.objective.ModelObjective`); None here."""
         return None
 
+    def gauss_newton(self, x: Tensor) -> Callable[[Tensor], Tensor] | None:
+        """``v ↦ G v``, the Gauss–Newton part of the Hessian at ``x``, where the loss is one
+        of network outputs (:mod:`~eoskit.objective.gauss_newton`); None here: a loss with no
+        outputs has no such split."""
+        return None
+
     # values and gradients
     def value(self, x: Tensor) -> Tensor:
         with torch.no_grad():

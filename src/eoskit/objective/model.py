@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from eoskit.objective.base import Objective
+from eoskit.objective.gauss_newton import gauss_newton_product
 from eoskit.objective.losses import loss_sum_of, n_correct
 
 Loss = str | Callable[[object, object], Tensor]  # a built-in name or a user's mean loss
@@ -265,6 +266,30 @@ class ModelObjective(Objective):
                 for p in params):
             return None
         return params
+
+    def gauss_newton(self, x: Tensor) -> Callable[[Tensor], Tensor] | None:
+        """``v ↦ G v`` of the mean loss at ``x``: the sum of the chunks' ``J_cᵀ ∇²ℓ_c J_c``
+        (the mean loss is a sum over samples, and so is ``G``); None when the model's output
+        is not one tensor (a dict of outputs has no single ``J``). One chunk keeps its
+        forward graph for every product; several rebuild each chunk's inside each product,
+        so memory stays one chunk's, as ``physical_batch`` promises, for one more forward
+        pass per chunk and product."""
+        if not isinstance(self.forward(x, take(self.inputs, 0, 1)), Tensor):
+            return None
+        parts = [self._chunk_outputs_and_loss(lo, hi) for lo, hi in self.bounds]
+        if len(parts) == 1:
+            return gauss_newton_product(*parts[0], x)
+
+        def product(v: Tensor) -> Tensor:
+            return sum(gauss_newton_product(outputs, loss, x)(v) for outputs, loss in parts)
+
+        return product
+
+    def _chunk_outputs_and_loss(self, lo: int, hi: int):
+        """``outputs(p)`` on samples lo:hi and their share ``loss(z)`` of the mean loss."""
+        xb, yb = take(self.inputs, lo, hi), take(self.targets, lo, hi)
+        return (lambda p: self.forward(p, xb)), (
+            lambda z: self._loss_sum(z, yb, hi - lo) / self.n)
 
     def _frozen(self) -> list[tuple[str, Tensor]]:
         trained = set(self.layout.names)

@@ -45,7 +45,6 @@ from eoskit.spectrum.gauss_newton import (
     GaussNewtonSplit,
     GaussNewtonTracker,
     gauss_newton_eigs,
-    gauss_newton_product,
 )
 from eoskit.spectrum.negative import LambdaMinTracker, bottom_eigenpairs, lambda_min
 from eoskit.spectrum.operand import as_objective, rademacher, rademacher_stream
@@ -63,7 +62,7 @@ __all__ = [
     # trace
     "hessian_trace", "hutchinson", "hutch_plus_plus", "TraceEstimate", "TRACE_METHODS",
     # Gauss-Newton split
-    "gauss_newton_eigs", "gauss_newton_product", "GaussNewtonSplit", "GaussNewtonTracker",
+    "gauss_newton_eigs", "GaussNewtonSplit", "GaussNewtonTracker",
     # per-block sharpness
     "block_sharpness", "block_eigs", "block_product", "module_blocks", "BlockSharpnessTracker",
     # negative curvature

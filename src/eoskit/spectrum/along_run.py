@@ -7,16 +7,14 @@ times ``d``, so it costs nothing more), the mass above the stability
 threshold, and the tracked eigenvalues. It returns rows; writing them is the
 caller's (``eoskit run``'s spectrum log, the Monitor's).
 
-The Gauss–Newton product of a :class:`~eoskit.objective.ModelObjective` is the
-sum of its chunks' (``G = Σ_c J_cᵀ ∇²ℓ_c J_c``: the mean loss is a sum over
-samples, and so is ``G``). One chunk keeps its forward graph for every product
-(:func:`~eoskit.spectrum.gauss_newton_product`); several chunks rebuild each
-chunk's graph inside each product, so memory stays one chunk's, as
-``physical_batch`` promises, for one more forward pass per chunk and product.
+The Gauss–Newton product is the objective's own
+(:meth:`~eoskit.objective.ModelObjective.gauss_newton`: the sum of its chunks', and of its
+ranks' in a distributed run), so the meter measures a distributed run's shards as it does
+one process's data: every product it asks for is the objective's.
 
 Example:
     >>> import torch
-    >>> from eoskit.objective import ModelObjective
+    >>> from eoskit.objective import ModelObjective, Objective
     >>> torch.manual_seed(0) is not None
     True
     >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
@@ -37,19 +35,18 @@ import torch
 from torch import Tensor
 
 from eoskit.eigs import MatVec
-from eoskit.objective import ModelObjective
-from eoskit.objective.model import take
+from eoskit.objective import ModelObjective, Objective
 from eoskit.spectrum.blocks import ROOT, BlockSharpnessTracker
 from eoskit.spectrum.density import spectral_density
-from eoskit.spectrum.gauss_newton import GaussNewtonTracker, gauss_newton_product
+from eoskit.spectrum.gauss_newton import GaussNewtonTracker
 from eoskit.spectrum.negative import LambdaMinTracker
 
 PRODUCT_COLUMNS = ["products_density", "products_lambda_min", "products_blocks",
                    "products_gauss_newton", "products_remainder"]
 NODE_COLUMNS = ["step", "probe", "node", "weight"]
 
-__all__ = ["SpectrumMeter", "model_gauss_newton_product", "spectrum_columns", "layout_blocks",
-           "NODE_COLUMNS", "PRODUCT_COLUMNS"]
+__all__ = ["SpectrumMeter", "spectrum_columns", "layout_blocks", "NODE_COLUMNS",
+           "PRODUCT_COLUMNS"]
 
 
 def layout_blocks(obj: ModelObjective) -> dict[str, Tensor]:
@@ -78,32 +75,6 @@ def spectrum_columns(block_names) -> list[str]:
     return (["step", "threshold", "trace", "lambda_min", "gn_top", "remainder_top"]
             + [f"block_{name}" for name in block_names]
             + ["mass_above_threshold"] + PRODUCT_COLUMNS)
-
-
-def _chunk_parts(obj: ModelObjective, lo: int, hi: int):
-    """``outputs(p)`` and the chunk's share of the mean loss ``loss(z)`` on samples lo:hi."""
-    xb, yb, size = take(obj.inputs, lo, hi), take(obj.targets, lo, hi), hi - lo
-
-    def outputs(p: Tensor) -> Tensor:
-        return obj.forward(p, xb)
-
-    def loss(z: Tensor) -> Tensor:
-        total = obj.loss(z, yb) * size if callable(obj.loss) else obj.loss_sum(z, yb)
-        return total / obj.n
-
-    return outputs, loss
-
-
-def model_gauss_newton_product(obj: ModelObjective, x: Tensor) -> MatVec:
-    """``v ↦ G v`` of ``obj``'s mean loss at ``x``, summed over its chunks."""
-    parts = [_chunk_parts(obj, lo, hi) for lo, hi in obj.bounds]
-    if len(parts) == 1:
-        return gauss_newton_product(*parts[0], x)
-
-    def product(v: Tensor) -> Tensor:
-        return sum(gauss_newton_product(outputs, loss, x)(v) for outputs, loss in parts)
-
-    return product
 
 
 class _Counted:
@@ -148,7 +119,7 @@ class SpectrumMeter:
     def columns(self) -> list[str]:
         return spectrum_columns(self.blocks)
 
-    def measure(self, obj: ModelObjective, x: Tensor, threshold: float | None,
+    def measure(self, obj: Objective, x: Tensor, threshold: float | None,
                 step: int) -> tuple[dict, list[dict]]:
         """``spectrum.csv``'s row and ``spectrum_nodes.csv``'s rows at ``x``.
 
@@ -175,14 +146,15 @@ class SpectrumMeter:
                  for p in range(sd.nodes.shape[0]) for j in range(sd.nodes.shape[1])]
         return row, nodes
 
-    def _split(self, obj: ModelObjective, x: Tensor, hvp: MatVec) -> dict:
-        """The Gauss–Newton and remainder tops and their products; empty cells when the
-        model's output is not one tensor (a dict of outputs has no single ``J``)."""
-        if not isinstance(obj.forward(x, take(obj.inputs, 0, 1)), Tensor):
+    def _split(self, obj: Objective, x: Tensor, hvp: MatVec) -> dict:
+        """The Gauss–Newton and remainder tops and their products; empty cells where the
+        objective has no Gauss–Newton product (a model whose output is not one tensor)."""
+        product = obj.gauss_newton(x)
+        if product is None:
             return {"gn_top": None, "remainder_top": None, "products_gauss_newton": 0,
                     "products_remainder": 0}
         d, args = x.numel(), (x.dtype, x.device)
-        G = _Counted(model_gauss_newton_product(obj, x))
+        G = _Counted(product)
         gn = self.gauss_newton.parts["gauss_newton"].measure(G, d, *args)
         g_calls = G.calls
         rest = _Counted(lambda v: hvp(v) - G(v))

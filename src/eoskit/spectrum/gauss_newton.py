@@ -5,10 +5,9 @@ curvature that comes through the loss (positive semi-definite for convex ℓ,
 such as MSE and cross-entropy) and ``H − G = Σ ∂ℓ/∂z_i ∇²z_i`` the part that
 comes through the network's own curvature, weighted by the residuals.
 
-A product ``G v`` is a forward-mode JVP ``J v`` (one forward pass with tangents),
-the loss Hessian on the outputs (small: the outputs' size) and a VJP
-``Jᵀ(·)`` through the graph of one forward pass kept for all products: no
-second derivative of the network is taken. ``(H − G) v`` subtracts it from a
+A product ``G v`` is :func:`~eoskit.objective.gauss_newton.gauss_newton_product`'s: a
+forward-mode JVP, the loss Hessian on the outputs and a VJP through one kept forward
+graph, no second derivative of the network. ``(H − G) v`` subtracts it from a
 product of the composite's Hessian. Memory: the kept forward graph, the
 composite's gradient graph and the eigensolver's basis.
 
@@ -26,18 +25,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
-from torch.func import jvp
 
-from eoskit.eigs import EigResult, LanczosTracker, MatVec, lanczos
+from eoskit.eigs import EigResult, LanczosTracker, lanczos
 from eoskit.objective import FunctionObjective
-
-Outputs = Callable[[Tensor], Tensor]
-OutputLoss = Callable[[Tensor], Tensor]
+from eoskit.objective.gauss_newton import OutputLoss, Outputs, gauss_newton_product
 
 
 @dataclass
@@ -46,25 +40,6 @@ class GaussNewtonSplit:
 
     gauss_newton: EigResult
     remainder: EigResult
-
-
-def gauss_newton_product(outputs: Outputs, loss: OutputLoss, x: Tensor) -> MatVec:
-    """``v ↦ G v = Jᵀ ∇²ℓ(z) J v`` at ``x``, with ``z = outputs(x)``."""
-    x = x.detach()
-    xr = x.clone().requires_grad_(True)
-    z = outputs(xr)  # this forward graph serves every VJP
-    zr = z.detach().requires_grad_(True)
-    (gz,) = torch.autograd.grad(loss(zr), zr, create_graph=True)
-
-    def product(v: Tensor) -> Tensor:
-        jv = jvp(outputs, (x,), (v,))[1]
-        if not gz.requires_grad:  # ℓ linear in z: ∇²ℓ = 0
-            return torch.zeros_like(v)
-        (hjv,) = torch.autograd.grad(gz, zr, jv, retain_graph=True)
-        (jt,) = torch.autograd.grad(z, xr, hjv, retain_graph=True)
-        return jt
-
-    return product
 
 
 def gauss_newton_eigs(outputs: Outputs, loss: OutputLoss, x: Tensor, k: int = 1,

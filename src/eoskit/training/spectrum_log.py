@@ -6,14 +6,15 @@ step in ``spectrum.csv`` (trace, λ_min, Gauss–Newton and remainder tops, each
 module's λ₁, the mass above the threshold, the products spent) and the SLQ
 quadrature, one row per node, in ``spectrum_nodes.csv``. Both are run tables
 like ``metrics.csv`` (a checkpoint snapshots them, a resume cuts them back to
-it); the trackers' vectors ride in the checkpoint's ``extra``.
+it); the trackers' vectors ride in the checkpoint's ``extra``. A distributed run
+measures the same spectrum on every rank (the objective's products are all-reduced and
+the trackers replicated) and rank 0 writes the tables.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from eoskit.objective import ModelObjective
 from eoskit.spectrum.along_run import NODE_COLUMNS, SpectrumMeter, layout_blocks
 
 SPECTRUM_CSV = "spectrum.csv"
@@ -34,9 +35,6 @@ class SpectrumLog:
         self.tables: dict = {}
         if not self.every:
             return
-        if not isinstance(obj, ModelObjective):
-            raise ValueError("spectrum_every: the spectrum along a run needs the run's own model "
-                             "objective (not a distributed run's shards)")
         self.meter = SpectrumMeter(cfg.spectrum_probes, cfg.spectrum_steps, cfg.eig_tol,
                                    cfg.eig_restart_every, cfg.eig_criterion, cfg.seed,
                                    blocks=layout_blocks(obj))
