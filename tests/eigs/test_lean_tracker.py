@@ -205,7 +205,7 @@ def test_capped_warm_measurements_stop_at_the_cap_and_state_their_error(raw):
         out = tr.measure(hvp, len(p), torch.float64, "cpu", p, raw=raw)
         if m:
             assert count[0] == cap and "cold_after_warm" not in tr.last_info, m
-            assert tr.last_info["warm_products"] == ({"raw": 1, "pre": 2} if raw else
+            assert tr.last_info["by_quantity"] == ({"raw": 1, "pre": 2} if raw else
                                                      {"pre": 3})
         for target, ref in (("raw", _top(state["H"])), ("pre", _top(state["H"], p))):
             if target not in out:
@@ -228,7 +228,7 @@ def test_what_one_capped_search_leaves_goes_to_the_next():
     tr.measure(hvp, len(p), torch.float64, "cpu", p)
     out = tr.measure(hvp, len(p), torch.float64, "cpu", 3 * p * torch.linspace(
         0.2, 1.0, len(p), dtype=torch.float64))
-    assert tr.last_info["warm_products"] == {"raw": 1, "pre": 3}
+    assert tr.last_info["by_quantity"] == {"raw": 1, "pre": 3}
     assert out["raw"].converged and not out["pre"].converged
     assert out["raw"].eigenvalues[0] == pytest.approx(_top(H), rel=1e-8)
 

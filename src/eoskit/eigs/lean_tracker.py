@@ -107,14 +107,15 @@ class LeanTracker(WarmTracker):
                              f"measure {len(targets)}")
         info = self.last_info = {"warm": all(t in self.carried for t in targets),
                                  "products": 0}
-        kept, warm_spent = {}, 0
+        kept, warm_spent, info["by_quantity"] = {}, 0, {}
         # the quantities measured before this one hold their results
         for i, t in enumerate(targets):
             cap = self._warm_cap(warm_spent, len(targets) - i)
+            before = info["products"]
             kept[t], spent = self._measure_one(t, hvp, dim, dtype, device,
                                                p if t == "pre" else None, info, cap)
             warm_spent += spent
-            info.setdefault("warm_products", {})[t] = spent
+            info["by_quantity"][t] = info["products"] - before
         self.solves += 1
         out = {}
         for t, got in kept.items():
