@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from eoskit.bench.monitor_bench import _state_mb, bench_monitor, plain_twin
+from eoskit.bench.monitor_bench import _state_mb, bench_monitor, markdown, plain_twin
 from eoskit.bench.monitor_settings import SETTINGS, build_model, make_optimizer
 
 
@@ -85,3 +85,13 @@ def test_a_looser_tol_reaches_the_monitor_and_counts_errors_within_it():
     assert sum(loose["hvps_all"]) < sum(tight["hvps_all"])
     assert max(loose["rel_errors"]) > 1e-3  # so 1e-3 would not count them all within
     assert loose["within_tol"] == sum(e <= 3e-2 for e in loose["rel_errors"]) / 3
+
+
+def test_the_product_engine_reaches_the_monitor_and_names_the_row():
+    default = bench_monitor("gpt-tiny", "adamw", 5, 8, raw=False, references=False,
+                            log=lambda *_: None)
+    chosen = bench_monitor("gpt-tiny", "adamw", 5, 8, raw=False, references=False,
+                           hvp_method="retained", log=lambda *_: None)
+    assert (default["hvp_method"], chosen["hvp_method"]) == ("fd", "retained")
+    lines = markdown([default, chosen]).splitlines()
+    assert "products" not in lines[2] and "retained products" in lines[3]

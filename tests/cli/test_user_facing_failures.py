@@ -233,6 +233,9 @@ def test_bench_list_options_repeated_and_comma_separated_alike():
         assert code == 2 and "['huge']" in _one_line(out), opts
     code, out = _invoke("bench", "monitor", "--every", "10", "--every", "0")
     assert code == 2 and "at least 1, got [10, 0]" in _one_line(out)
+    code, out = _invoke("bench", "monitor", "--hvp-method", "fdd")
+    assert code == 2 and "--hvp-method must be one of" in _one_line(out) and "'fdd'" in (
+        _one_line(out))
     code, out = _invoke("bench", "monitor", "--image-dtype", "float16")  # its range overflows
     assert code == 2 and "bfloat16 or float32, got 'float16'" in _one_line(out)
     for tol in ("0", "1.5"):

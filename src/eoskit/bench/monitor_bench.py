@@ -150,8 +150,9 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
                   references: bool = True, device: str = "cpu", raw: bool = True,
                   max_warm_products: int | None = None, criterion: str = "eigenvalue",
                   image_dtype: torch.dtype | None = None, tol: float = 1e-3,
-                  mode: str = "auto", log=print) -> dict:
-    """One row: products, errors, time ratio and memory of a Monitor in this loop."""
+                  mode: str = "auto", hvp_method: str | None = None, log=print) -> dict:
+    """One row: products, errors, time ratio and memory of a Monitor in this loop
+    (``hvp_method``: the Monitor's product engine; None: its default)."""
     s = SETTINGS[setting]
     model, opt, stream, probe = bench_start(setting, optimizer, seed, device)
     d = sum(p.numel() for p in model.parameters())
@@ -161,7 +162,7 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
     plain_peak = peak_mb(device)
     mon = Monitor(model, next_token_loss, (probe, probe), every=every, optimizer=opt,
                   raw_sharpness=raw, max_warm_products=max_warm_products, criterion=criterion,
-                  image_dtype=image_dtype, tol=tol, mode=mode)
+                  image_dtype=image_dtype, tol=tol, mode=mode, hvp_method=hvp_method)
     mon.steps = 2
     peaks, errors, t_mon, plain_steps = [], [], 0.0, []
     twin = twin_opt = None
@@ -204,6 +205,7 @@ def bench_monitor(setting: str, optimizer: str, every: int, steps: int, *, seed:
                    plain_steps, tol)
     return {**out, "tol": tol, "device": device, "raw": raw, "max_warm_products": max_warm_products,
             "criterion": criterion, "mode": mon.meter.mode,  # as "auto" resolved it
+            "hvp_method": mon.objective.hvp_method,
             "image_dtype": None if image_dtype is None else str(image_dtype).removeprefix("torch.")}
 
 
@@ -289,6 +291,8 @@ def markdown(rows: list[dict]) -> str:
             what += f", {r['image_dtype']} images"
         if r.get("tol", 1e-3) != 1e-3:
             what += f", tol {r['tol']:g}"
+        if r.get("hvp_method", "fd") != "fd":
+            what += f", {r['hvp_method']} products"
         lines.append(
             f"| {r['setting']} | {r['optimizer']} | {what} | {r['every']} | {r['steps']} | "
             f"{r['hvps_first']} / {_f(r['hvps_steady_median'], '.1f')} | "

@@ -133,6 +133,9 @@ def monitor_cmd(
     mode: str = _O("auto", help="The Monitor's tracker: shared (one set of products for "
                    "both quantities), lean (one after the other, few d-long vectors) or "
                    "auto (shared while its basis fits 256 MB, else lean)."),
+    hvp_method: Optional[str] = _O(None, help="The Monitor's product engine (e.g. fd, "
+                                   "fd+compile, retained; default: the Monitor's, fd below "
+                                   "float64)."),
     torch_threads: Optional[int] = _O(None, min=1, help="torch intra-op threads."),
     device: str = _O("cpu", help="cpu or cuda (peak memory: the GPU's allocated memory)."),
     json_out: Optional[Path] = _O(None, "--json", help="Write the rows here as JSON."),
@@ -173,6 +176,11 @@ def monitor_cmd(
                          "tracker's raw and preconditioned searches take a product each")
     if not 0 < tol < 1:
         raise UsageError(f"--tol must be between 0 and 1, got {tol}")
+    from eoskit.objective import HVP_METHODS
+
+    if hvp_method is not None and hvp_method not in HVP_METHODS:
+        raise UsageError(f"--hvp-method must be one of {', '.join(HVP_METHODS)}, "
+                         f"got {hvp_method!r}")
     if not raw and opts != ["adamw"]:
         raise UsageError("--no-raw measures the preconditioned sharpness alone: "
                          "--optimizers adamw only")
@@ -190,6 +198,7 @@ def monitor_cmd(
                                           device=device, raw=raw,
                                           max_warm_products=max_warm_products,
                                           criterion=criterion, log=log, tol=tol, mode=mode,
+                                          hvp_method=hvp_method,
                                           image_dtype=image_dtype and getattr(torch,
                                                                               image_dtype)))
     _write_rows(rows, markdown(rows), json_out, markdown_out)

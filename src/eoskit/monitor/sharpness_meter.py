@@ -6,11 +6,11 @@ one set of products; ``mode="lean"`` measures them one after the other in a few 
 vectors (:class:`~eoskit.eigs.LeanTracker`); ``"auto"`` (the default) takes the shared
 tracker where its smallest basis fits the 256 MB allowance
 (:func:`~eoskit.eigs.shared_budget.shared_fits`: up to about 3.7M float32 parameters for
-both quantities) or a shared-only option is given, else the lean one; ``"lanczos"`` or
-``"streaming"``
-gives each quantity a tracker of its own. ``raw=False`` (an adaptive optimiser only)
-measures the preconditioned sharpness alone. The product engine a measurement uses is the
-objective's (:func:`default_engine` of its dtype unless the user names one).
+both quantities) or ``image_dtype`` (the shared basis's) is given, else the lean one;
+``"lanczos"`` or ``"streaming"`` gives each quantity a tracker of its own. ``raw=False``
+(an adaptive optimiser only) measures the preconditioned sharpness alone. The product
+engine a measurement uses is the objective's (:func:`default_engine` of its dtype unless
+the user names one).
 
 Example:
     >>> import torch
