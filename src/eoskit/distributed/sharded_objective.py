@@ -144,7 +144,7 @@ class ShardedObjective(Objective):
         self.hvp_count += 1 if v.ndim == 1 else v.shape[1]
         return self.reduce(self.local.product(x, v, live))
 
-    def gauss_newton(self, x: Tensor):
+    def gauss_newton(self, x: Tensor) -> Callable[[Tensor], Tensor] | None:
         local = self.local.gauss_newton(x)  # every rank's model has the same outputs
         return None if local is None else (lambda v: self.reduce(local(v)))
 
