@@ -159,6 +159,34 @@ def monitor_cmd(
         raise UsageError(f"--every must be whole numbers, got {list_option(every)}") from None
     if any(n < 1 for n in intervals):
         raise UsageError(f"--every must be at least 1, got {intervals}")
+    _check_monitor_options(opts, criterion=criterion, image_dtype=image_dtype, mode=mode,
+                           max_warm_products=max_warm_products, tol=tol,
+                           hvp_method=hvp_method, raw=raw)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    log = (lambda *a, **k: None) if quiet else typer.echo
+    rows = []
+    for name in names:
+        for opt in opts:
+            for n in intervals:
+                log(f"{name} {opt} every {n}")
+                rows.append(bench_monitor(name, opt, n, steps, references=references,
+                                          device=device, raw=raw,
+                                          max_warm_products=max_warm_products,
+                                          criterion=criterion, log=log, tol=tol, mode=mode,
+                                          hvp_method=hvp_method,
+                                          image_dtype=image_dtype and getattr(torch,
+                                                                              image_dtype)))
+    _write_rows(rows, markdown(rows), json_out, markdown_out)
+
+
+def _check_monitor_options(opts: list[str], *, criterion: str, image_dtype: str | None,
+                           mode: str, max_warm_products: int | None, tol: float,
+                           hvp_method: str | None, raw: bool) -> None:
+    """``eoskit bench monitor``'s Monitor options, each refused with one line before any
+    model is built."""
     from eoskit.eigs.warm_stopping import CRITERIA
 
     if criterion not in CRITERIA:
@@ -184,24 +212,6 @@ def monitor_cmd(
     if not raw and opts != ["adamw"]:
         raise UsageError("--no-raw measures the preconditioned sharpness alone: "
                          "--optimizers adamw only")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
-    log = (lambda *a, **k: None) if quiet else typer.echo
-    rows = []
-    for name in names:
-        for opt in opts:
-            for n in intervals:
-                log(f"{name} {opt} every {n}")
-                rows.append(bench_monitor(name, opt, n, steps, references=references,
-                                          device=device, raw=raw,
-                                          max_warm_products=max_warm_products,
-                                          criterion=criterion, log=log, tol=tol, mode=mode,
-                                          hvp_method=hvp_method,
-                                          image_dtype=image_dtype and getattr(torch,
-                                                                              image_dtype)))
-    _write_rows(rows, markdown(rows), json_out, markdown_out)
 
 
 def _write_rows(rows: list[dict], table: str, json_out: Path | None,

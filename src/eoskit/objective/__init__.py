@@ -8,8 +8,8 @@
 * :mod:`~eoskit.objective.products`: the Hessian-vector product engines and their
   registry (``hvp_method``); :mod:`~eoskit.objective.displacement`: the ``fd`` engine's
   displaced points, formed in place and given back bit for bit.
-* :mod:`~eoskit.objective.gauss_newton`: the Gauss–Newton product ``Jᵀ∇²ℓJ v`` of a loss
-  of network outputs (:meth:`Objective.gauss_newton`).
+* :mod:`~eoskit.objective.gauss_newton_products`: the Gauss–Newton product ``Jᵀ∇²ℓJ v``
+  of a loss of network outputs (:meth:`Objective.gauss_newton`).
 * :mod:`~eoskit.objective.losses`: the per-chunk loss sums.
 """
 
@@ -19,7 +19,7 @@ from eoskit.objective.base import (
     PointObjective,
     directional_derivative,
 )
-from eoskit.objective.gauss_newton import gauss_newton_product
+from eoskit.objective.gauss_newton_products import gauss_newton_product
 from eoskit.objective.losses import LOSS_SUMS, LOSSES, ce_sum, mse_sum, n_correct
 from eoskit.objective.model import (
     ModelObjective,

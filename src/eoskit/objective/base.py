@@ -210,8 +210,8 @@ class Objective:
 
     def gauss_newton(self, x: Tensor) -> Callable[[Tensor], Tensor] | None:
         """``v ↦ G v``, the Gauss–Newton part of the Hessian at ``x``, where the loss is one
-        of network outputs (:mod:`~eoskit.objective.gauss_newton`); None here: a loss with no
-        outputs has no such split."""
+        of network outputs (:mod:`~eoskit.objective.gauss_newton_products`); None here: a
+        loss with no outputs has no such split."""
         return None
 
     # values and gradients

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from eoskit.objective.base import Objective
-from eoskit.objective.gauss_newton import gauss_newton_product
+from eoskit.objective.gauss_newton_products import gauss_newton_product
 from eoskit.objective.losses import loss_sum_of, n_correct
 
 Loss = str | Callable[[object, object], Tensor]  # a built-in name or a user's mean loss

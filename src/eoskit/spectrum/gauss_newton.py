@@ -5,9 +5,10 @@ curvature that comes through the loss (positive semi-definite for convex ℓ,
 such as MSE and cross-entropy) and ``H − G = Σ ∂ℓ/∂z_i ∇²z_i`` the part that
 comes through the network's own curvature, weighted by the residuals.
 
-A product ``G v`` is :func:`~eoskit.objective.gauss_newton.gauss_newton_product`'s: a
-forward-mode JVP, the loss Hessian on the outputs and a VJP through one kept forward
-graph, no second derivative of the network. ``(H − G) v`` subtracts it from a
+A product ``G v`` is
+:func:`~eoskit.objective.gauss_newton_products.gauss_newton_product`'s: a forward-mode
+JVP, the loss Hessian on the outputs and a VJP through one kept forward graph, no second
+derivative of the network. ``(H − G) v`` subtracts it from a
 product of the composite's Hessian. Memory: the kept forward graph, the
 composite's gradient graph and the eigensolver's basis.
 
@@ -31,7 +32,7 @@ from torch import Tensor
 
 from eoskit.eigs import EigResult, LanczosTracker, lanczos
 from eoskit.objective import FunctionObjective
-from eoskit.objective.gauss_newton import OutputLoss, Outputs, gauss_newton_product
+from eoskit.objective.gauss_newton_products import OutputLoss, Outputs, gauss_newton_product
 
 
 @dataclass
