@@ -313,3 +313,31 @@ def test_fd_of_a_model_sums_both_gradients_a_parameter_at_a_time_as_plain_autogr
     assert all(torch.equal(_bits(p.detach()), _bits(b))
                for p, b in zip(model.parameters(), before, strict=True))
     assert torch.equal(obj.product(exact.clone(), v), want)  # a displaced copy
+
+
+def test_compiled_fd_at_a_models_own_parameters_sums_gradients_a_part_at_a_time(monkeypatch):
+    """``fd+compile`` at the live parameters takes eager ``fd``'s path: the compiled loss is
+    called on the parameters' leaves and each gradient is summed into the output a part at
+    a time (a flat point and a flat gradient would be two d-long vectors more); the result
+    is eager ``fd``'s to rounding, and every parameter is given back."""
+    torch.manual_seed(0)
+    model = _TiedAndUnused().double()
+    X, Y = torch.randn(16, 4, dtype=F64), torch.randn(16, 2, dtype=F64)
+    eager, compiled = (ModelObjective(model, nn.functional.mse_loss, X, Y, hvp_method=m)
+                       for m in ("fd", "fd+compile"))
+    v = torch.randn(eager.dim, dtype=F64, generator=torch.Generator().manual_seed(1))
+    with eager.at(None, live=eager.live_parameters()) as point:
+        want = point.hvp(v)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def flat(*args):
+        raise AssertionError("a flat gradient was assembled")
+
+    monkeypatch.setattr(products, "_grad_at", flat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", products.CompileFallbackWarning)
+        with compiled.at(None, live=compiled.live_parameters()) as point:
+            got = point.hvp(v)
+    assert R.relative_error(got, want) <= 1e-10
+    assert all(torch.equal(_bits(p.detach()), _bits(b))
+               for p, b in zip(model.parameters(), before, strict=True))
