@@ -136,8 +136,8 @@ class Monitor:
     converged, larger when the cap stopped it). It would be a bound for exact products and a
     known gap; ``fd`` products add their own error (~1e-5 relative on the issue-22 GPT-2) and
     a warm solve's gap rests on a carried estimate of λ_{k+1}, so where the top eigenvectors
-    turn fast, or the top pair closes after the last cold solve (capped searches never
-    refresh it), the true error can exceed it (``benchmarks/results/monitor.md`` counts).
+    turn fast, or the top pair closes after the last cold solve (a capped search's own λ₂
+    is a loose lower bound), the true error can exceed it (``benchmarks/results/monitor.md``).
     ``step_curvature``: also record κ along *every* optimiser step in
     :attr:`step_rows` (:mod:`~eoskit.monitor.step_curvature`; one forward pass
     per step on the batch given to :meth:`step`, else a gradient on the measurement set).
