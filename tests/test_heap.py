@@ -1,5 +1,6 @@
 """``release_free_heap`` gives the heap's free pages back (resident memory read from
-``/proc``, independently of it), and the Monitor calls it before each CPU measurement."""
+``/proc``, independently of it), and the Monitor and ``eoskit run`` call it before each CPU
+measurement."""
 
 from __future__ import annotations
 
@@ -78,3 +79,18 @@ def test_the_monitor_releases_the_heap_before_each_cpu_measurement(monkeypatch):
     for _ in range(4):
         mon.step()
     assert len(calls) == 2 == len(mon.rows)
+
+
+def test_a_run_releases_the_heap_before_each_cpu_measurement(monkeypatch, tmp_path):
+    from eoskit import store
+    from eoskit.training import loop
+    from eoskit.training.config import RunConfig
+
+    calls = []
+    monkeypatch.setattr(loop, "release_free_heap", lambda: calls.append(1))
+    cfg = RunConfig(dataset="digits", n_train=32, n_test=0, width=4, depth=1, dtype="float64",
+                    steps=5, sharpness_every=2, eval_every=0)
+    assert loop.train(cfg, tmp_path / "run", progress=False)["status"] == "completed"
+    rows = store.read_rows(tmp_path / "run" / "metrics.csv")
+    measured = [r["step"] for r in rows if r["sharpness"] is not None]
+    assert len(calls) == len(measured) >= 3, (calls, measured)

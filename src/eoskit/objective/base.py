@@ -86,7 +86,7 @@ class PointObjective:
     def x(self) -> Tensor:
         """The point, flat (d,); made from ``live`` on first use when not given."""
         if self._x is None:
-            self._x = torch.cat([t.detach().reshape(-1) for t in self.live])
+            self._x = flat_copy(self.live)
         return self._x
 
     def _build_graph(self) -> None:
@@ -330,6 +330,11 @@ def directional_derivative(fn: ScalarFn, x: Tensor, v: Tensor, order: int) -> Te
     for _ in range(order):
         g = (lambda h: (lambda y: jvp(h, (y,), (v,))[1]))(g)
     return g(x)
+
+
+def flat_copy(tensors) -> Tensor:
+    """One fresh flat vector holding ``tensors`` (detached) one after the other."""
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
 
 
 def _same_point(a: Tensor, b: Tensor) -> bool:

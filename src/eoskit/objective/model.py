@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from eoskit.objective.base import Objective
+from eoskit.objective.base import Objective, flat_copy
 from eoskit.objective.gauss_newton_products import gauss_newton_product
 from eoskit.objective.losses import loss_sum_of, n_correct
 
@@ -138,7 +138,7 @@ def layout_of(model: nn.Module) -> ParamLayout:
 
 def flatten_params(model: nn.Module, dtype=None, device=None) -> Tensor:
     """The model's current trainable parameters as one flat vector."""
-    x = torch.cat([p.detach().reshape(-1) for _, p in trainable(model)])  # a fresh tensor
+    x = flat_copy(p for _, p in trainable(model))
     return x.to(dtype=dtype or x.dtype, device=device or x.device)
 
 

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from eoskit import store
+from eoskit._heap import release_free_heap
 from eoskit._version import __version__
 from eoskit.diagnostics import ForcingTracker, diagnosable, diagnose_rule_step, diagnostic_columns
 from eoskit.eigs import EigResult, make_tracker, preconditioned_matvec
@@ -292,6 +293,8 @@ class Trainer:
         eig = precond_eig = None
         hvps_before = self.obj.hvp_count
         if measure:
+            if x.device.type == "cpu":  # as the Monitor: what the heap kept is not counted twice
+                release_free_heap()
             point = self.obj.at(x)
             if obj is self.obj:
                 loss, g, aux = point.value, point.grad, point.aux
