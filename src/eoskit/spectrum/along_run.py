@@ -14,7 +14,7 @@ one process's data: every product it asks for is the objective's.
 
 Example:
     >>> import torch
-    >>> from eoskit.objective import ModelObjective, Objective
+    >>> from eoskit.objective import ModelObjective
     >>> torch.manual_seed(0) is not None
     True
     >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
