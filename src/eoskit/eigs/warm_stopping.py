@@ -85,12 +85,31 @@ def carried_next(th: np.ndarray, err: np.ndarray, k: int, cold: bool,
                  last_values: np.ndarray | None, last_next: float | None) -> float | None:
     """The λ_{k+1} estimate to carry after a solve: a cold solve's converged θ_{k+1} raised by
     its error estimate; after a warm one, whose θ_{k+1} is only a lower bound, the carried
-    estimate moved as the top values moved, at least that θ_{k+1}. None if the solve held
-    no (k+1)-th value."""
+    estimate moved as the top values moved (:func:`followed`), at least that θ_{k+1}.
+    None if the solve held no (k+1)-th value."""
     if len(th) <= k:
         return last_next
     own = float(th[k])
     if cold or last_next is None:
         return own + float(err[k]) if len(err) > k else own
-    shift = 0.0 if last_values is None else float(np.max(th[:k] - last_values[:k]))
-    return max(own, last_next + shift)
+    if last_values is None:
+        return max(own, last_next)
+    return max(own, followed(last_next, last_values[:k], th[:k]))
+
+
+def followed(last_next: float, last_values: np.ndarray, values: np.ndarray) -> float:
+    """λ_{k+1}'s estimate moved with the top values (``last_values`` → ``values``): by as
+    much as they rose, but as they fall by no more than in proportion.
+
+    A fall carried as an equal absolute one keeps the gap it had, which grows relative to a
+    shrinking spectrum: on the issue-22 GPT-2 under AdamW the raw top value fell from 3.25
+    to 0.44 over 300 steps, the gap kept from step 10 came to exceed most of the top value,
+    and the capped measurements' error estimates fell up to 2.4× below their true errors. A
+    spectrum that shrinks keeps its ratios; one that rises is taken to keep its gap (the
+    larger λ_{k+1} of the two rules)."""
+    shift = float(np.max(values - last_values))
+    moved_by = last_next + shift
+    top, last_top = float(values[0]), float(last_values[0])
+    if shift < 0 and last_next > 0 and top > 0 and last_top > 0:
+        return max(moved_by, last_next * top / last_top)
+    return moved_by
