@@ -12,7 +12,7 @@ import torch
 
 from eoskit.eigs import LeanTracker, SharedTracker
 from eoskit.eigs.thick_lanczos import ThickLanczos
-from eoskit.eigs.warm_stopping import CRITERIA
+from eoskit.eigs.warm_stopping import CRITERIA, carried_next
 
 
 def _operator(d: int = 120, seed: int = 0):
@@ -263,3 +263,18 @@ def test_capped_estimates_hold_while_the_whole_spectrum_shrinks(tracker):
         err = _top(H) - float(got.eigenvalues[0])
         assert -1e-12 <= err <= float(got.error_estimates[0]) * (1 + 1e-9), (t, err)
         Q = turn @ Q
+
+
+def test_the_carried_next_value_rises_by_the_top_values_rise_and_falls_in_proportion():
+    """After a warm solve λ₂'s estimate follows the top value: up 1 → 2 by the same amount
+    (0.9 → 1.9), down 2 → 1 in proportion (1.8 → 0.9, not 0.8), never below the solve's own
+    θ₂ (a lower bound); a cold solve's own θ₂ raised by its error estimate replaces it."""
+    def after(top, last_top, last_next, own=-5.0, cold=False):
+        return carried_next(np.array([top, own]), np.array([0.0, 0.01]), 1, cold,
+                            np.array([last_top]), last_next)
+
+    assert after(2.0, 1.0, 0.9) == pytest.approx(1.9)
+    assert after(1.0, 2.0, 1.8) == pytest.approx(0.9)
+    assert after(1.0, 2.0, 1.8, own=0.95) == pytest.approx(0.95)
+    assert after(1.0, 2.0, 1.8, own=0.5, cold=True) == pytest.approx(0.51)
+    assert after(1.0, 2.0, -0.5) == pytest.approx(-1.5)  # no proportion below zero
