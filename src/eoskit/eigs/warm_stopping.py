@@ -103,7 +103,7 @@ def followed(last_next: float, last_values: np.ndarray, values: np.ndarray) -> f
 
     A fall carried as an equal absolute one keeps the gap it had, which grows relative to a
     shrinking spectrum: on the issue-22 GPT-2 under AdamW the raw top value fell from 3.25
-    to 0.44 over 300 steps, the gap kept from step 10 came to exceed most of the top value,
+    to 0.44 over 300 steps, the gap of step 10 was kept while the spectrum shrank sevenfold,
     and the capped measurements' error estimates fell up to 2.4× below their true errors. A
     spectrum that shrinks keeps its ratios; one that rises is taken to keep its gap (the
     larger λ_{k+1} of the two rules)."""
