@@ -69,16 +69,27 @@ def test_eoskit_trim_heap_0_leaves_the_heap_alone():
     assert abs(before - after) < 4
 
 
+def test_only_a_cpu_measurement_trims_the_heap(monkeypatch):
+    """A GPU measurement's memory is not the C heap's: ``malloc_trim`` runs for the CPU only."""
+    trimmed = []
+    monkeypatch.setattr(heap, "_trim", lambda pad: trimmed.append(pad) or 1)
+    monkeypatch.delenv("EOSKIT_TRIM_HEAP", raising=False)
+    assert heap.release_free_heap(torch.device("cuda", 0)) is False
+    assert heap.release_free_heap("meta") is False and trimmed == []
+    assert heap.release_free_heap(torch.device("cpu")) is True and trimmed == [0]
+
+
 def test_the_monitor_releases_the_heap_before_each_cpu_measurement(monkeypatch):
     calls = []
-    monkeypatch.setattr(sharpness_meter, "release_free_heap", lambda: calls.append(1))
+    monkeypatch.setattr(sharpness_meter, "release_free_heap",
+                        lambda device: calls.append(torch.device(device).type))
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
     x, y = torch.randn(16, 3), torch.randn(16, 1)
     mon = Monitor(model, torch.nn.functional.mse_loss, (x, y), every=2, curvature=False)
     for _ in range(4):
         mon.step()
-    assert len(calls) == 2 == len(mon.rows)
+    assert calls == ["cpu", "cpu"] and len(mon.rows) == 2
 
 
 def test_a_run_releases_the_heap_before_each_cpu_measurement(monkeypatch, tmp_path):
@@ -87,7 +98,8 @@ def test_a_run_releases_the_heap_before_each_cpu_measurement(monkeypatch, tmp_pa
     from eoskit.training.config import RunConfig
 
     calls = []
-    monkeypatch.setattr(loop, "release_free_heap", lambda: calls.append(1))
+    monkeypatch.setattr(loop, "release_free_heap",
+                        lambda device: calls.append(torch.device(device).type))
     cfg = RunConfig(dataset="digits", n_train=32, n_test=0, width=4, depth=1, dtype="float64",
                     steps=5, sharpness_every=2, eval_every=0)
     assert loop.train(cfg, tmp_path / "run", progress=False)["status"] == "completed"

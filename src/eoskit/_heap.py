@@ -17,14 +17,17 @@ import ctypes
 import ctypes.util
 import os
 
+import torch
+
 _trim = None  # the C function, False where there is none
 
 
-def release_free_heap() -> bool:
-    """``malloc_trim(0)`` where glibc has it and ``EOSKIT_TRIM_HEAP`` is not ``0``; True if
-    it returned memory to the system."""
+def release_free_heap(device="cpu") -> bool:
+    """Before a measurement on ``device``: ``malloc_trim(0)`` where the measurement runs on
+    the CPU, glibc has it and ``EOSKIT_TRIM_HEAP`` is not ``0``; True if it returned memory
+    to the system. A GPU measurement's memory is not the C heap's: nothing is done."""
     global _trim
-    if os.environ.get("EOSKIT_TRIM_HEAP", "1") == "0":
+    if torch.device(device).type != "cpu" or os.environ.get("EOSKIT_TRIM_HEAP", "1") == "0":
         return False
     if _trim is None:
         _trim = _find_trim()

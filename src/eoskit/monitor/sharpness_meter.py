@@ -121,8 +121,7 @@ class SharpnessMeter:
         dtype, device = self.objective.dtype, self.objective.device
         if not self.raw and p is None:  # before the optimiser's first step: nothing to measure
             return None, None
-        if torch.device(device).type == "cpu":  # what the loop's heap kept is not counted twice
-            release_free_heap()
+        release_free_heap(device)  # what the loop's heap kept is not counted twice
         if isinstance(self.tracker, WarmTracker):  # shared or lean
             # P by slices off the optimiser's state: no d-long copy beside the basis
             out = self.tracker.measure(hvp, d, dtype, device, p, raw=self.raw)

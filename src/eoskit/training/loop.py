@@ -293,8 +293,7 @@ class Trainer:
         eig = precond_eig = None
         hvps_before = self.obj.hvp_count
         if measure:
-            if x.device.type == "cpu":  # as the Monitor: what the heap kept is not counted twice
-                release_free_heap()
+            release_free_heap(x.device)  # as the Monitor: what the heap kept is not counted twice
             point = self.obj.at(x)
             if obj is self.obj:
                 loss, g, aux = point.value, point.grad, point.aux
