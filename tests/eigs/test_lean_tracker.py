@@ -177,7 +177,7 @@ def test_a_float32_search_carries_its_starts_in_bfloat16_at_no_cost_in_products(
     assert lean.carry_dtype(torch.float64) == torch.float64
 
 
-def _counted(H_of, p_of):
+def _counted(H_of):
     """A product ``v ↦ H v`` of the operator ``H_of()`` returns now, counting calls."""
     count = [0]
 
@@ -198,7 +198,7 @@ def test_capped_warm_measurements_stop_at_the_cap_and_state_their_error(raw):
     H, p = _operator(seed=1)
     g = torch.Generator().manual_seed(2)
     state = {"H": H}
-    hvp, count = _counted(lambda: state["H"], None)
+    hvp, count = _counted(lambda: state["H"])
     tr = LeanTracker(1, tol, restart_every=0, max_warm_products=cap, eigenvectors=False)
     for m in range(6):
         count[0] = 0
@@ -223,7 +223,7 @@ def test_what_one_capped_search_leaves_goes_to_the_next():
     """H fixed: the raw search starts on its top vector and settles in one product of its
     two; the preconditioned one, whose P moved, takes the other three of the cap."""
     H, p = _operator(seed=3)
-    hvp, count = _counted(lambda: H, None)
+    hvp, count = _counted(lambda: H)
     tr = LeanTracker(1, 1e-8, restart_every=0, max_warm_products=4, eigenvectors=False)
     tr.measure(hvp, len(p), torch.float64, "cpu", p)
     out = tr.measure(hvp, len(p), torch.float64, "cpu", 3 * p * torch.linspace(
